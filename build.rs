@@ -1,0 +1,9 @@
+// SPDX-License-Identifier: MIT
+//! Records the build target for `--version`.
+
+fn main() {
+    println!(
+        "cargo:rustc-env=TARGET={}",
+        std::env::var("TARGET").unwrap_or_default()
+    );
+}

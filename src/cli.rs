@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: MIT
+//! The command line: pico-args into `Args`, with a `GITLAB_RUNNER_AUTH_*`
+//! environment variable behind every option (flags win), and `--help`.
+
+use crate::error::{Error, Result};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Command {
+    #[default]
+    Run,
+    Plan,
+    Status,
+    Unregister,
+}
+
+/// The raw options, still as text; `settings` validates them.
+#[derive(Debug, Default, PartialEq)]
+pub struct Args {
+    pub command: Command,
+    pub api_url: Option<String>,
+    pub prefix: Option<PathBuf>,
+    pub stateless: bool,
+    pub config: Option<PathBuf>,
+    pub template: Option<PathBuf>,
+    pub hostname: Option<String>,
+    pub tags: Vec<String>,
+    pub registration: Option<String>,
+    pub runner_type: Option<String>,
+    pub group_id: Option<String>,
+    pub project_id: Option<String>,
+    pub prune: bool,
+    pub max_delete: Option<String>,
+    pub dry_run: bool,
+    pub offline_ok: bool,
+    pub rotate_before: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Option<String>,
+    pub wait: Option<String>,
+    pub verbose: u8,
+    pub quiet: bool,
+    pub json: bool,
+    pub help: bool,
+    pub version: bool,
+}
+
+pub const ENV_PREFIX: &str = "GITLAB_RUNNER_AUTH_";
+
+pub const HELP: &str = "\
+gitlab-runner-auth: make sure this host's GitLab runners exist, that their
+tokens are valid, and that gitlab-runner's config.toml holds them.
+Runs as ExecStartPre= of gitlab-runner.service.
+
+USAGE:
+  gitlab-runner-auth [run|plan|status|unregister] [OPTIONS]
+
+COMMANDS:
+  run         reconcile runners and write config.toml (default)
+  plan        show what run would do, change nothing (exit 2 if anything would)
+  status      report each runner's token validity and expiry
+  unregister  delete this host's runners from GitLab and clear local state
+
+OPTIONS (each also read from the environment variable shown; flags win):
+  --api-url URL           GitLab URL: https://host, https://host/ or
+                          https://host/api/v4             [GITLAB_RUNNER_AUTH_API_URL]
+  -p, --prefix DIR        directory of the token files, template and state
+                          (default /etc/gitlab-runner)    [GITLAB_RUNNER_AUTH_PREFIX]
+  --stateless             keep no runner-data.json; GitLab is the source of
+                          truth (needs access-token)      [GITLAB_RUNNER_AUTH_STATELESS]
+  --config FILE           config.toml to write (default PREFIX/config.toml)
+                                                          [GITLAB_RUNNER_AUTH_CONFIG]
+  --template FILE         template (default PREFIX/config.template)
+                                                          [GITLAB_RUNNER_AUTH_TEMPLATE]
+  --hostname NAME         this host's name (default: the kernel's)
+                                                          [GITLAB_RUNNER_AUTH_HOSTNAME]
+  --tag TAG               extra tag for created runners; repeatable
+                          (environment: comma-separated)  [GITLAB_RUNNER_AUTH_TAGS]
+  --registration MODE     auto|legacy|user-runners: how admin-token creates
+                          runners (default auto: by token prefix)
+                                                          [GITLAB_RUNNER_AUTH_REGISTRATION]
+  --runner-type TYPE      instance_type|group_type|project_type
+                          (default instance_type)         [GITLAB_RUNNER_AUTH_RUNNER_TYPE]
+  --group-id ID           group of group_type runners     [GITLAB_RUNNER_AUTH_GROUP_ID]
+  --project-id ID         project of project_type runners [GITLAB_RUNNER_AUTH_PROJECT_ID]
+  --prune                 delete this host's runners of types no longer
+                          configured                      [GITLAB_RUNNER_AUTH_PRUNE]
+  --max-delete N          never delete more than N runners in one run
+                          (default 3)                     [GITLAB_RUNNER_AUTH_MAX_DELETE]
+  --dry-run               same as the plan command        [GITLAB_RUNNER_AUTH_DRY_RUN]
+  --offline-ok            GitLab unreachable and config.toml present: keep
+                          it, warn, exit 0                [GITLAB_RUNNER_AUTH_OFFLINE_OK]
+  --rotate-before DUR     also rotate tokens expiring within DUR (default 0)
+                                                          [GITLAB_RUNNER_AUTH_ROTATE_BEFORE]
+  --ca-file FILE          extra CA certificates (PEM) to trust
+                                                          [GITLAB_RUNNER_AUTH_CA_FILE]
+  --timeout DUR           per-request timeout (default 20s)
+                                                          [GITLAB_RUNNER_AUTH_TIMEOUT]
+  --wait DUR              total time for retries, and for the lock
+                          (default 60s)                   [GITLAB_RUNNER_AUTH_WAIT]
+  --json                  status: print JSON              [GITLAB_RUNNER_AUTH_JSON]
+  -v, --verbose           more logging (-vv: trace)       [GITLAB_RUNNER_AUTH_VERBOSE]
+  -q, --quiet             only warnings, errors and the summary line
+                                                          [GITLAB_RUNNER_AUTH_QUIET]
+  -h, --help              this text
+  -V, --version           version and build target
+
+Durations: 30s, 5m, 2h, 7d. Booleans in the environment: 1/0, true/false, yes/no.
+Without an API URL the tool logs a notice and exits 0, touching nothing.
+
+FILES (in PREFIX; token files are looked up in $CREDENTIALS_DIRECTORY first):
+  admin-token       registration token, or access token with create_runner scope
+  access-token      access token with api scope (optional; heals, deletes, lists)
+  config.template   config.toml template, Python str.format named fields
+  runner-data.json  state: runner type -> id, token, expiry
+  .gitlab-runner-auth.lock
+
+EXIT STATUS:
+";
+
+/// The environment variable of an option (`api-url` → `GITLAB_RUNNER_AUTH_API_URL`).
+pub fn env_name(option: &str) -> String {
+    format!("{ENV_PREFIX}{}", option.replace('-', "_").to_uppercase())
+}
+
+fn parse_bool(name: &str, value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(Error::usage(format!(
+            "invalid value '{value}' for {name}: expected true or false"
+        ))),
+    }
+}
+
+/// Parse `argv` (without the program name); `env` looks up variables.
+pub fn parse(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Result<Args> {
+    let mut p = pico_args::Arguments::from_vec(argv);
+    let usage = |e: pico_args::Error| Error::usage(format!("{e}; see --help"));
+    let command = match p.subcommand().map_err(usage)?.as_deref() {
+        None | Some("run") => Command::Run,
+        Some("plan") => Command::Plan,
+        Some("status") => Command::Status,
+        Some("unregister") => Command::Unregister,
+        Some(other) => {
+            return Err(Error::usage(format!(
+                "unknown command '{other}'; expected run, plan, status or unregister"
+            )));
+        }
+    };
+    let text = |p: &mut pico_args::Arguments, keys: &[&'static str]| -> Result<Option<String>> {
+        let long = keys[keys.len() - 1];
+        let flag = match keys {
+            [s, l] => p.opt_value_from_str::<_, String>([*s, *l]),
+            _ => p.opt_value_from_str::<_, String>(long),
+        }
+        .map_err(usage)?;
+        Ok(flag.or_else(|| env(&env_name(&long[2..])).filter(|v| !v.is_empty())))
+    };
+    let flag = |p: &mut pico_args::Arguments, keys: &[&'static str]| -> Result<bool> {
+        let long = keys[keys.len() - 1];
+        let set = match keys {
+            [s, l] => p.contains([*s, *l]),
+            _ => p.contains(long),
+        };
+        if set {
+            return Ok(true);
+        }
+        let name = env_name(&long[2..]);
+        env(&name).map_or(Ok(false), |v| parse_bool(&name, &v))
+    };
+    let mut args = Args {
+        command,
+        help: p.contains(["-h", "--help"]),
+        version: p.contains(["-V", "--version"]),
+        ..Args::default()
+    };
+    args.api_url = text(&mut p, &["--api-url"])?;
+    args.prefix = text(&mut p, &["-p", "--prefix"])?.map(PathBuf::from);
+    args.stateless = flag(&mut p, &["--stateless"])?;
+    args.config = text(&mut p, &["--config"])?.map(PathBuf::from);
+    args.template = text(&mut p, &["--template"])?.map(PathBuf::from);
+    args.hostname = text(&mut p, &["--hostname"])?;
+    args.tags = p.values_from_str::<_, String>("--tag").map_err(usage)?;
+    if args.tags.is_empty() {
+        if let Some(v) = env(&env_name("tags")) {
+            args.tags = v
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect();
+        }
+    }
+    args.registration = text(&mut p, &["--registration"])?;
+    args.runner_type = text(&mut p, &["--runner-type"])?;
+    args.group_id = text(&mut p, &["--group-id"])?;
+    args.project_id = text(&mut p, &["--project-id"])?;
+    args.prune = flag(&mut p, &["--prune"])?;
+    args.max_delete = text(&mut p, &["--max-delete"])?;
+    args.dry_run = flag(&mut p, &["--dry-run"])?;
+    args.offline_ok = flag(&mut p, &["--offline-ok"])?;
+    args.rotate_before = text(&mut p, &["--rotate-before"])?;
+    args.ca_file = text(&mut p, &["--ca-file"])?.map(PathBuf::from);
+    args.timeout = text(&mut p, &["--timeout"])?;
+    args.wait = text(&mut p, &["--wait"])?;
+    args.json = flag(&mut p, &["--json"])?;
+    args.quiet = flag(&mut p, &["-q", "--quiet"])?;
+    while p.contains("-vv") {
+        args.verbose += 2;
+    }
+    while p.contains(["-v", "--verbose"]) {
+        args.verbose += 1;
+    }
+    if args.verbose == 0 {
+        if let Some(v) = env(&env_name("verbose")) {
+            args.verbose = match v.trim().parse::<u8>() {
+                Ok(n) => n,
+                Err(_) => u8::from(parse_bool(&env_name("verbose"), &v)?),
+            };
+        }
+    }
+    let rest = p.finish();
+    if let Some(first) = rest.first() {
+        return Err(Error::usage(format!(
+            "unexpected argument '{}'; see --help",
+            first.to_string_lossy()
+        )));
+    }
+    Ok(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn run(argv: &[&str], env: &[(&str, &str)]) -> Result<Args> {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        parse(
+            argv.iter().map(OsString::from).collect(),
+            &|k| env.get(k).cloned(),
+        )
+    }
+
+    #[test]
+    fn flags_and_env() {
+        let a = run(
+            &["plan", "--api-url", "https://g", "-p", "/x", "--tag", "a", "--tag", "b", "-vv", "--dry-run"],
+            &[("GITLAB_RUNNER_AUTH_API_URL", "https://env"), ("GITLAB_RUNNER_AUTH_HOSTNAME", "h1")],
+        )
+        .unwrap();
+        assert_eq!(a.command, Command::Plan);
+        assert_eq!(a.api_url.as_deref(), Some("https://g"), "flag wins");
+        assert_eq!(a.hostname.as_deref(), Some("h1"), "env fills in");
+        assert_eq!(a.prefix, Some(PathBuf::from("/x")));
+        assert_eq!(a.tags, vec!["a", "b"]);
+        assert_eq!(a.verbose, 2);
+        assert!(a.dry_run);
+    }
+
+    #[test]
+    fn env_lists_and_bools() {
+        let a = run(
+            &[],
+            &[
+                ("GITLAB_RUNNER_AUTH_TAGS", "x, y,,z"),
+                ("GITLAB_RUNNER_AUTH_STATELESS", "yes"),
+                ("GITLAB_RUNNER_AUTH_OFFLINE_OK", "0"),
+                ("GITLAB_RUNNER_AUTH_VERBOSE", "1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(a.command, Command::Run);
+        assert_eq!(a.tags, vec!["x", "y", "z"]);
+        assert!(a.stateless);
+        assert!(!a.offline_ok);
+        assert_eq!(a.verbose, 1);
+    }
+
+    #[test]
+    fn usage_errors() {
+        let cases: [(&[&str], &[(&str, &str)], &str); 4] = [
+            (&["frobnicate"], &[], "unknown command 'frobnicate'"),
+            (&["--bogus"], &[], "unexpected argument '--bogus'"),
+            (&["--api-url"], &[], "--api-url"),
+            (&[], &[("GITLAB_RUNNER_AUTH_PRUNE", "maybe")], "GITLAB_RUNNER_AUTH_PRUNE"),
+        ];
+        for (argv, env, want) in cases {
+            let e = run(argv, env).unwrap_err();
+            assert_eq!(e.exit_code(), 64);
+            assert!(e.to_string().contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_env_variable() {
+        for opt in [
+            "api-url", "prefix", "stateless", "config", "template", "hostname", "tags", "registration",
+            "runner-type", "group-id", "project-id", "prune", "max-delete", "dry-run", "offline-ok",
+            "rotate-before", "ca-file", "timeout", "wait", "verbose", "quiet",
+        ] {
+            assert!(HELP.contains(&env_name(opt)), "{opt}");
+        }
+    }
+}

@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: MIT
+//! The one error type of the tool: a kind that decides the exit code, and a
+//! one-line message that already names the file or request it is about.
+
+use std::fmt;
+
+/// What went wrong, as far as the exit code is concerned (SPEC §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Bad command line (64).
+    Usage,
+    /// Bad input data: a malformed file or a junk answer from GitLab (65).
+    Data,
+    /// GitLab cannot be reached, or keeps failing after retries (69).
+    Unreachable,
+    /// Internal error (70).
+    Internal,
+    /// An output file cannot be written (73).
+    Write,
+    /// Another run holds the lock (75).
+    LockBusy,
+    /// A permission or authentication refusal (77).
+    Denied,
+    /// A configuration problem (78).
+    Config,
+}
+
+impl Kind {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Kind::Usage => 64,
+            Kind::Data => 65,
+            Kind::Unreachable => 69,
+            Kind::Internal => 70,
+            Kind::Write => 73,
+            Kind::LockBusy => 75,
+            Kind::Denied => 77,
+            Kind::Config => 78,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Error {
+    kind: Kind,
+    msg: String,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn new(kind: Kind, msg: impl Into<String>) -> Self {
+        Error {
+            kind,
+            msg: msg.into(),
+        }
+    }
+    pub fn usage(msg: impl Into<String>) -> Self {
+        Self::new(Kind::Usage, msg)
+    }
+    pub fn data(msg: impl Into<String>) -> Self {
+        Self::new(Kind::Data, msg)
+    }
+    pub fn config(msg: impl Into<String>) -> Self {
+        Self::new(Kind::Config, msg)
+    }
+    pub fn denied(msg: impl Into<String>) -> Self {
+        Self::new(Kind::Denied, msg)
+    }
+    pub fn internal(msg: impl Into<String>) -> Self {
+        Self::new(Kind::Internal, msg)
+    }
+    /// A failed read of `path`; a missing or unreadable input file is a configuration problem.
+    pub fn read(path: &std::path::Path, err: std::io::Error) -> Self {
+        let kind = if err.kind() == std::io::ErrorKind::PermissionDenied {
+            Kind::Denied
+        } else {
+            Kind::Config
+        };
+        Self::new(kind, format!("failed to read {}: {}", path.display(), err))
+    }
+    /// A failed write of `path`.
+    pub fn write(path: &std::path::Path, err: impl fmt::Display) -> Self {
+        Self::new(
+            Kind::Write,
+            format!("failed to write {}: {}", path.display(), err),
+        )
+    }
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+    pub fn exit_code(&self) -> i32 {
+        self.kind.exit_code()
+    }
+    /// Prefix the message with more context, keeping the kind.
+    pub fn context(self, what: impl fmt::Display) -> Self {
+        Error {
+            kind: self.kind,
+            msg: format!("{}: {}", what, self.msg),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The table printed by `--help` and documented in the README and man page.
+pub const EXIT_CODES: &str = "\
+  0   success (for plan: nothing would change)
+  2   plan only: changes are pending
+  64  usage error (bad option or value)
+  65  bad input data (malformed file, junk answer from GitLab)
+  69  GitLab unreachable (connection errors or 5xx after retries)
+  70  internal error
+  73  cannot write an output file
+  75  another run holds the lock
+  77  permission or authentication refused
+  78  configuration error";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_spec() {
+        let table = [
+            (Kind::Usage, 64),
+            (Kind::Data, 65),
+            (Kind::Unreachable, 69),
+            (Kind::Internal, 70),
+            (Kind::Write, 73),
+            (Kind::LockBusy, 75),
+            (Kind::Denied, 77),
+            (Kind::Config, 78),
+        ];
+        for (kind, code) in table {
+            assert_eq!(kind.exit_code(), code);
+            assert!(EXIT_CODES.contains(&format!("  {code}  ")));
+        }
+    }
+
+    #[test]
+    fn context_keeps_kind() {
+        let e = Error::data("bad").context("failed to read x");
+        assert_eq!(e.kind(), Kind::Data);
+        assert_eq!(e.to_string(), "failed to read x: bad");
+    }
+}

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: MIT
+//! The only place that writes files: atomic replacement (temporary file in
+//! the same directory, `0600`, fsync, rename, fsync of the directory), and
+//! the per-prefix lock.
+
+use crate::error::{Error, Kind, Result};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Removes the temporary file unless the write went through.
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Does `path` already hold exactly `bytes`?
+pub fn same_content(path: &Path, bytes: &[u8]) -> bool {
+    std::fs::read(path).is_ok_and(|b| b == bytes)
+}
+
+/// Replace `path` with `bytes`, mode `0600`. A file that already exists keeps
+/// its owner and group. Never leaves a truncated file behind.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::write(path, "not a file path"))?
+        .to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut guard = TempGuard(Some(tmp.clone()));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::write(path, e))?;
+    file.write_all(bytes).map_err(|e| Error::write(path, e))?;
+    if let Ok(old) = std::fs::metadata(path) {
+        let (uid, gid) = (old.uid(), old.gid());
+        let new = file.metadata().map_err(|e| Error::write(path, e))?;
+        if (uid, gid) != (new.uid(), new.gid()) {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(|e| {
+                Error::write(path, format!("cannot keep owner {uid}:{gid}: {e}"))
+            })?;
+        }
+    }
+    file.sync_all().map_err(|e| Error::write(path, e))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(|e| Error::write(path, e))?;
+    guard.0 = None;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// An exclusive lock on a file, held until dropped.
+pub struct Lock {
+    _file: File,
+}
+
+/// Take the lock at `path`, waiting up to `wait` for another run to finish.
+pub fn lock(path: &Path, wait: Duration) -> Result<Lock> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::write(path, e).context("failed to take the lock"))?;
+    let deadline = Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Lock { _file: file }),
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::new(
+                    Kind::LockBusy,
+                    format!(
+                        "another gitlab-runner-auth holds {} (waited {}s); try again when it has finished",
+                        path.display(),
+                        wait.as_secs()
+                    ),
+                ));
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(Error::write(path, e).context("failed to take the lock"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("gra-fs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn writes_0600_and_replaces() {
+        let d = scratch("w");
+        let p = d.join("f");
+        std::fs::write(&p, "old").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_atomic(&p, b"new").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+        assert!(same_content(&p, b"new"));
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1, "no temp file left");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn second_lock_is_busy() {
+        let d = scratch("l");
+        let p = d.join("lock");
+        let _held = lock(&p, Duration::ZERO).unwrap();
+        let e = lock(&p, Duration::from_millis(200)).err().unwrap();
+        assert_eq!(e.kind(), Kind::LockBusy);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,491 @@
+// SPDX-License-Identifier: MIT
+//! The GitLab client: one `ureq::Agent` (timeouts, TLS roots, user agent),
+//! bounded retries with backoff and jitter, error decoding, and one method
+//! per endpoint this tool calls. The only module that touches the network.
+
+pub mod api;
+
+use crate::clock;
+use crate::error::{Error, Kind, Result};
+use crate::secret::Secret;
+use api::{ErrorBody, RunnerDetails, TokenAnswer};
+use serde_json::{Value, json};
+use std::hash::{BuildHasher, Hasher};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub const USER_AGENT: &str = concat!("gitlab-runner-auth/", env!("CARGO_PKG_VERSION"));
+
+/// A token as GitLab issued it.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub id: Option<u64>,
+    pub token: Secret,
+    pub expires_at: Option<i64>,
+}
+
+/// The answer of `POST /runners/verify`.
+#[derive(Debug, Clone)]
+pub enum Verified {
+    /// Valid. `id` is `None` on servers older than 15.10 (plain-text answer).
+    Valid {
+        id: Option<u64>,
+        expires_at: Option<i64>,
+    },
+    /// 403: unknown, deleted or expired.
+    Invalid,
+}
+
+/// What to send when creating a runner.
+pub struct NewRunner<'a> {
+    pub description: &'a str,
+    pub tags: &'a [String],
+    pub scope: crate::settings::Scope,
+}
+
+/// Whether a request may be repeated after it may have reached GitLab.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Reads and verify: retry any transient failure.
+    Safe,
+    /// Creates and resets: a lost answer could lose a runner or a token, so
+    /// retry only what surely never reached GitLab (connect errors, 429).
+    BeforeSendOnly,
+}
+
+struct Reply {
+    status: u16,
+    body: String,
+    next_page: Option<String>,
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    wait: Duration,
+}
+
+const RETRY_STATUS: &[u16] = &[408, 429, 500, 502, 503, 504];
+const BACKOFF_START: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+impl Client {
+    /// `base` is `https://host/api/v4`; `wait` bounds all retries of one call.
+    pub fn new(base: &str, timeout: Duration, wait: Duration, ca_file: Option<&Path>) -> Result<Client> {
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(root_certs(ca_file)?)
+            .build();
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .user_agent(USER_AGENT)
+            .timeout_global(Some(timeout))
+            .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+            .max_redirects(0)
+            .tls_config(tls)
+            .build();
+        if let Some(host) = base.strip_prefix("http://") {
+            let host = host.split(['/', ':']).next().unwrap_or("");
+            if !matches!(host, "localhost" | "[") && !host.starts_with("127.") && !host.starts_with("[::1]") {
+                log::warn!("using plain http:// to {host}: tokens cross the network unencrypted");
+            }
+        }
+        Ok(Client {
+            agent: config.into(),
+            base: base.to_string(),
+            wait,
+        })
+    }
+
+    /// `POST /runners/verify`.
+    pub fn verify(&self, token: &Secret, system_id: Option<&str>) -> Result<Verified> {
+        let mut body = json!({ "token": token.expose() });
+        if let Some(s) = system_id {
+            body["system_id"] = s.into();
+        }
+        let what = "POST /runners/verify";
+        let reply = self.call("POST", "/runners/verify", None, Some(&body), Repeat::Safe)?;
+        match reply.status {
+            200 => {
+                if reply.body.trim() == "200" || reply.body.trim().is_empty() {
+                    return Ok(Verified::Valid { id: None, expires_at: None });
+                }
+                let a: TokenAnswer = decode(what, &reply)?;
+                Ok(Verified::Valid {
+                    id: a.id,
+                    expires_at: expiry(what, a.token_expires_at.as_deref())?,
+                })
+            }
+            403 => Ok(Verified::Invalid),
+            _ => Err(unexpected(what, &reply)),
+        }
+    }
+
+    /// `POST /runners/reset_authentication_token` with the current token.
+    /// `Ok(None)` when GitLab refuses the token (403).
+    pub fn reset_by_token(&self, token: &Secret) -> Result<Option<IssuedToken>> {
+        let what = "POST /runners/reset_authentication_token";
+        let body = json!({ "token": token.expose() });
+        let reply = self.call("POST", "/runners/reset_authentication_token", None, Some(&body), Repeat::BeforeSendOnly)?;
+        match reply.status {
+            200 | 201 => issued(what, &reply).map(Some),
+            403 => Ok(None),
+            _ => Err(unexpected(what, &reply)),
+        }
+    }
+
+    /// `POST /runners/:id/reset_authentication_token` with an access token.
+    /// `Ok(None)` when the runner does not exist (404).
+    pub fn reset_by_id(&self, pat: &Secret, id: u64) -> Result<Option<IssuedToken>> {
+        let path = format!("/runners/{id}/reset_authentication_token");
+        let what = format!("POST {path}");
+        let reply = self.call("POST", &path, Some(pat), None, Repeat::BeforeSendOnly)?;
+        match reply.status {
+            200 | 201 => issued(&what, &reply).map(|t| Some(IssuedToken { id: Some(id), ..t })),
+            404 => Ok(None),
+            _ => Err(unexpected(&what, &reply)),
+        }
+    }
+
+    /// `POST /runners` with a registration token (the legacy workflow).
+    pub fn register(&self, registration_token: &Secret, new: &NewRunner) -> Result<IssuedToken> {
+        let what = "POST /runners";
+        let body = json!({
+            "token": registration_token.expose(),
+            "description": new.description,
+            "tag_list": new.tags.join(","),
+            "run_untagged": false,
+            "locked": false,
+        });
+        let reply = self.call("POST", "/runners", None, Some(&body), Repeat::BeforeSendOnly)?;
+        match reply.status {
+            200 | 201 => issued(what, &reply),
+            410 => Err(Error::config(format!(
+                "{what}: 410 {}: registration tokens are disabled on this GitLab; put an access token with create_runner scope (glpat-…) in admin-token to create runners with POST /user/runners",
+                message(&reply).unwrap_or_default()
+            ))),
+            403 => Err(Error::denied(format!(
+                "{what}: 403 {}: GitLab refused the registration token in admin-token",
+                message(&reply).unwrap_or_default()
+            ))),
+            _ => Err(unexpected(what, &reply)),
+        }
+    }
+
+    /// `POST /user/runners` with an access token (the 15.10+ workflow).
+    pub fn create(&self, pat: &Secret, new: &NewRunner) -> Result<IssuedToken> {
+        let what = "POST /user/runners";
+        let mut body = json!({
+            "runner_type": new.scope.runner_type(),
+            "description": new.description,
+            "tag_list": new.tags.join(","),
+            "run_untagged": false,
+            "locked": false,
+        });
+        match new.scope {
+            crate::settings::Scope::Group(g) => body["group_id"] = g.into(),
+            crate::settings::Scope::Project(p) => body["project_id"] = p.into(),
+            crate::settings::Scope::Instance => {}
+        }
+        let reply = self.call("POST", "/user/runners", Some(pat), Some(&body), Repeat::BeforeSendOnly)?;
+        match reply.status {
+            200 | 201 => issued(what, &reply),
+            _ => Err(unexpected(what, &reply)),
+        }
+    }
+
+    /// `GET /runners/:id`; `Ok(None)` on 404.
+    pub fn runner(&self, pat: &Secret, id: u64) -> Result<Option<RunnerDetails>> {
+        let path = format!("/runners/{id}");
+        let what = format!("GET {path}");
+        let reply = self.call("GET", &path, Some(pat), None, Repeat::Safe)?;
+        match reply.status {
+            200 => decode(&what, &reply).map(Some),
+            404 => Ok(None),
+            _ => Err(unexpected(&what, &reply)),
+        }
+    }
+
+    /// `PUT /runners/:id` with the description and tags this host registers.
+    pub fn update(&self, pat: &Secret, id: u64, description: &str, tags: &[String]) -> Result<()> {
+        let path = format!("/runners/{id}");
+        let what = format!("PUT {path}");
+        let body = json!({ "description": description, "tag_list": tags.join(",") });
+        let reply = self.call("PUT", &path, Some(pat), Some(&body), Repeat::Safe)?;
+        match reply.status {
+            200 => Ok(()),
+            _ => Err(unexpected(&what, &reply)),
+        }
+    }
+
+    /// `DELETE /runners/:id`; `Ok(false)` when it was already gone.
+    pub fn delete(&self, pat: &Secret, id: u64) -> Result<bool> {
+        let path = format!("/runners/{id}");
+        let what = format!("DELETE {path}");
+        let reply = self.call("DELETE", &path, Some(pat), None, Repeat::Safe)?;
+        match reply.status {
+            200 | 204 => Ok(true),
+            404 => Ok(false),
+            _ => Err(unexpected(&what, &reply)),
+        }
+    }
+
+    /// `GET /runners/all?tag_list=…`, every page.
+    pub fn list_tagged(&self, pat: &Secret, tags: &[String]) -> Result<Vec<RunnerDetails>> {
+        let mut out = Vec::new();
+        let mut page = "1".to_string();
+        for _ in 0..1000 {
+            let path = format!(
+                "/runners/all?tag_list={}&per_page=100&page={page}",
+                tags.join(",")
+            );
+            let what = format!("GET {path}");
+            let reply = self.call("GET", &path, Some(pat), None, Repeat::Safe)?;
+            if reply.status != 200 {
+                return Err(unexpected(&what, &reply));
+            }
+            out.extend(decode::<Vec<RunnerDetails>>(&what, &reply)?);
+            match reply.next_page.filter(|p| !p.is_empty()) {
+                Some(p) => page = p,
+                None => return Ok(out),
+            }
+        }
+        Err(Error::data("GET /runners/all: more than 1000 pages; giving up"))
+    }
+
+    /// One request with retries. Transport failures and retryable statuses
+    /// that outlast `wait` become `Kind::Unreachable` errors.
+    fn call(&self, method: &str, path: &str, pat: Option<&Secret>, body: Option<&Value>, repeat: Repeat) -> Result<Reply> {
+        let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
+        let start = Instant::now();
+        let mut delay = BACKOFF_START;
+        let mut attempt = 1;
+        loop {
+            let t0 = Instant::now();
+            let result = self.once(method, path, pat, body);
+            let (retry_after, cause) = match result {
+                Ok((reply, retry_after)) => {
+                    log::debug!("{what} -> {} ({} ms)", reply.status, t0.elapsed().as_millis());
+                    if !RETRY_STATUS.contains(&reply.status)
+                        || (repeat == Repeat::BeforeSendOnly && reply.status != 429)
+                    {
+                        return Ok(reply);
+                    }
+                    let cause = format!("{} {}", reply.status, message(&reply).unwrap_or_default());
+                    (retry_after, cause)
+                }
+                Err(e) => {
+                    log::debug!("{what} -> {e} ({} ms)", t0.elapsed().as_millis());
+                    if repeat == Repeat::BeforeSendOnly && !never_sent(&e) {
+                        return Err(Error::new(
+                            Kind::Unreachable,
+                            format!("{what}: {e}; not retried, as GitLab may have acted on it (the next run checks again)"),
+                        ));
+                    }
+                    (None, e.to_string())
+                }
+            };
+            let sleep = retry_after.unwrap_or_else(|| jitter(delay));
+            if start.elapsed() + sleep > self.wait {
+                return Err(Error::new(
+                    Kind::Unreachable,
+                    format!(
+                        "{what}: {}; gave up after {attempt} attempt{} in {:.1}s (--wait {}s)",
+                        cause.trim(),
+                        if attempt == 1 { "" } else { "s" },
+                        start.elapsed().as_secs_f64(),
+                        self.wait.as_secs()
+                    ),
+                ));
+            }
+            log::info!("{what}: {}; retrying in {:.1}s", cause.trim(), sleep.as_secs_f64());
+            std::thread::sleep(sleep);
+            delay = (delay * 2).min(BACKOFF_MAX);
+            attempt += 1;
+        }
+    }
+
+    /// Send once: the reply and its `Retry-After`, or a transport error.
+    fn once(&self, method: &str, path: &str, pat: Option<&Secret>, body: Option<&Value>) -> std::result::Result<(Reply, Option<Duration>), ureq::Error> {
+        let url = format!("{}{}", self.base, path);
+        let builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("Accept", "application/json");
+        let builder = match pat {
+            Some(p) => builder.header("PRIVATE-TOKEN", p.expose()),
+            None => builder,
+        };
+        let response = match body {
+            Some(b) => {
+                let req = builder
+                    .header("Content-Type", "application/json")
+                    .body(b.to_string())
+                    .map_err(ureq::Error::Http)?;
+                self.agent.run(req)?
+            }
+            None => {
+                let req = builder.body(()).map_err(ureq::Error::Http)?;
+                self.agent.run(req)?
+            }
+        };
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let retry_after = header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let next_page = header("x-next-page");
+        let mut response = response;
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(16 * 1024 * 1024)
+            .read_to_string()?;
+        Ok((Reply { status, body, next_page }, retry_after))
+    }
+}
+
+/// Did this transport error happen before the request could reach GitLab?
+fn never_sent(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => true,
+        ureq::Error::Timeout(t) => matches!(t, ureq::Timeout::Resolve | ureq::Timeout::Connect),
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NetworkUnreachable | std::io::ErrorKind::HostUnreachable
+        ),
+        _ => false,
+    }
+}
+
+/// A random duration in [d/2, d].
+fn jitter(d: Duration) -> Duration {
+    let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let frac = 0.5 + (r % 1000) as f64 / 2000.0;
+    d.mul_f64(frac)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, reply: &Reply) -> Result<T> {
+    serde_json::from_str(&reply.body).map_err(|e| {
+        Error::data(format!(
+            "{what}: {} with an unreadable body ({}): {e}",
+            reply.status,
+            describe_body(&reply.body)
+        ))
+    })
+}
+
+fn expiry(what: &str, value: Option<&str>) -> Result<Option<i64>> {
+    match value {
+        None => Ok(None),
+        Some(v) => clock::parse(v)
+            .map(Some)
+            .ok_or_else(|| Error::data(format!("{what}: token_expires_at '{v}' is not an RFC 3339 time"))),
+    }
+}
+
+fn issued(what: &str, reply: &Reply) -> Result<IssuedToken> {
+    let a: TokenAnswer = decode(what, reply)?;
+    let token = a
+        .token
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| Error::data(format!("{what}: {} without a token in the answer", reply.status)))?;
+    Ok(IssuedToken {
+        id: a.id,
+        token: Secret::new(token.trim()),
+        expires_at: expiry(what, a.token_expires_at.as_deref())?,
+    })
+}
+
+/// GitLab's error text from a JSON error body, if there is one.
+fn message(reply: &Reply) -> Option<String> {
+    serde_json::from_str::<ErrorBody>(&reply.body).ok()?.text()
+}
+
+fn describe_body(body: &str) -> String {
+    let t = body.trim_start();
+    if t.is_empty() {
+        "empty".into()
+    } else if t.starts_with('<') {
+        "an HTML page, not the GitLab API: check --api-url".into()
+    } else {
+        format!("{} bytes", body.len())
+    }
+}
+
+/// An error for a status the caller did not expect, with GitLab's message.
+fn unexpected(what: &str, reply: &Reply) -> Error {
+    let detail = message(reply).unwrap_or_else(|| describe_body(&reply.body));
+    let kind = match reply.status {
+        401 | 403 => Kind::Denied,
+        400 | 404 | 409 | 410 | 422 => Kind::Config,
+        s if s >= 500 || s == 429 || s == 408 => Kind::Unreachable,
+        _ => Kind::Data,
+    };
+    let hint = match (reply.status, message(reply)) {
+        (401, _) => "; check access-token / admin-token (missing, expired or revoked)",
+        (403, Some(m)) if m.contains("insufficient_scope") => "; the access token needs the api scope (create_runner for admin-token)",
+        (403, _) => "; the token lacks permission for this runner",
+        (300..=399, _) => "; redirected: check --api-url",
+        _ => "",
+    };
+    Error::new(kind, format!("{what}: {} {detail}{hint}", reply.status))
+}
+
+/// Trust: the system's CA bundle (or `SSL_CERT_FILE`) plus `ca_file`; the
+/// bundled Mozilla roots when the system has no bundle.
+fn root_certs(ca_file: Option<&Path>) -> Result<ureq::tls::RootCerts> {
+    const BUNDLES: &[&str] = &[
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/ca-bundle.pem",
+        "/etc/ssl/cert.pem",
+    ];
+    let mut certs = Vec::new();
+    if let Some(f) = ca_file {
+        let pem = std::fs::read(f).map_err(|e| Error::read(f, e))?;
+        let found = pem_certs(&pem);
+        if found.is_empty() {
+            return Err(Error::config(format!("failed to read {}: no PEM certificates in it", f.display())));
+        }
+        certs.extend(found);
+    }
+    let system = std::env::var_os("SSL_CERT_FILE")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(BUNDLES.iter().map(std::path::PathBuf::from))
+        .find_map(|p| std::fs::read(p).ok());
+    match system {
+        Some(pem) => certs.extend(pem_certs(&pem)),
+        None if certs.is_empty() => return Ok(ureq::tls::RootCerts::WebPki),
+        None => {}
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
+}
+
+fn pem_certs(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
+    ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `system_id` gitlab-runner keeps beside `config.toml`, when valid.
+pub fn read_system_id(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let id = text.trim();
+    let valid = id.len() == 14
+        && (id.starts_with("s_") || id.starts_with("r_"))
+        && id[2..].chars().all(|c| c.is_ascii_alphanumeric());
+    if !valid {
+        log::warn!("ignoring {}: not a gitlab-runner system id", path.display());
+    }
+    valid.then(|| id.to_string())
+}

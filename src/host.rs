@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: MIT
+//! Facts about this host: hostname, cluster name, batch scheduler, and the
+//! description and tags a runner of a given type is registered with.
+
+use crate::error::{Error, Result};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// Scheduler commands and the tag each one implies, in lookup order.
+const SCHEDULERS: &[(&str, &str)] = &[
+    ("sbatch", "slurm"),
+    ("salloc", "slurm"),
+    ("bsub", "lsf"),
+    ("qsub", "pbs"),
+    ("cqsub", "cobalt"),
+    ("flux", "flux"),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub hostname: String,
+    pub scheduler: Option<&'static str>,
+    pub extra_tags: Vec<String>,
+}
+
+impl Host {
+    /// `hostname` overrides the kernel's; `path` is the `PATH` searched for
+    /// a scheduler.
+    pub fn detect(hostname: Option<String>, path: Option<&str>, extra_tags: Vec<String>) -> Result<Host> {
+        let hostname = match hostname {
+            Some(h) => h,
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map_err(|e| Error::config(format!("failed to read the hostname: {e}; set --hostname")))?
+                .trim()
+                .to_string(),
+        };
+        if hostname.is_empty() || hostname.contains([',', ' ', '\n']) {
+            return Err(Error::config(format!("invalid hostname '{hostname}'")));
+        }
+        Ok(Host {
+            hostname,
+            scheduler: path.and_then(find_scheduler),
+            extra_tags,
+        })
+    }
+
+    /// The hostname without its digits (`quartz12` → `quartz`).
+    pub fn cluster(&self) -> String {
+        self.hostname.chars().filter(|c| !c.is_ascii_digit()).collect()
+    }
+
+    pub fn description(&self, runner_type: &str) -> String {
+        format!("{}-{}", self.hostname, runner_type)
+    }
+
+    /// hostname, cluster (when it differs), type, scheduler (batch only),
+    /// then every `--tag`; without duplicates.
+    pub fn tags(&self, runner_type: &str) -> Vec<String> {
+        let mut tags = vec![self.hostname.clone()];
+        let cluster = self.cluster();
+        let mut push = |t: &str| {
+            if !t.is_empty() && !tags.iter().any(|x| x == t) {
+                tags.push(t.to_string());
+            }
+        };
+        push(&cluster);
+        push(runner_type);
+        if runner_type == "batch" {
+            if let Some(s) = self.scheduler {
+                push(s);
+            }
+        }
+        for t in &self.extra_tags {
+            push(t);
+        }
+        tags
+    }
+}
+
+fn find_scheduler(path: &str) -> Option<&'static str> {
+    SCHEDULERS.iter().find_map(|(cmd, tag)| {
+        std::env::split_paths(path)
+            .any(|dir| is_executable(&dir.join(cmd)))
+            .then_some(*tag)
+    })
+}
+
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, scheduler: Option<&'static str>, extra: &[&str]) -> Host {
+        Host {
+            hostname: name.into(),
+            scheduler,
+            extra_tags: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn tags_per_type() {
+        let cases = [
+            (host("quartz12", Some("slurm"), &[]), "batch", vec!["quartz12", "quartz", "batch", "slurm"]),
+            (host("quartz12", Some("slurm"), &[]), "shell", vec!["quartz12", "quartz", "shell"]),
+            (host("login", None, &["x", "login"]), "batch", vec!["login", "batch", "x"]),
+            (host("42", None, &[]), "shell", vec!["42", "shell"]),
+        ];
+        for (h, ty, want) in cases {
+            assert_eq!(h.tags(ty), want);
+        }
+        assert_eq!(host("quartz12", None, &[]).description("shell"), "quartz12-shell");
+    }
+
+    #[test]
+    fn finds_scheduler_on_path() {
+        let dir = std::env::temp_dir().join(format!("gra-host-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bsub = dir.join("bsub");
+        std::fs::write(&bsub, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&bsub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("/nonexistent:{}", dir.display());
+        assert_eq!(find_scheduler(&path), Some("lsf"));
+        std::fs::set_permissions(&bsub, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(find_scheduler(&path), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

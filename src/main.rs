@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: MIT
+//! gitlab-runner-auth: parse, set up logging, run, map the error to one log
+//! line and an exit code.
+
+mod cli;
+mod clock;
+mod diff;
+mod error;
+mod fsutil;
+mod gitlab;
+mod host;
+mod reconcile;
+mod secret;
+mod settings;
+mod state;
+mod template;
+
+use std::io::IsTerminal;
+
+fn main() {
+    std::process::exit(run());
+}
+
+fn run() -> i32 {
+    let argv: Vec<_> = std::env::args_os().skip(1).collect();
+    let args = match cli::parse(argv, &|k| std::env::var(k).ok()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("gitlab-runner-auth: {e}");
+            return e.exit_code();
+        }
+    };
+    if args.help {
+        print!("{}{}\n", cli::HELP, error::EXIT_CODES);
+        return 0;
+    }
+    if args.version {
+        println!("gitlab-runner-auth {} ({})", env!("CARGO_PKG_VERSION"), env!("TARGET"));
+        return 0;
+    }
+    init_logging(args.verbose, args.quiet);
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
+    let result = settings::Settings::from_args(&args, credentials).and_then(|s| reconcile::run(&s));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            log::error!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    use log::LevelFilter;
+    let level = match (quiet, verbose) {
+        (true, _) => LevelFilter::Warn,
+        (false, 0) => LevelFilter::Info,
+        (false, 1) => LevelFilter::Debug,
+        (false, _) => LevelFilter::Trace,
+    };
+    let deps = if verbose >= 2 { LevelFilter::Trace } else { LevelFilter::Warn };
+    let mut logger = simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .with_module_level("ureq", deps)
+        .with_module_level("ureq_proto", deps)
+        .with_module_level("rustls", deps)
+        .with_module_level("gitlab_runner_auth::summary", LevelFilter::Info)
+        .with_colors(std::io::stderr().is_terminal());
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        logger = logger.without_timestamps();
+    }
+    let _ = logger.init();
+}

@@ -1,0 +1,627 @@
+// SPDX-License-Identifier: MIT
+//! The stateful reconcile: load and check every input before the network,
+//! observe (verify tokens), decide per runner type with the pure `decide`,
+//! then apply (or, for `plan`, only report), persisting state after every
+//! token GitLab issues, and finally render and write `config.toml`.
+
+use crate::clock;
+use crate::error::{Error, Kind, Result};
+use crate::fsutil;
+use crate::gitlab::{Client, IssuedToken, NewRunner, Verified};
+use crate::host::Host;
+use crate::secret::{Secret, TokenDirs, mask};
+use crate::settings::{Registration, Settings};
+use crate::state::{ConfigRunner, Entry, State, config_runners};
+use crate::template::{RunnerValues, Template};
+use std::collections::BTreeSet;
+
+/// What GitLab said about a runner type's credential.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// No token in the state.
+    Missing,
+    /// GitLab rejected the token (403).
+    Invalid,
+    /// A valid token: the state's, or one gitlab-runner rotated itself and
+    /// left in `config.toml` (`adopted`).
+    Valid {
+        token: Secret,
+        adopted: bool,
+        expires_at: Option<i64>,
+        obtained_at: Option<i64>,
+    },
+}
+
+/// What to do for one runner type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Nothing.
+    Keep,
+    /// Store what verify told us (expiry, first-seen time) in the state.
+    Record,
+    /// Take over the token gitlab-runner rotated.
+    Adopt,
+    /// Reset the token with itself, keeping the runner.
+    Rotate { reason: String },
+    /// Reset the token by runner id with the access token.
+    Heal { id: u64 },
+    /// Create a new runner; `orphan` is an old runner id left in GitLab.
+    Create { orphan: Option<u64> },
+}
+
+/// Decide what a runner type needs. Pure: every input is a value.
+pub fn decide(entry: &Entry, observed: &Observed, now: i64, rotate_before: i64, have_access_token: bool) -> Action {
+    match observed {
+        Observed::Missing => Action::Create { orphan: None },
+        Observed::Invalid => match entry.id {
+            Some(id) if have_access_token => Action::Heal { id },
+            _ => Action::Create { orphan: entry.id },
+        },
+        Observed::Valid { adopted, expires_at, obtained_at, .. } => {
+            if let Some(exp) = *expires_at {
+                if now + rotate_before >= exp {
+                    return Action::Rotate {
+                        reason: format!("expires {}", clock::format(exp)),
+                    };
+                }
+                if let Some(obt) = *obtained_at {
+                    let due = obt + (exp - obt) * 3 / 4;
+                    if obt < exp && now >= due {
+                        return Action::Rotate {
+                            reason: format!("past 75% of its lifetime ({})", clock::format(due)),
+                        };
+                    }
+                }
+            }
+            if *adopted {
+                Action::Adopt
+            } else if entry.token_expires_at != *expires_at || entry.token_obtained_at.is_none() {
+                Action::Record
+            } else {
+                Action::Keep
+            }
+        }
+    }
+}
+
+/// Everything read from disk, checked before any request.
+struct Inputs {
+    template: Template,
+    state: State,
+    host: Host,
+    admin: Option<(Secret, std::path::PathBuf)>,
+    access: Option<Secret>,
+    system_id: Option<String>,
+}
+
+impl Inputs {
+    fn load(s: &Settings) -> Result<Inputs> {
+        let text = std::fs::read_to_string(&s.template).map_err(|e| Error::read(&s.template, e))?;
+        let template = Template::parse(&text, &s.template.display().to_string())?;
+        let (state, from_file) = match State::load(&s.state)? {
+            Some(st) => (st, true),
+            None => (State::default_types(), false),
+        };
+        let types: BTreeSet<String> = state.entries.keys().cloned().collect();
+        let origin = if from_file {
+            format!("no such runner type in {}", s.state.display())
+        } else {
+            format!("{} does not exist, so the runner types are batch and shell", s.state.display())
+        };
+        template.check_types(&types, &origin)?;
+        let used = template.runner_types();
+        if let Some(unused) = types.iter().find(|t| !used.contains(*t)) {
+            let fix = if from_file {
+                format!("remove it from {} or use {{{unused}}} in the template", s.state.display())
+            } else {
+                format!(
+                    "create {} listing the types the template uses, e.g. {{\"shell\": {{}}}}",
+                    s.state.display()
+                )
+            };
+            return Err(Error::config(format!(
+                "runner type '{unused}' is never used by {}: {fix}",
+                s.template.display()
+            )));
+        }
+        for t in template.expiry_without_obtained() {
+            log::warn!(
+                "{} fills {{{t}.token_expires_at}} but not {{{t}.token_obtained_at}}: gitlab-runner will rotate that token at once on start",
+                s.template.display()
+            );
+        }
+        let path = std::env::var("PATH").ok();
+        let host = Host::detect(s.hostname.clone(), path.as_deref(), s.tags.clone())?;
+        let dirs = TokenDirs::new(s.credentials_dir.clone(), &s.prefix);
+        let admin = dirs.read("admin-token")?;
+        let access = dirs.read("access-token")?.map(|(t, _)| t);
+        let system_id = crate::gitlab::read_system_id(&s.system_id);
+        Ok(Inputs { template, state, host, admin, access, system_id })
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    verified: usize,
+    created: usize,
+    rotated: usize,
+    healed: usize,
+    adopted: usize,
+    recorded: usize,
+}
+
+struct Engine<'a> {
+    s: &'a Settings,
+    client: Client,
+    inputs: Inputs,
+    now: i64,
+    tally: Tally,
+    /// `plan` output lines.
+    plan: Vec<String>,
+}
+
+/// Run `run` or `plan`; the exit code on success.
+pub fn run(s: &Settings) -> Result<i32> {
+    let Some(api_base) = s.api_base.as_deref() else {
+        log::info!(
+            "not configured: no GitLab API URL (set GITLAB_RUNNER_AUTH_API_URL in /etc/default/gitlab-runner-auth or pass --api-url); nothing to do"
+        );
+        return Ok(0);
+    };
+    if s.stateless {
+        return Err(Error::usage("--stateless is not supported by this version yet"));
+    }
+    if !s.prefix.is_dir() {
+        return Err(Error::config(format!("prefix {} is not a directory", s.prefix.display())));
+    }
+    let _lock = if s.dry_run { None } else { Some(fsutil::lock(&s.lock, s.wait)?) };
+    let inputs = Inputs::load(s)?;
+    let client = Client::new(api_base, s.timeout, s.wait, s.ca_file.as_deref())?;
+    let mut engine = Engine { s, client, inputs, now: clock::now(), tally: Tally::default(), plan: Vec::new() };
+    match engine.reconcile() {
+        Err(e) if e.kind() == Kind::Unreachable && s.offline_ok && s.config.is_file() && !s.dry_run => {
+            log::warn!("{e}");
+            log::warn!("GitLab is unreachable; keeping the existing {} (--offline-ok)", s.config.display());
+            summary(&format!("offline: kept {}", s.config.display()));
+            Ok(0)
+        }
+        other => other,
+    }
+}
+
+fn summary(text: &str) {
+    log::info!(target: "gitlab_runner_auth::summary", "{text}");
+}
+
+impl Engine<'_> {
+    fn reconcile(&mut self) -> Result<i32> {
+        let existing = match config_runners(&self.s.config) {
+            Ok(r) => r.unwrap_or_default(),
+            Err(e) if e.kind() == Kind::Data => {
+                log::warn!("{e}; it will be replaced");
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
+        let observed = self.observe(&existing)?;
+        let have_pat = self.inputs.access.is_some();
+        let types: Vec<String> = self.inputs.state.entries.keys().cloned().collect();
+        let mut changes = 0;
+        for (ty, obs) in types.iter().zip(observed) {
+            let entry = &self.inputs.state.entries[ty];
+            let action = decide(entry, &obs, self.now, self.s.rotate_before.as_secs() as i64, have_pat);
+            if action != Action::Keep {
+                changes += 1;
+            }
+            if self.s.dry_run {
+                self.plan.push(describe(ty, entry, &obs, &action, &self.inputs.host));
+            } else {
+                self.apply(ty, obs, action)?;
+            }
+        }
+        let wrote = self.write_config(&existing)?;
+        if self.s.dry_run {
+            for line in &self.plan {
+                println!("{line}");
+            }
+            let pending = changes > 0 || wrote;
+            summary(&format!(
+                "plan: {}",
+                if pending { "changes pending" } else { "nothing to do" }
+            ));
+            return Ok(if pending { 2 } else { 0 });
+        }
+        let t = &self.tally;
+        summary(&format!(
+            "{} runner{} ok: {} verified, {} created, {} rotated, {} healed, {} adopted; {} {}",
+            types.len(),
+            if types.len() == 1 { "" } else { "s" },
+            t.verified,
+            t.created,
+            t.rotated,
+            t.healed,
+            t.adopted,
+            self.s.config.display(),
+            if wrote { "written" } else { "unchanged" }
+        ));
+        Ok(0)
+    }
+
+    /// Verify every token: first those in `config.toml` that the state does
+    /// not hold (gitlab-runner may have rotated them), then the state's.
+    fn observe(&mut self, existing: &[ConfigRunner]) -> Result<Vec<Observed>> {
+        let known: Vec<&Secret> = self.inputs.state.entries.values().filter_map(|e| e.token.as_ref()).collect();
+        let sid = self.inputs.system_id.as_deref();
+        let mut adoptable: Vec<(u64, &ConfigRunner, Option<i64>)> = Vec::new();
+        for r in existing.iter().filter(|r| !known.contains(&&r.token)) {
+            match self.client.verify(&r.token, sid)? {
+                Verified::Valid { id: Some(id), expires_at } if self.inputs.state.entries.values().any(|e| e.id == Some(id)) => {
+                    adoptable.push((id, r, expires_at));
+                }
+                Verified::Valid { id, .. } => log::warn!(
+                    "{} holds a valid token of runner {} that runner-data.json does not know; it will be dropped from config.toml",
+                    self.s.config.display(),
+                    id.map_or("(unknown id)".to_string(), |i| i.to_string())
+                ),
+                Verified::Invalid => log::debug!("{} holds a stale token ({})", self.s.config.display(), r.token),
+            }
+        }
+        let mut out = Vec::new();
+        for (ty, entry) in &self.inputs.state.entries {
+            if let Some((_, r, expires_at)) = adoptable.iter().find(|(id, _, _)| Some(*id) == entry.id) {
+                out.push(Observed::Valid {
+                    token: r.token.clone(),
+                    adopted: true,
+                    expires_at: *expires_at,
+                    obtained_at: r.token_obtained_at.or(Some(self.now)),
+                });
+                continue;
+            }
+            let Some(token) = &entry.token else {
+                out.push(Observed::Missing);
+                continue;
+            };
+            let obs = match self.client.verify(token, sid)? {
+                Verified::Valid { expires_at, id } => {
+                    self.tally.verified += 1;
+                    if let (Some(got), Some(want)) = (id, entry.id) {
+                        if got != want {
+                            log::warn!("runner {ty}: GitLab says the token belongs to runner {got}, the state says {want}; using {got}");
+                        }
+                    }
+                    log::info!(
+                        "verified {ty} runner {}: valid{}",
+                        id.or(entry.id).map_or("?".into(), |i| i.to_string()),
+                        expires_at.map_or(", never expires".into(), |e| format!(" until {}", clock::format(e)))
+                    );
+                    Observed::Valid {
+                        token: token.clone(),
+                        adopted: false,
+                        expires_at,
+                        obtained_at: entry.token_obtained_at.or(Some(self.now)),
+                    }
+                }
+                Verified::Invalid => {
+                    log::info!("verified {ty} runner: token rejected by GitLab (unknown, deleted or expired)");
+                    Observed::Invalid
+                }
+            };
+            out.push(obs);
+        }
+        Ok(out)
+    }
+
+    fn apply(&mut self, ty: &str, obs: Observed, action: Action) -> Result<()> {
+        let (token, expires_at, obtained_at) = match &obs {
+            Observed::Valid { token, expires_at, obtained_at, .. } => (Some(token.clone()), *expires_at, *obtained_at),
+            _ => (None, None, None),
+        };
+        match action {
+            Action::Keep => Ok(()),
+            Action::Record => {
+                let e = self.entry(ty);
+                e.token_expires_at = expires_at;
+                e.token_obtained_at = obtained_at;
+                self.tally.recorded += 1;
+                self.save_state()
+            }
+            Action::Adopt => {
+                let e = self.entry(ty);
+                e.token = token;
+                e.token_expires_at = expires_at;
+                e.token_obtained_at = obtained_at;
+                let id = e.id;
+                self.tally.adopted += 1;
+                self.save_state()?;
+                log::info!("adopted the token gitlab-runner rotated for {ty} runner {}", id.unwrap_or(0));
+                Ok(())
+            }
+            Action::Rotate { reason } => {
+                let token = token.ok_or_else(|| Error::internal("rotate without a token"))?;
+                match self.client.reset_by_token(&token)? {
+                    Some(new) => {
+                        self.store(ty, new)?;
+                        self.tally.rotated += 1;
+                        log::info!("rotated {ty} runner {} token ({reason})", self.entry(ty).id.unwrap_or(0));
+                        Ok(())
+                    }
+                    None => {
+                        log::warn!("{ty} runner: GitLab refused to rotate the token; treating it as invalid");
+                        let entry = self.inputs.state.entries[ty].clone();
+                        let next = decide(&entry, &Observed::Invalid, self.now, 0, self.inputs.access.is_some());
+                        self.apply(ty, Observed::Invalid, next)
+                    }
+                }
+            }
+            Action::Heal { id } => {
+                let pat = self.inputs.access.clone().ok_or_else(|| Error::internal("heal without access token"))?;
+                match self.client.reset_by_id(&pat, id)? {
+                    Some(new) => {
+                        self.store(ty, new)?;
+                        self.tally.healed += 1;
+                        log::info!("healed {ty} runner {id}: reset its token by id");
+                        Ok(())
+                    }
+                    None => {
+                        log::info!("{ty} runner {id} no longer exists in GitLab; creating a new one");
+                        self.apply(ty, Observed::Invalid, Action::Create { orphan: None })
+                    }
+                }
+            }
+            Action::Create { orphan } => {
+                let new = self.create(ty)?;
+                let id = new.id;
+                self.store(ty, new)?;
+                self.tally.created += 1;
+                log::info!(
+                    "created {ty} runner {} ({}, tags {})",
+                    id.map_or("?".into(), |i| i.to_string()),
+                    self.inputs.host.description(ty),
+                    self.inputs.host.tags(ty).join(",")
+                );
+                if let Some(old) = orphan.filter(|o| Some(*o) != id) {
+                    log::warn!(
+                        "old {ty} runner {old} may remain in GitLab: delete it there (an access-token in the prefix lets this tool heal runners instead)"
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn create(&self, ty: &str) -> Result<IssuedToken> {
+        let Some((admin, path)) = &self.inputs.admin else {
+            return Err(Error::config(format!(
+                "cannot create the {ty} runner: no admin-token in {}{}",
+                self.s.prefix.display(),
+                if self.s.credentials_dir.is_some() { " or $CREDENTIALS_DIRECTORY" } else { "" }
+            )));
+        };
+        let tags = self.inputs.host.tags(ty);
+        let description = self.inputs.host.description(ty);
+        let new = NewRunner { description: &description, tags: &tags, scope: self.s.scope };
+        let user_runners = match self.s.registration {
+            Registration::Legacy => false,
+            Registration::UserRunners => true,
+            Registration::Auto => is_access_token(admin.expose()),
+        };
+        let issued = if user_runners {
+            self.client.create(admin, &new)
+        } else {
+            self.client.register(admin, &new)
+        };
+        issued.map_err(|e| e.context(format!("failed to create the {ty} runner with {}", path.display())))
+    }
+
+    fn entry(&mut self, ty: &str) -> &mut Entry {
+        self.inputs.state.entries.get_mut(ty).expect("runner type from the state")
+    }
+
+    /// Store a token GitLab just issued and persist it at once: the old token
+    /// is already dead.
+    fn store(&mut self, ty: &str, new: IssuedToken) -> Result<()> {
+        let now = self.now;
+        let e = self.entry(ty);
+        if new.id.is_some() {
+            e.id = new.id;
+        }
+        e.token = Some(new.token);
+        e.token_expires_at = new.expires_at;
+        e.token_obtained_at = Some(now);
+        self.save_state()
+    }
+
+    fn save_state(&self) -> Result<()> {
+        let bytes = self.inputs.state.to_json();
+        if fsutil::same_content(&self.s.state, &bytes) {
+            return Ok(());
+        }
+        fsutil::write_atomic(&self.s.state, &bytes)
+    }
+
+    /// Render, check, and write `config.toml` when its bytes change (for
+    /// `plan`: print the diff). Whether it (would have) changed.
+    fn write_config(&mut self, existing: &[ConfigRunner]) -> Result<bool> {
+        let placeholders: Vec<(String, String)> = self
+            .inputs
+            .state
+            .entries
+            .iter()
+            .filter(|(_, e)| e.token.is_none())
+            .map(|(t, _)| (t.clone(), format!("<new token for {t}>")))
+            .collect();
+        let state = &self.inputs.state;
+        let rendered = self.inputs.template.render(&self.inputs.host.hostname, |ty| {
+            let e = state.entries.get(ty)?;
+            let token = match &e.token {
+                Some(t) => t.expose(),
+                None => placeholders.iter().find(|(t, _)| t == ty)?.1.as_str(),
+            };
+            Some(RunnerValues {
+                token,
+                id: e.id,
+                token_obtained_at: e.token_obtained_at,
+                token_expires_at: e.token_expires_at,
+            })
+        })?;
+        if let Err(e) = rendered.parse::<toml::Table>() {
+            return Err(Error::data(format!(
+                "{} renders to invalid TOML ({}); {} left unchanged",
+                self.s.template.display(),
+                crate::state::one_line(e.message()),
+                self.s.config.display()
+            )));
+        }
+        let old = std::fs::read(&self.s.config).ok();
+        if old.as_deref() == Some(rendered.as_bytes()) {
+            return Ok(false);
+        }
+        if self.s.dry_run {
+            let old_text = String::from_utf8_lossy(old.as_deref().unwrap_or_default()).into_owned();
+            let mut secrets: Vec<&str> = state.entries.values().filter_map(|e| e.token.as_ref()).map(Secret::expose).collect();
+            secrets.extend(existing.iter().map(|r| r.token.expose()));
+            let masked = |t: &str| mask_tokens(t, &secrets);
+            self.plan.push(format!(
+                "would {} {}:",
+                if old.is_some() { "rewrite" } else { "create" },
+                self.s.config.display()
+            ));
+            for line in crate::diff::lines(&masked(&old_text), &masked(&rendered), 3) {
+                self.plan.push(format!("  {line}"));
+            }
+            return Ok(true);
+        }
+        fsutil::write_atomic(&self.s.config, rendered.as_bytes())?;
+        log::info!("wrote {}", self.s.config.display());
+        Ok(true)
+    }
+}
+
+/// Replace every known token, and every `token = "…"` value, by its mask.
+pub fn mask_tokens(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(s, &mask(s));
+    }
+    out.lines()
+        .map(|line| {
+            let t = line.trim_start();
+            match t.strip_prefix("token") .map(str::trim_start).and_then(|r| r.strip_prefix('=')) {
+                Some(v) if v.trim().starts_with('"') && !v.contains('…') => {
+                    let value = v.trim().trim_matches('"');
+                    format!("{}token = \"{}\"", &line[..line.len() - t.len()], mask(value))
+                }
+                _ => line.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Does this admin-token look like an access token (for `POST /user/runners`)?
+pub fn is_access_token(token: &str) -> bool {
+    ["glpat-", "glgat-", "glpt-"]
+        .iter()
+        .any(|p| token.starts_with(p) || token.contains(&format!("-{p}")))
+}
+
+/// One `plan` line for a runner type.
+fn describe(ty: &str, entry: &Entry, obs: &Observed, action: &Action, host: &Host) -> String {
+    let id = entry.id.map_or("(no id)".to_string(), |i| format!("runner {i}"));
+    let state = match obs {
+        Observed::Missing => "no token".to_string(),
+        Observed::Invalid => "token rejected by GitLab".to_string(),
+        Observed::Valid { expires_at, .. } => format!(
+            "token valid{}",
+            expires_at.map_or(", never expires".into(), |e| format!(" until {}", clock::format(e)))
+        ),
+    };
+    let what = match action {
+        Action::Keep => "nothing to do".to_string(),
+        Action::Record => "would record the token's expiry in runner-data.json".to_string(),
+        Action::Adopt => "would adopt the token gitlab-runner rotated (from config.toml)".to_string(),
+        Action::Rotate { reason } => format!("would rotate the token: {reason}"),
+        Action::Heal { id } => format!("would heal: reset runner {id}'s token with the access token"),
+        Action::Create { orphan } => format!(
+            "would create runner '{}' tagged {}{}",
+            host.description(ty),
+            host.tags(ty).join(","),
+            orphan.map_or(String::new(), |o| format!(" (old runner {o} may remain in GitLab)"))
+        ),
+    };
+    format!("{ty} ({id}): {state}; {what}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: Option<u64>, expires: Option<i64>, obtained: Option<i64>) -> Entry {
+        Entry {
+            id,
+            token: Some(Secret::new("t")),
+            token_expires_at: expires,
+            token_obtained_at: obtained,
+            ..Entry::default()
+        }
+    }
+
+    fn valid(expires: Option<i64>, obtained: Option<i64>, adopted: bool) -> Observed {
+        Observed::Valid { token: Secret::new("t"), adopted, expires_at: expires, obtained_at: obtained }
+    }
+
+    #[test]
+    fn decisions() {
+        let now = 1_000_000;
+        let day = 86_400;
+        let cases: Vec<(Entry, Observed, i64, bool, Action)> = vec![
+            (Entry::default(), Observed::Missing, 0, true, Action::Create { orphan: None }),
+            (entry(Some(5), None, Some(now)), Observed::Invalid, 0, true, Action::Heal { id: 5 }),
+            (entry(Some(5), None, Some(now)), Observed::Invalid, 0, false, Action::Create { orphan: Some(5) }),
+            (entry(None, None, Some(now)), Observed::Invalid, 0, true, Action::Create { orphan: None }),
+            (entry(Some(5), None, Some(now)), valid(None, Some(now), false), 0, false, Action::Keep),
+            // expiry learned → record it
+            (entry(Some(5), None, Some(now)), valid(Some(now + 30 * day), Some(now), false), 0, false, Action::Record),
+            // no obtained time (the original's file) → record it
+            (entry(Some(5), None, None), valid(None, Some(now), false), 0, false, Action::Record),
+            // 74% of the lifetime: keep; 75%: rotate
+            (entry(Some(5), Some(now + 26 * day), Some(now - 74 * day)), valid(Some(now + 26 * day), Some(now - 74 * day), false), 0, false, Action::Keep),
+            (entry(Some(5), Some(now + 25 * day), Some(now - 75 * day)), valid(Some(now + 25 * day), Some(now - 75 * day), false), 0, false, Action::Rotate { reason: format!("past 75% of its lifetime ({})", clock::format(now)) }),
+            // --rotate-before
+            (entry(Some(5), Some(now + day), Some(now)), valid(Some(now + day), Some(now), false), 2 * day, false, Action::Rotate { reason: format!("expires {}", clock::format(now + day)) }),
+            (valid_entry_adopt(), valid(None, Some(now), true), 0, false, Action::Adopt),
+        ];
+        for (i, (e, obs, before, pat, want)) in cases.into_iter().enumerate() {
+            assert_eq!(decide(&e, &obs, now, before, pat), want, "case {i}");
+        }
+    }
+
+    fn valid_entry_adopt() -> Entry {
+        entry(Some(5), None, Some(1))
+    }
+
+    #[test]
+    fn access_token_prefixes() {
+        for (t, want) in [
+            ("glpat-abc", true),
+            ("glgat-abc", true),
+            ("glpt-abc", true),
+            ("mycorp-glpat-abc", true),
+            ("GR1348941abc", false),
+            ("glrt-abc", false),
+            ("abcdef", false),
+        ] {
+            assert_eq!(is_access_token(t), want, "{t}");
+        }
+    }
+
+    #[test]
+    fn masks_tokens_in_text() {
+        let text = "[[runners]]\n  token = \"glrt-abcdefghijklmnopqrst\"\n  url = \"x\"\n  env = [\"T=secretsecretsecret1234\"]";
+        let out = mask_tokens(text, &["secretsecretsecret1234"]);
+        assert!(!out.contains("glrt-abcdefghijklmnopqrst"));
+        assert!(!out.contains("secretsecretsecret1234"));
+        assert!(out.contains("  token = \"glrt-…qrst\""));
+        assert!(out.contains("T=…1234"));
+    }
+}

@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: MIT
+//! Secrets: a `Secret` newtype that never prints its value, and reading token
+//! files (trimmed, from `$CREDENTIALS_DIRECTORY` first) with permission checks.
+
+use crate::error::{Error, Result};
+use std::fmt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// A token. `Debug` and `Display` show at most a hint such as `glrt-…abcd`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The real value, for the wire and the files that must hold it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// A masked form: the token's prefix (up to its last `-`, when that is a
+    /// short word prefix such as `glrt-`) and, for long tokens, the last four
+    /// characters.
+    pub fn hint(&self) -> String {
+        mask(&self.0)
+    }
+}
+
+/// Mask any token-like string (see [`Secret::hint`]).
+pub fn mask(value: &str) -> String {
+    let prefix = match value.rfind('-') {
+        Some(i) if i <= 24 && value[..i].chars().all(|c| c.is_ascii_lowercase() || c == '-') => {
+            &value[..=i]
+        }
+        _ => "",
+    };
+    let rest = &value[prefix.len()..];
+    let chars: Vec<char> = rest.chars().collect();
+    if chars.len() >= 16 {
+        let tail: String = chars[chars.len() - 4..].iter().collect();
+        format!("{prefix}…{tail}")
+    } else {
+        format!("{prefix}…")
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({})", self.hint())
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.hint())
+    }
+}
+
+/// Where token files are looked up: `$CREDENTIALS_DIRECTORY` (systemd
+/// `LoadCredential=`), then the prefix.
+pub struct TokenDirs {
+    dirs: Vec<PathBuf>,
+}
+
+impl TokenDirs {
+    pub fn new(credentials_dir: Option<PathBuf>, prefix: &Path) -> Self {
+        let mut dirs: Vec<PathBuf> = credentials_dir.into_iter().collect();
+        dirs.push(prefix.to_path_buf());
+        TokenDirs { dirs }
+    }
+
+    /// Read token file `name` from the first directory that has it.
+    /// `Ok(None)` when no directory has it.
+    pub fn read(&self, name: &str) -> Result<Option<(Secret, PathBuf)>> {
+        for dir in &self.dirs {
+            let path = dir.join(name);
+            match std::fs::metadata(&path) {
+                Ok(meta) => return read_token_file(&path, &meta).map(|s| Some((s, path))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::read(&path, e)),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The effective uid of this process, read without `unsafe`: `/proc/self`
+/// is owned by it.
+pub fn effective_uid() -> u32 {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0)
+}
+
+fn read_token_file(path: &Path, meta: &std::fs::Metadata) -> Result<Secret> {
+    let shown = path.display();
+    if !meta.is_file() {
+        return Err(Error::config(format!(
+            "refusing token file {shown}: not a regular file"
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(Error::denied(format!(
+            "refusing token file {shown}: it is accessible by group or others (mode {mode:04o}); fix it with: chmod 600 {shown}"
+        )));
+    }
+    let euid = effective_uid();
+    if meta.uid() != 0 && meta.uid() != euid {
+        let owner = if euid == 0 {
+            "root".to_string()
+        } else {
+            euid.to_string()
+        };
+        return Err(Error::denied(format!(
+            "refusing token file {shown}: it is owned by uid {}, not by root or the caller; fix it with: chown {owner} {shown}",
+            meta.uid()
+        )));
+    }
+    let raw = std::fs::read(path).map_err(|e| Error::read(path, e))?;
+    let text = String::from_utf8(raw)
+        .map_err(|_| Error::data(format!("failed to read {shown}: not UTF-8 text")))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(Error::config(format!("token file {shown} is empty")));
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::data(format!(
+            "failed to read {shown}: the token contains whitespace; a token file holds one token"
+        )));
+    }
+    Ok(Secret::new(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_keep_prefix_and_tail_only() {
+        let cases = [
+            ("glrt-t3_abcdefghijklmnopqrst", "glrt-…qrst"),
+            ("glpat-0123456789abcdefghij", "glpat-…ghij"),
+            ("GR1348941abcdefghijklmnop", "…mnop"),
+            ("short", "…"),
+            ("glrt-short", "glrt-…"),
+            ("mycompany-glrt-abcdefghijklmnopqrst", "mycompany-glrt-…qrst"),
+        ];
+        for (token, want) in cases {
+            assert_eq!(Secret::new(token).hint(), want, "{token}");
+            assert_eq!(format!("{:?}", Secret::new(token)), format!("Secret({want})"));
+        }
+    }
+}

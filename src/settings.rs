@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: MIT
+//! `Args` → validated `Settings`: paths, the API base URL, durations, mode.
+
+use crate::clock::parse_duration;
+use crate::cli::{Args, Command};
+use crate::error::{Error, Result};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How `admin-token` creates runners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    Auto,
+    Legacy,
+    UserRunners,
+}
+
+/// Which kind of runner to create, and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Instance,
+    Group(u64),
+    Project(u64),
+}
+
+impl Scope {
+    pub fn runner_type(self) -> &'static str {
+        match self {
+            Scope::Instance => "instance_type",
+            Scope::Group(_) => "group_type",
+            Scope::Project(_) => "project_type",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub command: Command,
+    pub dry_run: bool,
+    /// `https://host/api/v4`; `None` when not configured.
+    pub api_base: Option<String>,
+    /// `https://host`, for messages.
+    pub api_url: Option<String>,
+    pub prefix: PathBuf,
+    pub config: PathBuf,
+    pub template: PathBuf,
+    pub state: PathBuf,
+    pub lock: PathBuf,
+    pub system_id: PathBuf,
+    pub credentials_dir: Option<PathBuf>,
+    pub stateless: bool,
+    pub hostname: Option<String>,
+    pub tags: Vec<String>,
+    pub registration: Registration,
+    pub scope: Scope,
+    pub prune: bool,
+    pub max_delete: usize,
+    pub offline_ok: bool,
+    pub rotate_before: Duration,
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Duration,
+    pub wait: Duration,
+    pub json: bool,
+}
+
+pub const DEFAULT_PREFIX: &str = "/etc/gitlab-runner";
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
+
+/// Split a user-given GitLab URL into (`https://host`, `https://host/api/v4`).
+pub fn normalize_api_url(url: &str) -> Result<(String, String)> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let base = trimmed.strip_suffix("/api/v4").unwrap_or(trimmed).trim_end_matches('/');
+    let rest = base
+        .strip_prefix("https://")
+        .or_else(|| base.strip_prefix("http://"))
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "invalid --api-url '{url}': expected https://host, https://host/ or https://host/api/v4"
+            ))
+        })?;
+    if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err(Error::usage(format!("invalid --api-url '{url}'")));
+    }
+    Ok((base.to_string(), format!("{base}/api/v4")))
+}
+
+fn duration(name: &str, value: Option<&str>, default: Duration) -> Result<Duration> {
+    match value {
+        None => Ok(default),
+        Some(v) => parse_duration(v).ok_or_else(|| {
+            Error::usage(format!("invalid {name} '{v}': expected a duration such as 30s, 5m, 2h, 7d"))
+        }),
+    }
+}
+
+fn id(name: &str, value: Option<&str>) -> Result<Option<u64>> {
+    value
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| Error::usage(format!("invalid {name} '{v}': expected a numeric id")))
+        })
+        .transpose()
+}
+
+impl Settings {
+    pub fn from_args(a: &Args, credentials_dir: Option<PathBuf>) -> Result<Settings> {
+        let (api_url, api_base) = match &a.api_url {
+            Some(u) => {
+                let (url, base) = normalize_api_url(u)?;
+                (Some(url), Some(base))
+            }
+            None => (None, None),
+        };
+        let prefix = a.prefix.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PREFIX));
+        let config = a.config.clone().unwrap_or_else(|| prefix.join("config.toml"));
+        let system_id = config
+            .parent()
+            .map(|d| d.join(".runner_system_id"))
+            .unwrap_or_else(|| PathBuf::from(".runner_system_id"));
+        let registration = match a.registration.as_deref() {
+            None | Some("auto") => Registration::Auto,
+            Some("legacy") => Registration::Legacy,
+            Some("user-runners") => Registration::UserRunners,
+            Some(v) => {
+                return Err(Error::usage(format!(
+                    "invalid --registration '{v}': expected auto, legacy or user-runners"
+                )));
+            }
+        };
+        let group = id("--group-id", a.group_id.as_deref())?;
+        let project = id("--project-id", a.project_id.as_deref())?;
+        let scope = match a.runner_type.as_deref() {
+            None | Some("instance_type") => Scope::Instance,
+            Some("group_type") => Scope::Group(group.ok_or_else(|| {
+                Error::usage("--runner-type group_type needs --group-id")
+            })?),
+            Some("project_type") => Scope::Project(project.ok_or_else(|| {
+                Error::usage("--runner-type project_type needs --project-id")
+            })?),
+            Some(v) => {
+                return Err(Error::usage(format!(
+                    "invalid --runner-type '{v}': expected instance_type, group_type or project_type"
+                )));
+            }
+        };
+        let max_delete = match a.max_delete.as_deref() {
+            None => 3,
+            Some(v) => v.trim().parse().map_err(|_| {
+                Error::usage(format!("invalid --max-delete '{v}': expected a number"))
+            })?,
+        };
+        for t in &a.tags {
+            if t.trim().is_empty() || t.contains(',') {
+                return Err(Error::usage(format!("invalid --tag '{t}': tags cannot be empty or hold commas")));
+            }
+        }
+        Ok(Settings {
+            command: if a.dry_run { Command::Plan } else { a.command },
+            dry_run: a.dry_run || a.command == Command::Plan,
+            api_base,
+            api_url,
+            template: a.template.clone().unwrap_or_else(|| prefix.join("config.template")),
+            state: prefix.join("runner-data.json"),
+            lock: prefix.join(".gitlab-runner-auth.lock"),
+            system_id,
+            config,
+            prefix,
+            credentials_dir,
+            stateless: a.stateless,
+            hostname: a.hostname.clone(),
+            tags: a.tags.clone(),
+            registration,
+            scope,
+            prune: a.prune,
+            max_delete,
+            offline_ok: a.offline_ok,
+            rotate_before: duration("--rotate-before", a.rotate_before.as_deref(), Duration::ZERO)?,
+            ca_file: a.ca_file.clone(),
+            timeout: duration("--timeout", a.timeout.as_deref(), DEFAULT_TIMEOUT)?,
+            wait: duration("--wait", a.wait.as_deref(), DEFAULT_WAIT)?,
+            json: a.json,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_url_forms() {
+        for u in [
+            "https://gitlab.example.com",
+            "https://gitlab.example.com/",
+            "https://gitlab.example.com/api/v4",
+            "https://gitlab.example.com/api/v4/",
+        ] {
+            assert_eq!(
+                normalize_api_url(u).unwrap(),
+                ("https://gitlab.example.com".to_string(), "https://gitlab.example.com/api/v4".to_string()),
+                "{u}"
+            );
+        }
+        assert_eq!(
+            normalize_api_url("http://127.0.0.1:8080/gitlab/").unwrap().1,
+            "http://127.0.0.1:8080/gitlab/api/v4"
+        );
+        for bad in ["gitlab.example.com", "ftp://x", "https://", "https://x?y"] {
+            assert_eq!(normalize_api_url(bad).unwrap_err().exit_code(), 64, "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults_and_validation() {
+        let s = Settings::from_args(&Args::default(), None).unwrap();
+        assert_eq!(s.config, PathBuf::from("/etc/gitlab-runner/config.toml"));
+        assert_eq!(s.system_id, PathBuf::from("/etc/gitlab-runner/.runner_system_id"));
+        assert_eq!(s.scope, Scope::Instance);
+        assert_eq!(s.max_delete, 3);
+        assert!(s.api_base.is_none());
+        let bad = [
+            Args { runner_type: Some("group_type".into()), ..Args::default() },
+            Args { registration: Some("x".into()), ..Args::default() },
+            Args { timeout: Some("soon".into()), ..Args::default() },
+            Args { group_id: Some("abc".into()), ..Args::default() },
+            Args { tags: vec!["a,b".into()], ..Args::default() },
+        ];
+        for a in bad {
+            assert_eq!(Settings::from_args(&a, None).unwrap_err().exit_code(), 64, "{a:?}");
+        }
+        let a = Args { runner_type: Some("project_type".into()), project_id: Some("42".into()), dry_run: true, ..Args::default() };
+        let s = Settings::from_args(&a, None).unwrap();
+        assert_eq!(s.scope, Scope::Project(42));
+        assert_eq!(s.command, Command::Plan);
+    }
+}

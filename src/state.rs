@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: MIT
+//! `runner-data.json` (load and render, compatible with the original Python
+//! script's file) and the runners found in an existing `config.toml`.
+
+use crate::clock;
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// One runner type's record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Entry {
+    pub id: Option<u64>,
+    pub token: Option<Secret>,
+    pub token_expires_at: Option<i64>,
+    pub token_obtained_at: Option<i64>,
+    /// Keys this tool does not know, kept as they were.
+    pub extra: Map<String, Value>,
+}
+
+/// The state: runner type → entry, in name order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    pub entries: BTreeMap<String, Entry>,
+}
+
+impl State {
+    /// The state of a host without `runner-data.json`.
+    pub fn default_types() -> State {
+        let mut entries = BTreeMap::new();
+        for t in ["batch", "shell"] {
+            entries.insert(t.to_string(), Entry::default());
+        }
+        State { entries }
+    }
+
+    /// Load `path`; `Ok(None)` when it does not exist.
+    pub fn load(path: &Path) -> Result<Option<State>> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::read(path, e)),
+        };
+        Self::parse(&bytes)
+            .map(Some)
+            .map_err(|m| Error::data(format!("failed to read {}: {m}", path.display())))
+    }
+
+    fn parse(bytes: &[u8]) -> std::result::Result<State, String> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let Value::Object(map) = value else {
+            return Err("expected a JSON object of runner types".into());
+        };
+        let mut entries = BTreeMap::new();
+        for (ty, v) in map {
+            if ty.is_empty() || ty == crate::template::HOSTNAME || ty.contains(['.', '{', '}']) {
+                return Err(format!("'{ty}' cannot be a runner type name"));
+            }
+            let entry = match v {
+                Value::Object(obj) => Entry::from_json(obj).map_err(|m| format!("runner '{ty}': {m}"))?,
+                Value::Null => Entry::default(),
+                _ => return Err(format!("runner '{ty}': expected an object")),
+            };
+            entries.insert(ty, entry);
+        }
+        if entries.is_empty() {
+            return Err("no runner types in the file".into());
+        }
+        Ok(State { entries })
+    }
+
+    /// The file's bytes: pretty JSON with a final newline.
+    pub fn to_json(&self) -> Vec<u8> {
+        let map: Map<String, Value> = self
+            .entries
+            .iter()
+            .map(|(k, e)| (k.clone(), e.to_json()))
+            .collect();
+        let mut out = serde_json::to_vec_pretty(&Value::Object(map)).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+}
+
+impl Entry {
+    fn from_json(mut obj: Map<String, Value>) -> std::result::Result<Entry, String> {
+        let id = match obj.remove("id") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(n.as_u64().ok_or("'id' is not a positive integer")?),
+            // Old fixtures show ids as strings.
+            Some(Value::String(s)) => Some(s.parse().map_err(|_| "'id' is not an integer")?),
+            Some(_) => return Err("'id' is not an integer".into()),
+        };
+        let token = match obj.remove("token") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(Value::String(s)) => Some(Secret::new(s.trim())),
+            Some(_) => return Err("'token' is not a string".into()),
+        };
+        let mut time = |key: &str| match obj.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => clock::parse(&s)
+                .map(Some)
+                .ok_or(format!("'{key}' is not an RFC 3339 time")),
+            Some(_) => Err(format!("'{key}' is not a string")),
+        };
+        let token_expires_at = time("token_expires_at")?;
+        let token_obtained_at = time("token_obtained_at")?;
+        Ok(Entry {
+            id,
+            token,
+            token_expires_at,
+            token_obtained_at,
+            extra: obj,
+        })
+    }
+
+    fn to_json(&self) -> Value {
+        let mut obj = Map::new();
+        if let Some(id) = self.id {
+            obj.insert("id".into(), id.into());
+        }
+        if let Some(token) = &self.token {
+            obj.insert("token".into(), token.expose().into());
+            obj.insert(
+                "token_expires_at".into(),
+                self.token_expires_at.map_or(Value::Null, |t| clock::format(t).into()),
+            );
+            if let Some(t) = self.token_obtained_at {
+                obj.insert("token_obtained_at".into(), clock::format(t).into());
+            }
+        }
+        for (k, v) in &self.extra {
+            obj.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        Value::Object(obj)
+    }
+}
+
+/// A runner found in an existing `config.toml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigRunner {
+    pub token: Secret,
+    pub id: Option<u64>,
+    pub token_obtained_at: Option<i64>,
+}
+
+/// The runners of an existing `config.toml`. `Ok(None)` when it does not
+/// exist; an error when it does not parse.
+pub fn config_runners(path: &Path) -> Result<Option<Vec<ConfigRunner>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::read(path, e)),
+    };
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        Error::data(format!(
+            "failed to parse {}: {}",
+            path.display(),
+            one_line(&e.to_string())
+        ))
+    })?;
+    let runners = table
+        .get("runners")
+        .and_then(|r| r.as_array())
+        .map(|a| a.as_slice())
+        .unwrap_or_default();
+    let time = |v: Option<&toml::Value>| match v {
+        Some(toml::Value::Datetime(d)) => clock::from_datetime(d),
+        Some(toml::Value::String(s)) => clock::parse(s),
+        _ => None,
+    }
+    .filter(|t| *t > clock::parse(clock::ZERO).unwrap_or(i64::MIN));
+    Ok(Some(
+        runners
+            .iter()
+            .filter_map(|r| {
+                let token = r.get("token")?.as_str()?.trim();
+                (!token.is_empty()).then(|| ConfigRunner {
+                    token: Secret::new(token),
+                    id: r.get("id").and_then(|v| v.as_integer()).and_then(|i| u64::try_from(i).ok()),
+                    token_obtained_at: time(r.get("token_obtained_at")),
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// The first line of a multi-line parser message, with its location.
+pub fn one_line(msg: &str) -> String {
+    msg.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.chars().all(|c| c == '^' || c == ' '))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_original_scripts_file() {
+        // What the Python script wrote: the registration answer, ids as integers.
+        let original = br#"{"shell": {"id": 12, "token": "abcdefghij0123456789"}, "batch": {"id": "13", "token": "zyxwvutsrq9876543210 "}, "extra": {}}"#;
+        let s = State::parse(original).unwrap();
+        assert_eq!(s.entries["shell"].id, Some(12));
+        assert_eq!(s.entries["batch"].id, Some(13));
+        assert_eq!(s.entries["batch"].token.as_ref().unwrap().expose(), "zyxwvutsrq9876543210");
+        assert_eq!(s.entries["extra"], Entry::default());
+    }
+
+    #[test]
+    fn round_trips_and_keeps_unknown_keys() {
+        let text = br#"{"shell": {"id": 5, "token": "t", "token_expires_at": null, "token_obtained_at": "2024-01-01T00:00:00Z", "note": "x"}}"#;
+        let s = State::parse(text).unwrap();
+        let again = State::parse(&s.to_json()).unwrap();
+        assert_eq!(s, again);
+        let v: Value = serde_json::from_slice(&s.to_json()).unwrap();
+        assert_eq!(v["shell"]["note"], "x");
+        assert_eq!(v["shell"]["token_expires_at"], Value::Null);
+        assert_eq!(v["shell"]["token_obtained_at"], "2024-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn rejects_bad_files() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"{", "EOF while parsing"),
+            (b"[]", "expected a JSON object"),
+            (b"{}", "no runner types"),
+            (br#"{"shell": 3}"#, "runner 'shell': expected an object"),
+            (br#"{"shell": {"id": "x"}}"#, "'id' is not an integer"),
+            (br#"{"hostname": {}}"#, "'hostname' cannot be a runner type"),
+        ];
+        for (text, want) in cases {
+            let e = State::parse(text).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+}

@@ -1,0 +1,336 @@
+// SPDX-License-Identifier: MIT
+//! The `config.template` renderer: Python `str.format` syntax with named
+//! fields only, parsed once into segments; errors name line and column.
+
+use crate::error::{Error, Result};
+use std::collections::BTreeSet;
+
+/// Which value of a runner a field asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attr {
+    Token,
+    Id,
+    TokenObtainedAt,
+    TokenExpiresAt,
+}
+
+impl Attr {
+    fn parse(name: &str) -> Option<Attr> {
+        Some(match name {
+            "token" => Attr::Token,
+            "id" => Attr::Id,
+            "token_obtained_at" => Attr::TokenObtainedAt,
+            "token_expires_at" => Attr::TokenExpiresAt,
+            _ => return None,
+        })
+    }
+}
+
+/// A replacement field: `{hostname}`, `{shell}` or `{shell.id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    /// `hostname` or a runner type.
+    pub base: String,
+    /// `None` for `{shell}`, which is the token.
+    pub attr: Option<Attr>,
+    pub line: usize,
+    pub col: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Text(String),
+    Field(Field),
+}
+
+#[derive(Debug, Clone)]
+pub struct Template {
+    origin: String,
+    segments: Vec<Segment>,
+}
+
+/// The values one runner type provides to the template.
+pub struct RunnerValues<'a> {
+    pub token: &'a str,
+    pub id: Option<u64>,
+    pub token_obtained_at: Option<i64>,
+    pub token_expires_at: Option<i64>,
+}
+
+pub const HOSTNAME: &str = "hostname";
+
+impl Template {
+    /// Parse `text`; `origin` (usually the file path) prefixes error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Template> {
+        let mut segments = Vec::new();
+        let mut lit = String::new();
+        let mut chars = text.chars().peekable();
+        let (mut line, mut col) = (1usize, 1usize);
+        let err = |line: usize, col: usize, msg: &str| {
+            Error::data(format!("invalid template {origin}:{line}:{col}: {msg}"))
+        };
+        while let Some(c) = chars.next() {
+            let (here_line, here_col) = (line, col);
+            advance(&mut line, &mut col, c);
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    advance(&mut line, &mut col, '{');
+                    lit.push('{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    advance(&mut line, &mut col, '}');
+                    lit.push('}');
+                }
+                '}' => {
+                    return Err(err(
+                        here_line,
+                        here_col,
+                        "single '}' encountered; write '}}' for a literal brace",
+                    ));
+                }
+                '{' => {
+                    let mut name = String::new();
+                    let mut closed = false;
+                    for c in chars.by_ref() {
+                        advance(&mut line, &mut col, c);
+                        if c == '}' {
+                            closed = true;
+                            break;
+                        }
+                        if c == '{' {
+                            return Err(err(
+                                here_line,
+                                here_col,
+                                "unexpected '{' inside a field; write '{{' for a literal brace",
+                            ));
+                        }
+                        name.push(c);
+                    }
+                    if !closed {
+                        return Err(err(
+                            here_line,
+                            here_col,
+                            "'{' is never closed; write '{{' for a literal brace",
+                        ));
+                    }
+                    let field = parse_field(&name, here_line, here_col)
+                        .map_err(|m| err(here_line, here_col, &m))?;
+                    if !lit.is_empty() {
+                        segments.push(Segment::Text(std::mem::take(&mut lit)));
+                    }
+                    segments.push(Segment::Field(field));
+                }
+                c => lit.push(c),
+            }
+        }
+        if !lit.is_empty() {
+            segments.push(Segment::Text(lit));
+        }
+        Ok(Template {
+            origin: origin.to_string(),
+            segments,
+        })
+    }
+
+    pub fn fields(&self) -> impl Iterator<Item = &Field> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Field(f) => Some(f),
+            Segment::Text(_) => None,
+        })
+    }
+
+    /// The runner types the template names (every field base but `hostname`).
+    pub fn runner_types(&self) -> BTreeSet<String> {
+        self.fields()
+            .filter(|f| f.base != HOSTNAME)
+            .map(|f| f.base.clone())
+            .collect()
+    }
+
+    /// Fail, naming line and column, on the first field whose base is neither
+    /// `hostname` nor one of `types`.
+    pub fn check_types(&self, types: &BTreeSet<String>, why: &str) -> Result<()> {
+        match self
+            .fields()
+            .find(|f| f.base != HOSTNAME && !types.contains(&f.base))
+        {
+            Some(f) => Err(Error::config(format!(
+                "invalid template {}:{}:{}: unknown field '{}' ({why})",
+                self.origin, f.line, f.col, f.base
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Warn about a type whose `token_expires_at` is filled but whose
+    /// `token_obtained_at` is not: gitlab-runner would rotate at once.
+    pub fn expiry_without_obtained(&self) -> Vec<String> {
+        let has = |base: &str, attr: Attr| {
+            self.fields()
+                .any(|f| f.base == base && f.attr == Some(attr))
+        };
+        self.runner_types()
+            .into_iter()
+            .filter(|t| has(t, Attr::TokenExpiresAt) && !has(t, Attr::TokenObtainedAt))
+            .collect()
+    }
+
+    /// Render with `hostname` and a lookup of runner values by type.
+    pub fn render<'a>(
+        &self,
+        hostname: &str,
+        runner: impl Fn(&str) -> Option<RunnerValues<'a>>,
+    ) -> Result<String> {
+        let mut out = String::new();
+        for seg in &self.segments {
+            match seg {
+                Segment::Text(t) => out.push_str(t),
+                Segment::Field(f) if f.base == HOSTNAME => out.push_str(hostname),
+                Segment::Field(f) => {
+                    let v = runner(&f.base).ok_or_else(|| {
+                        Error::internal(format!(
+                            "template {}:{}:{}: no value for '{}'",
+                            self.origin, f.line, f.col, f.base
+                        ))
+                    })?;
+                    let time = |t: Option<i64>| t.map_or(crate::clock::ZERO.to_string(), crate::clock::format);
+                    match f.attr {
+                        None | Some(Attr::Token) => out.push_str(v.token),
+                        Some(Attr::Id) => out.push_str(&v.id.unwrap_or(0).to_string()),
+                        Some(Attr::TokenObtainedAt) => out.push_str(&time(v.token_obtained_at)),
+                        Some(Attr::TokenExpiresAt) => out.push_str(&time(v.token_expires_at)),
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn advance(line: &mut usize, col: &mut usize, c: char) {
+    if c == '\n' {
+        *line += 1;
+        *col = 1;
+    } else {
+        *col += 1;
+    }
+}
+
+fn parse_field(name: &str, line: usize, col: usize) -> std::result::Result<Field, String> {
+    if let Some(i) = name.find(['!', ':']) {
+        let what = if name[i..].starts_with('!') {
+            "conversions"
+        } else {
+            "format specs"
+        };
+        return Err(format!(
+            "field '{{{name}}}': {what} are not supported; use a plain named field such as {{shell}}"
+        ));
+    }
+    if name.contains('[') || name.contains(']') {
+        return Err(format!("field '{{{name}}}': indexing is not supported"));
+    }
+    let (base, attr) = match name.split_once('.') {
+        Some((b, a)) => (b, Some(a)),
+        None => (name, None),
+    };
+    if base.is_empty() || base.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "positional field '{{{name}}}' is not supported; name the field, e.g. {{hostname}} or {{shell}}"
+        ));
+    }
+    if base.chars().any(char::is_whitespace) {
+        return Err(format!("field '{{{name}}}': names cannot contain spaces"));
+    }
+    let attr = match attr {
+        None => None,
+        Some(a) if base == HOSTNAME => {
+            return Err(format!("field '{{{name}}}': hostname has no attribute '{a}'"));
+        }
+        Some(a) => Some(Attr::parse(a).ok_or_else(|| {
+            format!(
+                "field '{{{name}}}': unknown attribute '{a}' (known: token, id, token_obtained_at, token_expires_at)"
+            )
+        })?),
+    };
+    Ok(Field {
+        base: base.to_string(),
+        attr,
+        line,
+        col,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(t: &str) -> Option<RunnerValues<'static>> {
+        match t {
+            "shell" => Some(RunnerValues {
+                token: "tok-shell",
+                id: Some(7),
+                token_obtained_at: Some(0),
+                token_expires_at: None,
+            }),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn renders_fields_and_braces() {
+        let t = Template::parse(
+            "a {{b}} {hostname} {shell} {shell.token} {shell.id} {shell.token_obtained_at} {shell.token_expires_at}",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            t.render("h1", values).unwrap(),
+            "a {b} h1 tok-shell tok-shell 7 1970-01-01T00:00:00Z 0001-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            t.runner_types().into_iter().collect::<Vec<_>>(),
+            vec!["shell"]
+        );
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let cases = [
+            ("x = {}", "t:1:5: positional field '{}'"),
+            ("a\nx = {0}", "t:2:5: positional field '{0}'"),
+            ("x = {shell!r}", "t:1:5: field '{shell!r}': conversions"),
+            ("x = {shell:>10}", "t:1:5: field '{shell:>10}': format specs"),
+            ("x = {shell[0]}", "t:1:5: field '{shell[0]}': indexing"),
+            ("x = {shell.bogus}", "t:1:5: field '{shell.bogus}': unknown attribute 'bogus'"),
+            ("x = {hostname.id}", "t:1:5: field '{hostname.id}': hostname has no attribute"),
+            ("\n\n  x = {shell", "t:3:7: '{' is never closed"),
+            ("x = }", "t:1:5: single '}' encountered"),
+            ("x = {a{b}}", "t:1:5: unexpected '{' inside a field"),
+        ];
+        for (text, want) in cases {
+            let e = Template::parse(text, "t").unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+            assert!(e.starts_with("invalid template t:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn unknown_types_are_reported_with_position() {
+        let t = Template::parse("{hostname}\n  {shel}", "f").unwrap();
+        let types: BTreeSet<String> = ["shell".to_string()].into();
+        let e = t.check_types(&types, "no such runner in runner-data.json").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid template f:2:3: unknown field 'shel' (no such runner in runner-data.json)"
+        );
+    }
+
+    #[test]
+    fn warns_about_expiry_without_obtained() {
+        let t = Template::parse("{a.token_expires_at} {b.token_expires_at} {b.token_obtained_at}", "t").unwrap();
+        assert_eq!(t.expiry_without_obtained(), vec!["a"]);
+    }
+}
