@@ -137,17 +137,6 @@ fn parse_bool(name: &str, value: &str) -> Result<bool> {
 pub fn parse(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Result<Args> {
     let mut p = pico_args::Arguments::from_vec(argv);
     let usage = |e: pico_args::Error| Error::usage(format!("{e}; see --help"));
-    let command = match p.subcommand().map_err(usage)?.as_deref() {
-        None | Some("run") => Command::Run,
-        Some("plan") => Command::Plan,
-        Some("status") => Command::Status,
-        Some("unregister") => Command::Unregister,
-        Some(other) => {
-            return Err(Error::usage(format!(
-                "unknown command '{other}'; expected run, plan, status or unregister"
-            )));
-        }
-    };
     let text = |p: &mut pico_args::Arguments, keys: &[&'static str]| -> Result<Option<String>> {
         let long = keys[keys.len() - 1];
         let flag = match keys {
@@ -170,7 +159,6 @@ pub fn parse(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
         env(&name).map_or(Ok(false), |v| parse_bool(&name, &v))
     };
     let mut args = Args {
-        command,
         help: p.contains(["-h", "--help"]),
         version: p.contains(["-V", "--version"]),
         ..Args::default()
@@ -182,15 +170,15 @@ pub fn parse(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
     args.template = text(&mut p, &["--template"])?.map(PathBuf::from);
     args.hostname = text(&mut p, &["--hostname"])?;
     args.tags = p.values_from_str::<_, String>("--tag").map_err(usage)?;
-    if args.tags.is_empty() {
-        if let Some(v) = env(&env_name("tags")) {
-            args.tags = v
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(String::from)
-                .collect();
-        }
+    if args.tags.is_empty()
+        && let Some(v) = env(&env_name("tags"))
+    {
+        args.tags = v
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect();
     }
     args.registration = text(&mut p, &["--registration"])?;
     args.runner_type = text(&mut p, &["--runner-type"])?;
@@ -212,19 +200,39 @@ pub fn parse(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
     while p.contains(["-v", "--verbose"]) {
         args.verbose += 1;
     }
-    if args.verbose == 0 {
-        if let Some(v) = env(&env_name("verbose")) {
-            args.verbose = match v.trim().parse::<u8>() {
-                Ok(n) => n,
-                Err(_) => u8::from(parse_bool(&env_name("verbose"), &v)?),
-            };
-        }
+    if args.verbose == 0
+        && let Some(v) = env(&env_name("verbose"))
+    {
+        args.verbose = match v.trim().parse::<u8>() {
+            Ok(n) => n,
+            Err(_) => u8::from(parse_bool(&env_name("verbose"), &v)?),
+        };
     }
-    let rest = p.finish();
-    if let Some(first) = rest.first() {
+    let mut rest = p
+        .finish()
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned());
+    if let Some(first) = rest.next() {
+        args.command = match first.as_str() {
+            "run" => Command::Run,
+            "plan" => Command::Plan,
+            "status" => Command::Status,
+            "unregister" => Command::Unregister,
+            other if other.starts_with('-') => {
+                return Err(Error::usage(format!(
+                    "unexpected argument '{other}'; see --help"
+                )));
+            }
+            other => {
+                return Err(Error::usage(format!(
+                    "unknown command '{other}'; expected run, plan, status or unregister"
+                )));
+            }
+        };
+    }
+    if let Some(extra) = rest.next() {
         return Err(Error::usage(format!(
-            "unexpected argument '{}'; see --help",
-            first.to_string_lossy()
+            "unexpected argument '{extra}'; see --help"
         )));
     }
     Ok(args)
@@ -236,18 +244,35 @@ mod tests {
     use std::collections::HashMap;
 
     fn run(argv: &[&str], env: &[(&str, &str)]) -> Result<Args> {
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        parse(
-            argv.iter().map(OsString::from).collect(),
-            &|k| env.get(k).cloned(),
-        )
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse(argv.iter().map(OsString::from).collect(), &|k| {
+            env.get(k).cloned()
+        })
     }
 
     #[test]
     fn flags_and_env() {
         let a = run(
-            &["plan", "--api-url", "https://g", "-p", "/x", "--tag", "a", "--tag", "b", "-vv", "--dry-run"],
-            &[("GITLAB_RUNNER_AUTH_API_URL", "https://env"), ("GITLAB_RUNNER_AUTH_HOSTNAME", "h1")],
+            &[
+                "--api-url",
+                "https://g",
+                "-p",
+                "/x",
+                "plan",
+                "--tag",
+                "a",
+                "--tag",
+                "b",
+                "-vv",
+                "--dry-run",
+            ],
+            &[
+                ("GITLAB_RUNNER_AUTH_API_URL", "https://env"),
+                ("GITLAB_RUNNER_AUTH_HOSTNAME", "h1"),
+            ],
         )
         .unwrap();
         assert_eq!(a.command, Command::Plan);
@@ -280,11 +305,16 @@ mod tests {
 
     #[test]
     fn usage_errors() {
-        let cases: [(&[&str], &[(&str, &str)], &str); 4] = [
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: [Case; 4] = [
             (&["frobnicate"], &[], "unknown command 'frobnicate'"),
             (&["--bogus"], &[], "unexpected argument '--bogus'"),
             (&["--api-url"], &[], "--api-url"),
-            (&[], &[("GITLAB_RUNNER_AUTH_PRUNE", "maybe")], "GITLAB_RUNNER_AUTH_PRUNE"),
+            (
+                &[],
+                &[("GITLAB_RUNNER_AUTH_PRUNE", "maybe")],
+                "GITLAB_RUNNER_AUTH_PRUNE",
+            ),
         ];
         for (argv, env, want) in cases {
             let e = run(argv, env).unwrap_err();
@@ -296,9 +326,27 @@ mod tests {
     #[test]
     fn help_lists_every_env_variable() {
         for opt in [
-            "api-url", "prefix", "stateless", "config", "template", "hostname", "tags", "registration",
-            "runner-type", "group-id", "project-id", "prune", "max-delete", "dry-run", "offline-ok",
-            "rotate-before", "ca-file", "timeout", "wait", "verbose", "quiet",
+            "api-url",
+            "prefix",
+            "stateless",
+            "config",
+            "template",
+            "hostname",
+            "tags",
+            "registration",
+            "runner-type",
+            "group-id",
+            "project-id",
+            "prune",
+            "max-delete",
+            "dry-run",
+            "offline-ok",
+            "rotate-before",
+            "ca-file",
+            "timeout",
+            "wait",
+            "verbose",
+            "quiet",
         ] {
             assert!(HELP.contains(&env_name(opt)), "{opt}");
         }

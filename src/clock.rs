@@ -117,7 +117,13 @@ mod tests {
 
     #[test]
     fn format_round_trips() {
-        for secs in [0, 1_632_776_703, 1_709_164_800, 4_102_444_800, -62_135_596_800] {
+        for secs in [
+            0,
+            1_632_776_703,
+            1_709_164_800,
+            4_102_444_800,
+            -62_135_596_800,
+        ] {
             assert_eq!(parse(&format(secs)), Some(secs));
         }
         assert_eq!(format(-62_135_596_800), ZERO);

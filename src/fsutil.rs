@@ -51,9 +51,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let (uid, gid) = (old.uid(), old.gid());
         let new = file.metadata().map_err(|e| Error::write(path, e))?;
         if (uid, gid) != (new.uid(), new.gid()) {
-            std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(|e| {
-                Error::write(path, format!("cannot keep owner {uid}:{gid}: {e}"))
-            })?;
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+                .map_err(|e| Error::write(path, format!("cannot keep owner {uid}:{gid}: {e}")))?;
         }
     }
     file.sync_all().map_err(|e| Error::write(path, e))?;
@@ -126,7 +125,11 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"new");
         assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
         assert!(same_content(&p, b"new"));
-        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1, "no temp file left");
+        assert_eq!(
+            std::fs::read_dir(&d).unwrap().count(),
+            1,
+            "no temp file left"
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 

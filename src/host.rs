@@ -26,11 +26,17 @@ pub struct Host {
 impl Host {
     /// `hostname` overrides the kernel's; `path` is the `PATH` searched for
     /// a scheduler.
-    pub fn detect(hostname: Option<String>, path: Option<&str>, extra_tags: Vec<String>) -> Result<Host> {
+    pub fn detect(
+        hostname: Option<String>,
+        path: Option<&str>,
+        extra_tags: Vec<String>,
+    ) -> Result<Host> {
         let hostname = match hostname {
             Some(h) => h,
             None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map_err(|e| Error::config(format!("failed to read the hostname: {e}; set --hostname")))?
+                .map_err(|e| {
+                    Error::config(format!("failed to read the hostname: {e}; set --hostname"))
+                })?
                 .trim()
                 .to_string(),
         };
@@ -46,7 +52,10 @@ impl Host {
 
     /// The hostname without its digits (`quartz12` → `quartz`).
     pub fn cluster(&self) -> String {
-        self.hostname.chars().filter(|c| !c.is_ascii_digit()).collect()
+        self.hostname
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect()
     }
 
     pub fn description(&self, runner_type: &str) -> String {
@@ -65,10 +74,10 @@ impl Host {
         };
         push(&cluster);
         push(runner_type);
-        if runner_type == "batch" {
-            if let Some(s) = self.scheduler {
-                push(s);
-            }
+        if runner_type == "batch"
+            && let Some(s) = self.scheduler
+        {
+            push(s);
         }
         for t in &self.extra_tags {
             push(t);
@@ -104,15 +113,30 @@ mod tests {
     #[test]
     fn tags_per_type() {
         let cases = [
-            (host("quartz12", Some("slurm"), &[]), "batch", vec!["quartz12", "quartz", "batch", "slurm"]),
-            (host("quartz12", Some("slurm"), &[]), "shell", vec!["quartz12", "quartz", "shell"]),
-            (host("login", None, &["x", "login"]), "batch", vec!["login", "batch", "x"]),
+            (
+                host("quartz12", Some("slurm"), &[]),
+                "batch",
+                vec!["quartz12", "quartz", "batch", "slurm"],
+            ),
+            (
+                host("quartz12", Some("slurm"), &[]),
+                "shell",
+                vec!["quartz12", "quartz", "shell"],
+            ),
+            (
+                host("login", None, &["x", "login"]),
+                "batch",
+                vec!["login", "batch", "x"],
+            ),
             (host("42", None, &[]), "shell", vec!["42", "shell"]),
         ];
         for (h, ty, want) in cases {
             assert_eq!(h.tags(ty), want);
         }
-        assert_eq!(host("quartz12", None, &[]).description("shell"), "quartz12-shell");
+        assert_eq!(
+            host("quartz12", None, &[]).description("shell"),
+            "quartz12-shell"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod reconcile;
 mod secret;
 mod settings;
 mod state;
+mod status;
 mod template;
 
 use std::io::IsTerminal;
@@ -31,11 +32,15 @@ fn run() -> i32 {
         }
     };
     if args.help {
-        print!("{}{}\n", cli::HELP, error::EXIT_CODES);
+        println!("{}{}", cli::HELP, error::EXIT_CODES);
         return 0;
     }
     if args.version {
-        println!("gitlab-runner-auth {} ({})", env!("CARGO_PKG_VERSION"), env!("TARGET"));
+        println!(
+            "gitlab-runner-auth {} ({})",
+            env!("CARGO_PKG_VERSION"),
+            env!("TARGET")
+        );
         return 0;
     }
     init_logging(args.verbose, args.quiet);
@@ -58,7 +63,11 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, 1) => LevelFilter::Debug,
         (false, _) => LevelFilter::Trace,
     };
-    let deps = if verbose >= 2 { LevelFilter::Trace } else { LevelFilter::Warn };
+    let deps = if verbose >= 2 {
+        LevelFilter::Trace
+    } else {
+        LevelFilter::Warn
+    };
     let mut logger = simple_logger::SimpleLogger::new()
         .with_level(level)
         .with_module_level("ureq", deps)

@@ -4,6 +4,7 @@
 //! then apply (or, for `plan`, only report), persisting state after every
 //! token GitLab issues, and finally render and write `config.toml`.
 
+use crate::cli::Command;
 use crate::clock;
 use crate::error::{Error, Kind, Result};
 use crate::fsutil;
@@ -26,6 +27,8 @@ pub enum Observed {
     /// left in `config.toml` (`adopted`).
     Valid {
         token: Secret,
+        /// The runner id verify answered (GitLab 15.10+).
+        id: Option<u64>,
         adopted: bool,
         expires_at: Option<i64>,
         obtained_at: Option<i64>,
@@ -50,14 +53,26 @@ pub enum Action {
 }
 
 /// Decide what a runner type needs. Pure: every input is a value.
-pub fn decide(entry: &Entry, observed: &Observed, now: i64, rotate_before: i64, have_access_token: bool) -> Action {
+pub fn decide(
+    entry: &Entry,
+    observed: &Observed,
+    now: i64,
+    rotate_before: i64,
+    have_access_token: bool,
+) -> Action {
     match observed {
         Observed::Missing => Action::Create { orphan: None },
         Observed::Invalid => match entry.id {
             Some(id) if have_access_token => Action::Heal { id },
             _ => Action::Create { orphan: entry.id },
         },
-        Observed::Valid { adopted, expires_at, obtained_at, .. } => {
+        Observed::Valid {
+            id,
+            adopted,
+            expires_at,
+            obtained_at,
+            ..
+        } => {
             if let Some(exp) = *expires_at {
                 if now + rotate_before >= exp {
                     return Action::Rotate {
@@ -75,7 +90,10 @@ pub fn decide(entry: &Entry, observed: &Observed, now: i64, rotate_before: i64, 
             }
             if *adopted {
                 Action::Adopt
-            } else if entry.token_expires_at != *expires_at || entry.token_obtained_at.is_none() {
+            } else if entry.token_expires_at != *expires_at
+                || entry.token_obtained_at.is_none()
+                || (id.is_some() && *id != entry.id)
+            {
                 Action::Record
             } else {
                 Action::Keep
@@ -85,17 +103,17 @@ pub fn decide(entry: &Entry, observed: &Observed, now: i64, rotate_before: i64, 
 }
 
 /// Everything read from disk, checked before any request.
-struct Inputs {
-    template: Template,
-    state: State,
-    host: Host,
-    admin: Option<(Secret, std::path::PathBuf)>,
-    access: Option<Secret>,
-    system_id: Option<String>,
+pub struct Inputs {
+    pub template: Template,
+    pub state: State,
+    pub host: Host,
+    pub admin: Option<(Secret, std::path::PathBuf)>,
+    pub access: Option<Secret>,
+    pub system_id: Option<String>,
 }
 
 impl Inputs {
-    fn load(s: &Settings) -> Result<Inputs> {
+    pub fn load(s: &Settings) -> Result<Inputs> {
         let text = std::fs::read_to_string(&s.template).map_err(|e| Error::read(&s.template, e))?;
         let template = Template::parse(&text, &s.template.display().to_string())?;
         let (state, from_file) = match State::load(&s.state)? {
@@ -106,13 +124,19 @@ impl Inputs {
         let origin = if from_file {
             format!("no such runner type in {}", s.state.display())
         } else {
-            format!("{} does not exist, so the runner types are batch and shell", s.state.display())
+            format!(
+                "{} does not exist, so the runner types are batch and shell",
+                s.state.display()
+            )
         };
         template.check_types(&types, &origin)?;
         let used = template.runner_types();
         if let Some(unused) = types.iter().find(|t| !used.contains(*t)) {
             let fix = if from_file {
-                format!("remove it from {} or use {{{unused}}} in the template", s.state.display())
+                format!(
+                    "remove it from {} or use {{{unused}}} in the template",
+                    s.state.display()
+                )
             } else {
                 format!(
                     "create {} listing the types the template uses, e.g. {{\"shell\": {{}}}}",
@@ -136,7 +160,14 @@ impl Inputs {
         let admin = dirs.read("admin-token")?;
         let access = dirs.read("access-token")?.map(|(t, _)| t);
         let system_id = crate::gitlab::read_system_id(&s.system_id);
-        Ok(Inputs { template, state, host, admin, access, system_id })
+        Ok(Inputs {
+            template,
+            state,
+            host,
+            admin,
+            access,
+            system_id,
+        })
     }
 }
 
@@ -147,7 +178,8 @@ struct Tally {
     rotated: usize,
     healed: usize,
     adopted: usize,
-    recorded: usize,
+    updated: usize,
+    deleted: usize,
 }
 
 struct Engine<'a> {
@@ -169,19 +201,49 @@ pub fn run(s: &Settings) -> Result<i32> {
         return Ok(0);
     };
     if s.stateless {
-        return Err(Error::usage("--stateless is not supported by this version yet"));
+        return Err(Error::usage(
+            "--stateless is not supported by this version yet",
+        ));
     }
     if !s.prefix.is_dir() {
-        return Err(Error::config(format!("prefix {} is not a directory", s.prefix.display())));
+        return Err(Error::config(format!(
+            "prefix {} is not a directory",
+            s.prefix.display()
+        )));
     }
-    let _lock = if s.dry_run { None } else { Some(fsutil::lock(&s.lock, s.wait)?) };
+    let read_only = s.dry_run || s.command == Command::Status;
+    let _lock = if read_only {
+        None
+    } else {
+        Some(fsutil::lock(&s.lock, s.wait)?)
+    };
     let inputs = Inputs::load(s)?;
     let client = Client::new(api_base, s.timeout, s.wait, s.ca_file.as_deref())?;
-    let mut engine = Engine { s, client, inputs, now: clock::now(), tally: Tally::default(), plan: Vec::new() };
+    match s.command {
+        Command::Status => return crate::status::status(s, &client, &inputs),
+        Command::Unregister => return crate::status::unregister(s, &client, inputs),
+        Command::Run | Command::Plan => {}
+    }
+    let mut engine = Engine {
+        s,
+        client,
+        inputs,
+        now: clock::now(),
+        tally: Tally::default(),
+        plan: Vec::new(),
+    };
     match engine.reconcile() {
-        Err(e) if e.kind() == Kind::Unreachable && s.offline_ok && s.config.is_file() && !s.dry_run => {
+        Err(e)
+            if e.kind() == Kind::Unreachable
+                && s.offline_ok
+                && s.config.is_file()
+                && !s.dry_run =>
+        {
             log::warn!("{e}");
-            log::warn!("GitLab is unreachable; keeping the existing {} (--offline-ok)", s.config.display());
+            log::warn!(
+                "GitLab is unreachable; keeping the existing {} (--offline-ok)",
+                s.config.display()
+            );
             summary(&format!("offline: kept {}", s.config.display()));
             Ok(0)
         }
@@ -189,7 +251,7 @@ pub fn run(s: &Settings) -> Result<i32> {
     }
 }
 
-fn summary(text: &str) {
+pub fn summary(text: &str) {
     log::info!(target: "gitlab_runner_auth::summary", "{text}");
 }
 
@@ -209,31 +271,49 @@ impl Engine<'_> {
         let mut changes = 0;
         for (ty, obs) in types.iter().zip(observed) {
             let entry = &self.inputs.state.entries[ty];
-            let action = decide(entry, &obs, self.now, self.s.rotate_before.as_secs() as i64, have_pat);
+            let action = decide(
+                entry,
+                &obs,
+                self.now,
+                self.s.rotate_before.as_secs() as i64,
+                have_pat,
+            );
             if action != Action::Keep {
                 changes += 1;
             }
             if self.s.dry_run {
-                self.plan.push(describe(ty, entry, &obs, &action, &self.inputs.host));
+                self.plan
+                    .push(describe(ty, entry, &obs, &action, &self.inputs.host));
             } else {
                 self.apply(ty, obs, action)?;
             }
         }
         let wrote = self.write_config(&existing)?;
+        changes += self.reconcile_tags();
+        changes += self.prune()?;
         if self.s.dry_run {
+            println!(
+                "plan for {} against {}:",
+                self.s.config.display(),
+                self.s.api_url.as_deref().unwrap_or("?")
+            );
             for line in &self.plan {
                 println!("{line}");
             }
             let pending = changes > 0 || wrote;
             summary(&format!(
                 "plan: {}",
-                if pending { "changes pending" } else { "nothing to do" }
+                if pending {
+                    "changes pending"
+                } else {
+                    "nothing to do"
+                }
             ));
             return Ok(if pending { 2 } else { 0 });
         }
         let t = &self.tally;
         summary(&format!(
-            "{} runner{} ok: {} verified, {} created, {} rotated, {} healed, {} adopted; {} {}",
+            "{} runner{} ok: {} verified, {} created, {} rotated, {} healed, {} adopted, {} updated, {} deleted; {} {}",
             types.len(),
             if types.len() == 1 { "" } else { "s" },
             t.verified,
@@ -241,21 +321,151 @@ impl Engine<'_> {
             t.rotated,
             t.healed,
             t.adopted,
+            t.updated,
+            t.deleted,
             self.s.config.display(),
             if wrote { "written" } else { "unchanged" }
         ));
         Ok(0)
     }
 
+    /// With an access token, bring each runner's description and tags on
+    /// GitLab back to what this host registers. Failures only warn: the
+    /// config is already good. The number of runners that drifted.
+    fn reconcile_tags(&mut self) -> usize {
+        let Some(pat) = self.inputs.access.clone() else {
+            return 0;
+        };
+        let ids: Vec<(String, u64)> = self
+            .inputs
+            .state
+            .entries
+            .iter()
+            .filter(|(_, e)| e.token.is_some())
+            .filter_map(|(t, e)| Some((t.clone(), e.id?)))
+            .collect();
+        let mut drifted = 0;
+        for (ty, id) in ids {
+            let host = &self.inputs.host;
+            let (want_desc, want_tags) = (host.description(&ty), host.tags(&ty));
+            let details = match self.client.runner(&pat, id) {
+                Ok(Some(d)) => d,
+                Ok(None) => continue,
+                Err(e) => {
+                    log::warn!("cannot check the tags of {ty} runner {id}: {e}");
+                    continue;
+                }
+            };
+            let sorted = |v: &[String]| {
+                let mut v = v.to_vec();
+                v.sort();
+                v.dedup();
+                v
+            };
+            let have_desc = details.description.unwrap_or_default();
+            if have_desc == want_desc && sorted(&details.tag_list) == sorted(&want_tags) {
+                continue;
+            }
+            drifted += 1;
+            let change = format!(
+                "'{have_desc}' [{}] -> '{want_desc}' [{}]",
+                details.tag_list.join(","),
+                want_tags.join(",")
+            );
+            if self.s.dry_run {
+                self.plan.push(format!(
+                    "{ty} (runner {id}): would update description and tags on GitLab: {change}"
+                ));
+                continue;
+            }
+            match self.client.update(&pat, id, &want_desc, &want_tags) {
+                Ok(()) => {
+                    self.tally.updated += 1;
+                    log::info!("updated {ty} runner {id} on GitLab: {change}");
+                }
+                Err(e) => log::warn!("cannot update {ty} runner {id}: {e}"),
+            }
+        }
+        drifted
+    }
+
+    /// `--prune`: delete this host's runners (tagged with the hostname,
+    /// described `<hostname>-…`) that the state does not hold, at most
+    /// `--max-delete` of them. The number (to be) deleted.
+    fn prune(&mut self) -> Result<usize> {
+        if !self.s.prune {
+            return Ok(0);
+        }
+        let Some(pat) = self.inputs.access.clone() else {
+            return Err(Error::config(
+                "--prune needs an access-token (api scope) in the prefix to list and delete runners",
+            ));
+        };
+        let hostname = self.inputs.host.hostname.clone();
+        let keep: Vec<u64> = self
+            .inputs
+            .state
+            .entries
+            .values()
+            .filter_map(|e| e.id)
+            .collect();
+        let mine = format!("{hostname}-");
+        let doomed: Vec<_> = self
+            .client
+            .list_tagged(&pat, self.s.scope, std::slice::from_ref(&hostname))?
+            .into_iter()
+            .filter(|r| !keep.contains(&r.id))
+            .filter(|r| {
+                r.description
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with(&mine))
+            })
+            .collect();
+        if doomed.len() > self.s.max_delete {
+            let ids: Vec<String> = doomed.iter().map(|r| r.id.to_string()).collect();
+            return Err(Error::config(format!(
+                "--prune: {} runners tagged {hostname} are not configured here (ids {}), more than --max-delete {}; none deleted: check them in GitLab, then raise --max-delete",
+                doomed.len(),
+                ids.join(", "),
+                self.s.max_delete
+            )));
+        }
+        for r in &doomed {
+            let desc = r.description.clone().unwrap_or_default();
+            if self.s.dry_run {
+                self.plan.push(format!(
+                    "would delete runner {} ('{desc}'): not configured on this host",
+                    r.id
+                ));
+            } else if self.client.delete(&pat, r.id)? {
+                self.tally.deleted += 1;
+                log::info!(
+                    "deleted runner {} ('{desc}'): not configured on this host",
+                    r.id
+                );
+            }
+        }
+        Ok(doomed.len())
+    }
+
     /// Verify every token: first those in `config.toml` that the state does
     /// not hold (gitlab-runner may have rotated them), then the state's.
     fn observe(&mut self, existing: &[ConfigRunner]) -> Result<Vec<Observed>> {
-        let known: Vec<&Secret> = self.inputs.state.entries.values().filter_map(|e| e.token.as_ref()).collect();
+        let known: Vec<&Secret> = self
+            .inputs
+            .state
+            .entries
+            .values()
+            .filter_map(|e| e.token.as_ref())
+            .collect();
         let sid = self.inputs.system_id.as_deref();
         let mut adoptable: Vec<(u64, &ConfigRunner, Option<i64>)> = Vec::new();
         for r in existing.iter().filter(|r| !known.contains(&&r.token)) {
             match self.client.verify(&r.token, sid)? {
-                Verified::Valid { id: Some(id), expires_at } if self.inputs.state.entries.values().any(|e| e.id == Some(id)) => {
+                Verified::Valid {
+                    id: Some(id),
+                    expires_at,
+                } if self.inputs.state.entries.values().any(|e| e.id == Some(id)) => {
                     adoptable.push((id, r, expires_at));
                 }
                 Verified::Valid { id, .. } => log::warn!(
@@ -263,14 +473,21 @@ impl Engine<'_> {
                     self.s.config.display(),
                     id.map_or("(unknown id)".to_string(), |i| i.to_string())
                 ),
-                Verified::Invalid => log::debug!("{} holds a stale token ({})", self.s.config.display(), r.token),
+                Verified::Invalid => log::debug!(
+                    "{} holds a stale token ({})",
+                    self.s.config.display(),
+                    r.token
+                ),
             }
         }
         let mut out = Vec::new();
         for (ty, entry) in &self.inputs.state.entries {
-            if let Some((_, r, expires_at)) = adoptable.iter().find(|(id, _, _)| Some(*id) == entry.id) {
+            if let Some((_, r, expires_at)) =
+                adoptable.iter().find(|(id, _, _)| Some(*id) == entry.id)
+            {
                 out.push(Observed::Valid {
                     token: r.token.clone(),
+                    id: entry.id,
                     adopted: true,
                     expires_at: *expires_at,
                     obtained_at: r.token_obtained_at.or(Some(self.now)),
@@ -284,25 +501,33 @@ impl Engine<'_> {
             let obs = match self.client.verify(token, sid)? {
                 Verified::Valid { expires_at, id } => {
                     self.tally.verified += 1;
-                    if let (Some(got), Some(want)) = (id, entry.id) {
-                        if got != want {
-                            log::warn!("runner {ty}: GitLab says the token belongs to runner {got}, the state says {want}; using {got}");
-                        }
+                    if let (Some(got), Some(want)) = (id, entry.id)
+                        && got != want
+                    {
+                        log::warn!(
+                            "{ty}: GitLab says the token belongs to runner {got}, runner-data.json says {want}; recording {got}"
+                        );
                     }
                     log::info!(
                         "verified {ty} runner {}: valid{}",
                         id.or(entry.id).map_or("?".into(), |i| i.to_string()),
-                        expires_at.map_or(", never expires".into(), |e| format!(" until {}", clock::format(e)))
+                        expires_at.map_or(", never expires".into(), |e| format!(
+                            " until {}",
+                            clock::format(e)
+                        ))
                     );
                     Observed::Valid {
                         token: token.clone(),
+                        id,
                         adopted: false,
                         expires_at,
                         obtained_at: entry.token_obtained_at.or(Some(self.now)),
                     }
                 }
                 Verified::Invalid => {
-                    log::info!("verified {ty} runner: token rejected by GitLab (unknown, deleted or expired)");
+                    log::info!(
+                        "verified {ty} runner: token rejected by GitLab (unknown, deleted or expired)"
+                    );
                     Observed::Invalid
                 }
             };
@@ -312,28 +537,37 @@ impl Engine<'_> {
     }
 
     fn apply(&mut self, ty: &str, obs: Observed, action: Action) -> Result<()> {
-        let (token, expires_at, obtained_at) = match &obs {
-            Observed::Valid { token, expires_at, obtained_at, .. } => (Some(token.clone()), *expires_at, *obtained_at),
-            _ => (None, None, None),
+        let (token, id, expires_at, obtained_at) = match &obs {
+            Observed::Valid {
+                token,
+                id,
+                expires_at,
+                obtained_at,
+                ..
+            } => (Some(token.clone()), *id, *expires_at, *obtained_at),
+            _ => (None, None, None, None),
         };
         match action {
             Action::Keep => Ok(()),
-            Action::Record => {
+            Action::Record | Action::Adopt => {
+                let adopt = action == Action::Adopt;
                 let e = self.entry(ty);
-                e.token_expires_at = expires_at;
-                e.token_obtained_at = obtained_at;
-                self.tally.recorded += 1;
-                self.save_state()
-            }
-            Action::Adopt => {
-                let e = self.entry(ty);
-                e.token = token;
+                if adopt {
+                    e.token = token;
+                }
+                e.id = id.or(e.id);
                 e.token_expires_at = expires_at;
                 e.token_obtained_at = obtained_at;
                 let id = e.id;
+                if !adopt {
+                    return self.save_state();
+                }
                 self.tally.adopted += 1;
                 self.save_state()?;
-                log::info!("adopted the token gitlab-runner rotated for {ty} runner {}", id.unwrap_or(0));
+                log::info!(
+                    "adopted the token gitlab-runner rotated for {ty} runner {}",
+                    id.unwrap_or(0)
+                );
                 Ok(())
             }
             Action::Rotate { reason } => {
@@ -342,19 +576,34 @@ impl Engine<'_> {
                     Some(new) => {
                         self.store(ty, new)?;
                         self.tally.rotated += 1;
-                        log::info!("rotated {ty} runner {} token ({reason})", self.entry(ty).id.unwrap_or(0));
+                        log::info!(
+                            "rotated {ty} runner {} token ({reason})",
+                            self.entry(ty).id.unwrap_or(0)
+                        );
                         Ok(())
                     }
                     None => {
-                        log::warn!("{ty} runner: GitLab refused to rotate the token; treating it as invalid");
+                        log::warn!(
+                            "{ty} runner: GitLab refused to rotate the token; treating it as invalid"
+                        );
                         let entry = self.inputs.state.entries[ty].clone();
-                        let next = decide(&entry, &Observed::Invalid, self.now, 0, self.inputs.access.is_some());
+                        let next = decide(
+                            &entry,
+                            &Observed::Invalid,
+                            self.now,
+                            0,
+                            self.inputs.access.is_some(),
+                        );
                         self.apply(ty, Observed::Invalid, next)
                     }
                 }
             }
             Action::Heal { id } => {
-                let pat = self.inputs.access.clone().ok_or_else(|| Error::internal("heal without access token"))?;
+                let pat = self
+                    .inputs
+                    .access
+                    .clone()
+                    .ok_or_else(|| Error::internal("heal without access token"))?;
                 match self.client.reset_by_id(&pat, id)? {
                     Some(new) => {
                         self.store(ty, new)?;
@@ -363,7 +612,9 @@ impl Engine<'_> {
                         Ok(())
                     }
                     None => {
-                        log::info!("{ty} runner {id} no longer exists in GitLab; creating a new one");
+                        log::info!(
+                            "{ty} runner {id} no longer exists in GitLab; creating a new one"
+                        );
                         self.apply(ty, Observed::Invalid, Action::Create { orphan: None })
                     }
                 }
@@ -394,12 +645,20 @@ impl Engine<'_> {
             return Err(Error::config(format!(
                 "cannot create the {ty} runner: no admin-token in {}{}",
                 self.s.prefix.display(),
-                if self.s.credentials_dir.is_some() { " or $CREDENTIALS_DIRECTORY" } else { "" }
+                if self.s.credentials_dir.is_some() {
+                    " or $CREDENTIALS_DIRECTORY"
+                } else {
+                    ""
+                }
             )));
         };
         let tags = self.inputs.host.tags(ty);
         let description = self.inputs.host.description(ty);
-        let new = NewRunner { description: &description, tags: &tags, scope: self.s.scope };
+        let new = NewRunner {
+            description: &description,
+            tags: &tags,
+            scope: self.s.scope,
+        };
         let user_runners = match self.s.registration {
             Registration::Legacy => false,
             Registration::UserRunners => true,
@@ -410,11 +669,20 @@ impl Engine<'_> {
         } else {
             self.client.register(admin, &new)
         };
-        issued.map_err(|e| e.context(format!("failed to create the {ty} runner with {}", path.display())))
+        issued.map_err(|e| {
+            e.context(format!(
+                "failed to create the {ty} runner with {}",
+                path.display()
+            ))
+        })
     }
 
     fn entry(&mut self, ty: &str) -> &mut Entry {
-        self.inputs.state.entries.get_mut(ty).expect("runner type from the state")
+        self.inputs
+            .state
+            .entries
+            .get_mut(ty)
+            .expect("runner type from the state")
     }
 
     /// Store a token GitLab just issued and persist it at once: the old token
@@ -432,11 +700,7 @@ impl Engine<'_> {
     }
 
     fn save_state(&self) -> Result<()> {
-        let bytes = self.inputs.state.to_json();
-        if fsutil::same_content(&self.s.state, &bytes) {
-            return Ok(());
-        }
-        fsutil::write_atomic(&self.s.state, &bytes)
+        self.inputs.state.save(&self.s.state)
     }
 
     /// Render, check, and write `config.toml` when its bytes change (for
@@ -451,19 +715,22 @@ impl Engine<'_> {
             .map(|(t, _)| (t.clone(), format!("<new token for {t}>")))
             .collect();
         let state = &self.inputs.state;
-        let rendered = self.inputs.template.render(&self.inputs.host.hostname, |ty| {
-            let e = state.entries.get(ty)?;
-            let token = match &e.token {
-                Some(t) => t.expose(),
-                None => placeholders.iter().find(|(t, _)| t == ty)?.1.as_str(),
-            };
-            Some(RunnerValues {
-                token,
-                id: e.id,
-                token_obtained_at: e.token_obtained_at,
-                token_expires_at: e.token_expires_at,
-            })
-        })?;
+        let rendered = self
+            .inputs
+            .template
+            .render(&self.inputs.host.hostname, |ty| {
+                let e = state.entries.get(ty)?;
+                let token = match &e.token {
+                    Some(t) => t.expose(),
+                    None => placeholders.iter().find(|(t, _)| t == ty)?.1.as_str(),
+                };
+                Some(RunnerValues {
+                    token,
+                    id: e.id,
+                    token_obtained_at: e.token_obtained_at,
+                    token_expires_at: e.token_expires_at,
+                })
+            })?;
         if let Err(e) = rendered.parse::<toml::Table>() {
             return Err(Error::data(format!(
                 "{} renders to invalid TOML ({}); {} left unchanged",
@@ -478,7 +745,12 @@ impl Engine<'_> {
         }
         if self.s.dry_run {
             let old_text = String::from_utf8_lossy(old.as_deref().unwrap_or_default()).into_owned();
-            let mut secrets: Vec<&str> = state.entries.values().filter_map(|e| e.token.as_ref()).map(Secret::expose).collect();
+            let mut secrets: Vec<&str> = state
+                .entries
+                .values()
+                .filter_map(|e| e.token.as_ref())
+                .map(Secret::expose)
+                .collect();
             secrets.extend(existing.iter().map(|r| r.token.expose()));
             let masked = |t: &str| mask_tokens(t, &secrets);
             self.plan.push(format!(
@@ -506,10 +778,18 @@ pub fn mask_tokens(text: &str, secrets: &[&str]) -> String {
     out.lines()
         .map(|line| {
             let t = line.trim_start();
-            match t.strip_prefix("token") .map(str::trim_start).and_then(|r| r.strip_prefix('=')) {
-                Some(v) if v.trim().starts_with('"') && !v.contains('…') => {
+            match t
+                .strip_prefix("token")
+                .map(str::trim_start)
+                .and_then(|r| r.strip_prefix('='))
+            {
+                Some(v) if v.trim().starts_with('"') && !v.contains('…') && !v.contains("\"<") => {
                     let value = v.trim().trim_matches('"');
-                    format!("{}token = \"{}\"", &line[..line.len() - t.len()], mask(value))
+                    format!(
+                        "{}token = \"{}\"",
+                        &line[..line.len() - t.len()],
+                        mask(value)
+                    )
                 }
                 _ => line.to_string(),
             }
@@ -527,26 +807,37 @@ pub fn is_access_token(token: &str) -> bool {
 
 /// One `plan` line for a runner type.
 fn describe(ty: &str, entry: &Entry, obs: &Observed, action: &Action, host: &Host) -> String {
-    let id = entry.id.map_or("(no id)".to_string(), |i| format!("runner {i}"));
+    let id = entry
+        .id
+        .map_or("no id".to_string(), |i| format!("runner {i}"));
     let state = match obs {
         Observed::Missing => "no token".to_string(),
         Observed::Invalid => "token rejected by GitLab".to_string(),
         Observed::Valid { expires_at, .. } => format!(
             "token valid{}",
-            expires_at.map_or(", never expires".into(), |e| format!(" until {}", clock::format(e)))
+            expires_at.map_or(", never expires".into(), |e| format!(
+                " until {}",
+                clock::format(e)
+            ))
         ),
     };
     let what = match action {
         Action::Keep => "nothing to do".to_string(),
         Action::Record => "would record the token's expiry in runner-data.json".to_string(),
-        Action::Adopt => "would adopt the token gitlab-runner rotated (from config.toml)".to_string(),
+        Action::Adopt => {
+            "would adopt the token gitlab-runner rotated (from config.toml)".to_string()
+        }
         Action::Rotate { reason } => format!("would rotate the token: {reason}"),
-        Action::Heal { id } => format!("would heal: reset runner {id}'s token with the access token"),
+        Action::Heal { id } => {
+            format!("would heal: reset runner {id}'s token with the access token")
+        }
         Action::Create { orphan } => format!(
             "would create runner '{}' tagged {}{}",
             host.description(ty),
             host.tags(ty).join(","),
-            orphan.map_or(String::new(), |o| format!(" (old runner {o} may remain in GitLab)"))
+            orphan.map_or(String::new(), |o| format!(
+                " (old runner {o} may remain in GitLab)"
+            ))
         ),
     };
     format!("{ty} ({id}): {state}; {what}")
@@ -567,7 +858,13 @@ mod tests {
     }
 
     fn valid(expires: Option<i64>, obtained: Option<i64>, adopted: bool) -> Observed {
-        Observed::Valid { token: Secret::new("t"), adopted, expires_at: expires, obtained_at: obtained }
+        Observed::Valid {
+            token: Secret::new("t"),
+            id: Some(5),
+            adopted,
+            expires_at: expires,
+            obtained_at: obtained,
+        }
     }
 
     #[test]
@@ -575,21 +872,91 @@ mod tests {
         let now = 1_000_000;
         let day = 86_400;
         let cases: Vec<(Entry, Observed, i64, bool, Action)> = vec![
-            (Entry::default(), Observed::Missing, 0, true, Action::Create { orphan: None }),
-            (entry(Some(5), None, Some(now)), Observed::Invalid, 0, true, Action::Heal { id: 5 }),
-            (entry(Some(5), None, Some(now)), Observed::Invalid, 0, false, Action::Create { orphan: Some(5) }),
-            (entry(None, None, Some(now)), Observed::Invalid, 0, true, Action::Create { orphan: None }),
-            (entry(Some(5), None, Some(now)), valid(None, Some(now), false), 0, false, Action::Keep),
+            (
+                Entry::default(),
+                Observed::Missing,
+                0,
+                true,
+                Action::Create { orphan: None },
+            ),
+            (
+                entry(Some(5), None, Some(now)),
+                Observed::Invalid,
+                0,
+                true,
+                Action::Heal { id: 5 },
+            ),
+            (
+                entry(Some(5), None, Some(now)),
+                Observed::Invalid,
+                0,
+                false,
+                Action::Create { orphan: Some(5) },
+            ),
+            (
+                entry(None, None, Some(now)),
+                Observed::Invalid,
+                0,
+                true,
+                Action::Create { orphan: None },
+            ),
+            (
+                entry(Some(5), None, Some(now)),
+                valid(None, Some(now), false),
+                0,
+                false,
+                Action::Keep,
+            ),
             // expiry learned → record it
-            (entry(Some(5), None, Some(now)), valid(Some(now + 30 * day), Some(now), false), 0, false, Action::Record),
+            (
+                entry(Some(5), None, Some(now)),
+                valid(Some(now + 30 * day), Some(now), false),
+                0,
+                false,
+                Action::Record,
+            ),
             // no obtained time (the original's file) → record it
-            (entry(Some(5), None, None), valid(None, Some(now), false), 0, false, Action::Record),
+            (
+                entry(Some(5), None, None),
+                valid(None, Some(now), false),
+                0,
+                false,
+                Action::Record,
+            ),
             // 74% of the lifetime: keep; 75%: rotate
-            (entry(Some(5), Some(now + 26 * day), Some(now - 74 * day)), valid(Some(now + 26 * day), Some(now - 74 * day), false), 0, false, Action::Keep),
-            (entry(Some(5), Some(now + 25 * day), Some(now - 75 * day)), valid(Some(now + 25 * day), Some(now - 75 * day), false), 0, false, Action::Rotate { reason: format!("past 75% of its lifetime ({})", clock::format(now)) }),
+            (
+                entry(Some(5), Some(now + 26 * day), Some(now - 74 * day)),
+                valid(Some(now + 26 * day), Some(now - 74 * day), false),
+                0,
+                false,
+                Action::Keep,
+            ),
+            (
+                entry(Some(5), Some(now + 25 * day), Some(now - 75 * day)),
+                valid(Some(now + 25 * day), Some(now - 75 * day), false),
+                0,
+                false,
+                Action::Rotate {
+                    reason: format!("past 75% of its lifetime ({})", clock::format(now)),
+                },
+            ),
             // --rotate-before
-            (entry(Some(5), Some(now + day), Some(now)), valid(Some(now + day), Some(now), false), 2 * day, false, Action::Rotate { reason: format!("expires {}", clock::format(now + day)) }),
-            (valid_entry_adopt(), valid(None, Some(now), true), 0, false, Action::Adopt),
+            (
+                entry(Some(5), Some(now + day), Some(now)),
+                valid(Some(now + day), Some(now), false),
+                2 * day,
+                false,
+                Action::Rotate {
+                    reason: format!("expires {}", clock::format(now + day)),
+                },
+            ),
+            (
+                valid_entry_adopt(),
+                valid(None, Some(now), true),
+                0,
+                false,
+                Action::Adopt,
+            ),
         ];
         for (i, (e, obs, before, pat, want)) in cases.into_iter().enumerate() {
             assert_eq!(decide(&e, &obs, now, before, pat), want, "case {i}");

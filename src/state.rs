@@ -59,7 +59,9 @@ impl State {
                 return Err(format!("'{ty}' cannot be a runner type name"));
             }
             let entry = match v {
-                Value::Object(obj) => Entry::from_json(obj).map_err(|m| format!("runner '{ty}': {m}"))?,
+                Value::Object(obj) => {
+                    Entry::from_json(obj).map_err(|m| format!("runner '{ty}': {m}"))?
+                }
                 Value::Null => Entry::default(),
                 _ => return Err(format!("runner '{ty}': expected an object")),
             };
@@ -69,6 +71,15 @@ impl State {
             return Err("no runner types in the file".into());
         }
         Ok(State { entries })
+    }
+
+    /// Write the state to `path` (atomically), unless it already holds it.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = self.to_json();
+        if crate::fsutil::same_content(path, &bytes) {
+            return Ok(());
+        }
+        crate::fsutil::write_atomic(path, &bytes)
     }
 
     /// The file's bytes: pretty JSON with a final newline.
@@ -126,7 +137,8 @@ impl Entry {
             obj.insert("token".into(), token.expose().into());
             obj.insert(
                 "token_expires_at".into(),
-                self.token_expires_at.map_or(Value::Null, |t| clock::format(t).into()),
+                self.token_expires_at
+                    .map_or(Value::Null, |t| clock::format(t).into()),
             );
             if let Some(t) = self.token_obtained_at {
                 obj.insert("token_obtained_at".into(), clock::format(t).into());
@@ -167,12 +179,14 @@ pub fn config_runners(path: &Path) -> Result<Option<Vec<ConfigRunner>>> {
         .and_then(|r| r.as_array())
         .map(|a| a.as_slice())
         .unwrap_or_default();
-    let time = |v: Option<&toml::Value>| match v {
-        Some(toml::Value::Datetime(d)) => clock::from_datetime(d),
-        Some(toml::Value::String(s)) => clock::parse(s),
-        _ => None,
-    }
-    .filter(|t| *t > clock::parse(clock::ZERO).unwrap_or(i64::MIN));
+    let time = |v: Option<&toml::Value>| {
+        match v {
+            Some(toml::Value::Datetime(d)) => clock::from_datetime(d),
+            Some(toml::Value::String(s)) => clock::parse(s),
+            _ => None,
+        }
+        .filter(|t| *t > clock::parse(clock::ZERO).unwrap_or(i64::MIN))
+    };
     Ok(Some(
         runners
             .iter()
@@ -180,7 +194,10 @@ pub fn config_runners(path: &Path) -> Result<Option<Vec<ConfigRunner>>> {
                 let token = r.get("token")?.as_str()?.trim();
                 (!token.is_empty()).then(|| ConfigRunner {
                     token: Secret::new(token),
-                    id: r.get("id").and_then(|v| v.as_integer()).and_then(|i| u64::try_from(i).ok()),
+                    id: r
+                        .get("id")
+                        .and_then(|v| v.as_integer())
+                        .and_then(|i| u64::try_from(i).ok()),
                     token_obtained_at: time(r.get("token_obtained_at")),
                 })
             })
@@ -192,7 +209,9 @@ pub fn config_runners(path: &Path) -> Result<Option<Vec<ConfigRunner>>> {
 pub fn one_line(msg: &str) -> String {
     msg.lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.chars().all(|c| c == '^' || c == ' '))
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with('|') && !l.chars().all(|c| c == '^' || c == ' ')
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -208,7 +227,10 @@ mod tests {
         let s = State::parse(original).unwrap();
         assert_eq!(s.entries["shell"].id, Some(12));
         assert_eq!(s.entries["batch"].id, Some(13));
-        assert_eq!(s.entries["batch"].token.as_ref().unwrap().expose(), "zyxwvutsrq9876543210");
+        assert_eq!(
+            s.entries["batch"].token.as_ref().unwrap().expose(),
+            "zyxwvutsrq9876543210"
+        );
         assert_eq!(s.entries["extra"], Entry::default());
     }
 

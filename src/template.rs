@@ -195,7 +195,9 @@ impl Template {
                             self.origin, f.line, f.col, f.base
                         ))
                     })?;
-                    let time = |t: Option<i64>| t.map_or(crate::clock::ZERO.to_string(), crate::clock::format);
+                    let time = |t: Option<i64>| {
+                        t.map_or(crate::clock::ZERO.to_string(), crate::clock::format)
+                    };
                     match f.attr {
                         None | Some(Attr::Token) => out.push_str(v.token),
                         Some(Attr::Id) => out.push_str(&v.id.unwrap_or(0).to_string()),
@@ -302,10 +304,19 @@ mod tests {
             ("x = {}", "t:1:5: positional field '{}'"),
             ("a\nx = {0}", "t:2:5: positional field '{0}'"),
             ("x = {shell!r}", "t:1:5: field '{shell!r}': conversions"),
-            ("x = {shell:>10}", "t:1:5: field '{shell:>10}': format specs"),
+            (
+                "x = {shell:>10}",
+                "t:1:5: field '{shell:>10}': format specs",
+            ),
             ("x = {shell[0]}", "t:1:5: field '{shell[0]}': indexing"),
-            ("x = {shell.bogus}", "t:1:5: field '{shell.bogus}': unknown attribute 'bogus'"),
-            ("x = {hostname.id}", "t:1:5: field '{hostname.id}': hostname has no attribute"),
+            (
+                "x = {shell.bogus}",
+                "t:1:5: field '{shell.bogus}': unknown attribute 'bogus'",
+            ),
+            (
+                "x = {hostname.id}",
+                "t:1:5: field '{hostname.id}': hostname has no attribute",
+            ),
             ("\n\n  x = {shell", "t:3:7: '{' is never closed"),
             ("x = }", "t:1:5: single '}' encountered"),
             ("x = {a{b}}", "t:1:5: unexpected '{' inside a field"),
@@ -321,7 +332,9 @@ mod tests {
     fn unknown_types_are_reported_with_position() {
         let t = Template::parse("{hostname}\n  {shel}", "f").unwrap();
         let types: BTreeSet<String> = ["shell".to_string()].into();
-        let e = t.check_types(&types, "no such runner in runner-data.json").unwrap_err();
+        let e = t
+            .check_types(&types, "no such runner in runner-data.json")
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "invalid template f:2:3: unknown field 'shel' (no such runner in runner-data.json)"
@@ -330,7 +343,11 @@ mod tests {
 
     #[test]
     fn warns_about_expiry_without_obtained() {
-        let t = Template::parse("{a.token_expires_at} {b.token_expires_at} {b.token_obtained_at}", "t").unwrap();
+        let t = Template::parse(
+            "{a.token_expires_at} {b.token_expires_at} {b.token_obtained_at}",
+            "t",
+        )
+        .unwrap();
         assert_eq!(t.expiry_without_obtained(), vec!["a"]);
     }
 }

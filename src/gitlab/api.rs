@@ -24,9 +24,6 @@ pub struct RunnerDetails {
     pub description: Option<String>,
     #[serde(default)]
     pub tag_list: Vec<String>,
-    /// Only servers older than 13.0 (or patched ones) send it.
-    #[serde(default)]
-    pub token: Option<String>,
 }
 
 /// A GitLab error body: `{"message": "…"|{…}}` or `{"error": "…", "error_description": "…"}`.

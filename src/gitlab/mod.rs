@@ -8,6 +8,7 @@ pub mod api;
 use crate::clock;
 use crate::error::{Error, Kind, Result};
 use crate::secret::Secret;
+use crate::settings::Scope;
 use api::{ErrorBody, RunnerDetails, TokenAnswer};
 use serde_json::{Value, json};
 use std::hash::{BuildHasher, Hasher};
@@ -40,7 +41,7 @@ pub enum Verified {
 pub struct NewRunner<'a> {
     pub description: &'a str,
     pub tags: &'a [String],
-    pub scope: crate::settings::Scope,
+    pub scope: Scope,
 }
 
 /// Whether a request may be repeated after it may have reached GitLab.
@@ -71,7 +72,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 impl Client {
     /// `base` is `https://host/api/v4`; `wait` bounds all retries of one call.
-    pub fn new(base: &str, timeout: Duration, wait: Duration, ca_file: Option<&Path>) -> Result<Client> {
+    pub fn new(
+        base: &str,
+        timeout: Duration,
+        wait: Duration,
+        ca_file: Option<&Path>,
+    ) -> Result<Client> {
         let tls = ureq::tls::TlsConfig::builder()
             .root_certs(root_certs(ca_file)?)
             .build();
@@ -85,7 +91,10 @@ impl Client {
             .build();
         if let Some(host) = base.strip_prefix("http://") {
             let host = host.split(['/', ':']).next().unwrap_or("");
-            if !matches!(host, "localhost" | "[") && !host.starts_with("127.") && !host.starts_with("[::1]") {
+            if !matches!(host, "localhost" | "[")
+                && !host.starts_with("127.")
+                && !host.starts_with("[::1]")
+            {
                 log::warn!("using plain http:// to {host}: tokens cross the network unencrypted");
             }
         }
@@ -107,7 +116,10 @@ impl Client {
         match reply.status {
             200 => {
                 if reply.body.trim() == "200" || reply.body.trim().is_empty() {
-                    return Ok(Verified::Valid { id: None, expires_at: None });
+                    return Ok(Verified::Valid {
+                        id: None,
+                        expires_at: None,
+                    });
                 }
                 let a: TokenAnswer = decode(what, &reply)?;
                 Ok(Verified::Valid {
@@ -125,7 +137,13 @@ impl Client {
     pub fn reset_by_token(&self, token: &Secret) -> Result<Option<IssuedToken>> {
         let what = "POST /runners/reset_authentication_token";
         let body = json!({ "token": token.expose() });
-        let reply = self.call("POST", "/runners/reset_authentication_token", None, Some(&body), Repeat::BeforeSendOnly)?;
+        let reply = self.call(
+            "POST",
+            "/runners/reset_authentication_token",
+            None,
+            Some(&body),
+            Repeat::BeforeSendOnly,
+        )?;
         match reply.status {
             200 | 201 => issued(what, &reply).map(Some),
             403 => Ok(None),
@@ -156,7 +174,13 @@ impl Client {
             "run_untagged": false,
             "locked": false,
         });
-        let reply = self.call("POST", "/runners", None, Some(&body), Repeat::BeforeSendOnly)?;
+        let reply = self.call(
+            "POST",
+            "/runners",
+            None,
+            Some(&body),
+            Repeat::BeforeSendOnly,
+        )?;
         match reply.status {
             200 | 201 => issued(what, &reply),
             410 => Err(Error::config(format!(
@@ -182,11 +206,17 @@ impl Client {
             "locked": false,
         });
         match new.scope {
-            crate::settings::Scope::Group(g) => body["group_id"] = g.into(),
-            crate::settings::Scope::Project(p) => body["project_id"] = p.into(),
-            crate::settings::Scope::Instance => {}
+            Scope::Group(g) => body["group_id"] = g.into(),
+            Scope::Project(p) => body["project_id"] = p.into(),
+            Scope::Instance => {}
         }
-        let reply = self.call("POST", "/user/runners", Some(pat), Some(&body), Repeat::BeforeSendOnly)?;
+        let reply = self.call(
+            "POST",
+            "/user/runners",
+            Some(pat),
+            Some(&body),
+            Repeat::BeforeSendOnly,
+        )?;
         match reply.status {
             200 | 201 => issued(what, &reply),
             _ => Err(unexpected(what, &reply)),
@@ -229,13 +259,38 @@ impl Client {
         }
     }
 
-    /// `GET /runners/all?tag_list=…`, every page.
-    pub fn list_tagged(&self, pat: &Secret, tags: &[String]) -> Result<Vec<RunnerDetails>> {
+    /// `DELETE /runners` with the runner's own token; `Ok(false)` when
+    /// GitLab no longer accepts the token (403).
+    pub fn delete_by_token(&self, token: &Secret) -> Result<bool> {
+        let what = "DELETE /runners";
+        let body = json!({ "token": token.expose() });
+        let reply = self.call("DELETE", "/runners", None, Some(&body), Repeat::Safe)?;
+        match reply.status {
+            200 | 204 => Ok(true),
+            403 => Ok(false),
+            _ => Err(unexpected(what, &reply)),
+        }
+    }
+
+    /// The runners carrying every tag in `tags`, every page: `GET /runners/all`
+    /// for instance runners, else the group's or project's list.
+    pub fn list_tagged(
+        &self,
+        pat: &Secret,
+        scope: Scope,
+        tags: &[String],
+    ) -> Result<Vec<RunnerDetails>> {
+        let list = match scope {
+            Scope::Instance => "/runners/all".to_string(),
+            Scope::Group(g) => format!("/groups/{g}/runners"),
+            Scope::Project(p) => format!("/projects/{p}/runners"),
+        };
         let mut out = Vec::new();
         let mut page = "1".to_string();
         for _ in 0..1000 {
             let path = format!(
-                "/runners/all?tag_list={}&per_page=100&page={page}",
+                "{list}?type={}&tag_list={}&per_page=100&page={page}",
+                scope.runner_type(),
                 tags.join(",")
             );
             let what = format!("GET {path}");
@@ -249,12 +304,21 @@ impl Client {
                 None => return Ok(out),
             }
         }
-        Err(Error::data("GET /runners/all: more than 1000 pages; giving up"))
+        Err(Error::data(format!(
+            "GET {list}: more than 1000 pages; giving up"
+        )))
     }
 
     /// One request with retries. Transport failures and retryable statuses
     /// that outlast `wait` become `Kind::Unreachable` errors.
-    fn call(&self, method: &str, path: &str, pat: Option<&Secret>, body: Option<&Value>, repeat: Repeat) -> Result<Reply> {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        pat: Option<&Secret>,
+        body: Option<&Value>,
+        repeat: Repeat,
+    ) -> Result<Reply> {
         let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
         let start = Instant::now();
         let mut delay = BACKOFF_START;
@@ -264,7 +328,11 @@ impl Client {
             let result = self.once(method, path, pat, body);
             let (retry_after, cause) = match result {
                 Ok((reply, retry_after)) => {
-                    log::debug!("{what} -> {} ({} ms)", reply.status, t0.elapsed().as_millis());
+                    log::debug!(
+                        "{what} -> {} ({} ms)",
+                        reply.status,
+                        t0.elapsed().as_millis()
+                    );
                     if !RETRY_STATUS.contains(&reply.status)
                         || (repeat == Repeat::BeforeSendOnly && reply.status != 429)
                     {
@@ -278,7 +346,9 @@ impl Client {
                     if repeat == Repeat::BeforeSendOnly && !never_sent(&e) {
                         return Err(Error::new(
                             Kind::Unreachable,
-                            format!("{what}: {e}; not retried, as GitLab may have acted on it (the next run checks again)"),
+                            format!(
+                                "{what}: {e}; not retried, as GitLab may have acted on it (the next run checks again)"
+                            ),
                         ));
                     }
                     (None, e.to_string())
@@ -297,7 +367,11 @@ impl Client {
                     ),
                 ));
             }
-            log::info!("{what}: {}; retrying in {:.1}s", cause.trim(), sleep.as_secs_f64());
+            log::info!(
+                "{what}: {}; retrying in {:.1}s",
+                cause.trim(),
+                sleep.as_secs_f64()
+            );
             std::thread::sleep(sleep);
             delay = (delay * 2).min(BACKOFF_MAX);
             attempt += 1;
@@ -305,7 +379,13 @@ impl Client {
     }
 
     /// Send once: the reply and its `Retry-After`, or a transport error.
-    fn once(&self, method: &str, path: &str, pat: Option<&Secret>, body: Option<&Value>) -> std::result::Result<(Reply, Option<Duration>), ureq::Error> {
+    fn once(
+        &self,
+        method: &str,
+        path: &str,
+        pat: Option<&Secret>,
+        body: Option<&Value>,
+    ) -> std::result::Result<(Reply, Option<Duration>), ureq::Error> {
         let url = format!("{}{}", self.base, path);
         let builder = ureq::http::Request::builder()
             .method(method)
@@ -346,7 +426,14 @@ impl Client {
             .with_config()
             .limit(16 * 1024 * 1024)
             .read_to_string()?;
-        Ok((Reply { status, body, next_page }, retry_after))
+        Ok((
+            Reply {
+                status,
+                body,
+                next_page,
+            },
+            retry_after,
+        ))
     }
 }
 
@@ -357,7 +444,9 @@ fn never_sent(e: &ureq::Error) -> bool {
         ureq::Error::Timeout(t) => matches!(t, ureq::Timeout::Resolve | ureq::Timeout::Connect),
         ureq::Error::Io(io) => matches!(
             io.kind(),
-            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NetworkUnreachable | std::io::ErrorKind::HostUnreachable
+            std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::NetworkUnreachable
+                | std::io::ErrorKind::HostUnreachable
         ),
         _ => false,
     }
@@ -365,7 +454,9 @@ fn never_sent(e: &ureq::Error) -> bool {
 
 /// A random duration in [d/2, d].
 fn jitter(d: Duration) -> Duration {
-    let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
     let frac = 0.5 + (r % 1000) as f64 / 2000.0;
     d.mul_f64(frac)
 }
@@ -383,18 +474,22 @@ fn decode<T: serde::de::DeserializeOwned>(what: &str, reply: &Reply) -> Result<T
 fn expiry(what: &str, value: Option<&str>) -> Result<Option<i64>> {
     match value {
         None => Ok(None),
-        Some(v) => clock::parse(v)
-            .map(Some)
-            .ok_or_else(|| Error::data(format!("{what}: token_expires_at '{v}' is not an RFC 3339 time"))),
+        Some(v) => clock::parse(v).map(Some).ok_or_else(|| {
+            Error::data(format!(
+                "{what}: token_expires_at '{v}' is not an RFC 3339 time"
+            ))
+        }),
     }
 }
 
 fn issued(what: &str, reply: &Reply) -> Result<IssuedToken> {
     let a: TokenAnswer = decode(what, reply)?;
-    let token = a
-        .token
-        .filter(|t| !t.trim().is_empty())
-        .ok_or_else(|| Error::data(format!("{what}: {} without a token in the answer", reply.status)))?;
+    let token = a.token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+        Error::data(format!(
+            "{what}: {} without a token in the answer",
+            reply.status
+        ))
+    })?;
     Ok(IssuedToken {
         id: a.id,
         token: Secret::new(token.trim()),
@@ -429,7 +524,9 @@ fn unexpected(what: &str, reply: &Reply) -> Error {
     };
     let hint = match (reply.status, message(reply)) {
         (401, _) => "; check access-token / admin-token (missing, expired or revoked)",
-        (403, Some(m)) if m.contains("insufficient_scope") => "; the access token needs the api scope (create_runner for admin-token)",
+        (403, Some(m)) if m.contains("insufficient_scope") => {
+            "; the access token needs the api scope (create_runner for admin-token)"
+        }
         (403, _) => "; the token lacks permission for this runner",
         (300..=399, _) => "; redirected: check --api-url",
         _ => "",
@@ -451,7 +548,10 @@ fn root_certs(ca_file: Option<&Path>) -> Result<ureq::tls::RootCerts> {
         let pem = std::fs::read(f).map_err(|e| Error::read(f, e))?;
         let found = pem_certs(&pem);
         if found.is_empty() {
-            return Err(Error::config(format!("failed to read {}: no PEM certificates in it", f.display())));
+            return Err(Error::config(format!(
+                "failed to read {}: no PEM certificates in it",
+                f.display()
+            )));
         }
         certs.extend(found);
     }

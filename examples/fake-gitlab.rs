@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: MIT
+//! The tests' fake GitLab as a program, for `make demo` and `make bench`.
+//! Prints its URL on the first line of stdout, then serves until killed.
+//!
+//! fake-gitlab [--port N] [--no-registration] [--token-interval SECS] [--latency-ms N]
+
+#[path = "../tests/support/fake_gitlab.rs"]
+mod fake_gitlab;
+
+use fake_gitlab::{FakeGitlab, FaultKind, World};
+use std::io::Write;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut world = World::default();
+    let mut port = 0u16;
+    let mut latency = 0u64;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--port" => port = args.next().and_then(|v| v.parse().ok()).expect("--port N"),
+            "--no-registration" => world.registration_enabled = false,
+            "--token-interval" => world.token_interval = args.next().and_then(|v| v.parse().ok()),
+            "--latency-ms" => {
+                latency = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--latency-ms N")
+            }
+            _ => {
+                eprintln!(
+                    "usage: fake-gitlab [--port N] [--no-registration] [--token-interval SECS] [--latency-ms N]"
+                );
+                std::process::exit(64);
+            }
+        }
+    }
+    if latency > 0 {
+        world.fault(
+            None,
+            "/",
+            FaultKind::Delay(std::time::Duration::from_millis(latency)),
+            usize::MAX,
+        );
+    }
+    let gl = FakeGitlab::start_on(&format!("127.0.0.1:{port}"), world);
+    println!("{}", gl.url());
+    let _ = std::io::stdout().flush();
+    eprintln!(
+        "fake GitLab at {}: registration token {}, admin access token {}",
+        gl.url(),
+        fake_gitlab::REGISTRATION_TOKEN,
+        fake_gitlab::ADMIN_PAT
+    );
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}

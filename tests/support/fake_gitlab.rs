@@ -1,0 +1,959 @@
+// SPDX-License-Identifier: MIT
+//! A fake GitLab for tests and `make demo`: a std-only HTTP/1.1 server on
+//! 127.0.0.1 that keeps real state (runners, tokens, expiry, managers) and
+//! answers the runner endpoints as `shared/gitlab-api.md` §11 describes,
+//! with a request log and scripted faults.
+#![allow(dead_code)]
+
+#[path = "../../src/clock.rs"]
+#[allow(dead_code)]
+mod clock;
+
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Runner {
+    pub id: u64,
+    pub token: String,
+    pub token_expires_at: Option<i64>,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub run_untagged: bool,
+    pub runner_type: String,
+    pub created_at: i64,
+    pub contacted_at: Option<i64>,
+    /// `system_id`s of the runner managers (`<legacy>` without one).
+    pub managers: Vec<String>,
+    /// Created through `POST /user/runners` (token family `glrt-`).
+    pub created_by_user: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pat {
+    pub scopes: Vec<String>,
+    pub admin: bool,
+    pub expired: bool,
+    pub revoked: bool,
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// The path below `/api/v4`, without the query.
+    pub path: String,
+    pub query: String,
+    /// Query, form and JSON parameters merged.
+    pub params: Map<String, Value>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn param(&self, name: &str) -> Option<&Value> {
+        self.params.get(name)
+    }
+    /// `"POST /runners/verify"`.
+    pub fn line(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum FaultKind {
+    /// Answer with this status, `Retry-After` (if any) and a JSON error body.
+    Status {
+        status: u16,
+        retry_after: Option<u64>,
+    },
+    /// Answer with this raw status, content type and body.
+    Raw {
+        status: u16,
+        content_type: String,
+        body: String,
+    },
+    /// Close the connection without answering.
+    Drop,
+    /// Wait, then answer normally.
+    Delay(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// Matches requests whose path starts with this (e.g. `/runners/verify`).
+    pub path: String,
+    pub method: Option<String>,
+    pub kind: FaultKind,
+    pub times: usize,
+}
+
+/// The fake's whole state.
+#[derive(Debug)]
+pub struct World {
+    pub runners: BTreeMap<u64, Runner>,
+    next_id: u64,
+    serial: u64,
+    pub instance_registration_token: String,
+    /// `allow_runner_registration_token` (disabled by default since 17.0).
+    pub registration_enabled: bool,
+    pub pats: HashMap<String, Pat>,
+    /// Token lifetime in seconds (`None`: tokens never expire).
+    pub token_interval: Option<i64>,
+    /// Prefix of tokens of registered (legacy) runners: `""`, `"t1_"` or `"glrtr-"`.
+    pub legacy_prefix: String,
+    /// Answer verify with the plain text `200` of GitLab < 15.10.
+    pub legacy_verify: bool,
+    /// Send `token` in `GET /runners/:id` as GitLab < 13.0 did.
+    pub details_with_token: bool,
+    pub requests: Vec<Request>,
+    pub faults: VecDeque<Fault>,
+    /// Every runner token ever issued.
+    pub issued: Vec<String>,
+}
+
+pub const REGISTRATION_TOKEN: &str = "GR1348941Zx9ypQmFv3sW2nRtK8a";
+pub const ADMIN_PAT: &str = "glpat-AdminAdminAdmin0123456789";
+
+impl Default for World {
+    fn default() -> Self {
+        let mut pats = HashMap::new();
+        pats.insert(
+            ADMIN_PAT.to_string(),
+            Pat {
+                scopes: vec!["api".into()],
+                admin: true,
+                expired: false,
+                revoked: false,
+            },
+        );
+        World {
+            runners: BTreeMap::new(),
+            next_id: 100,
+            serial: 0,
+            instance_registration_token: REGISTRATION_TOKEN.into(),
+            registration_enabled: true,
+            pats,
+            token_interval: None,
+            legacy_prefix: String::new(),
+            legacy_verify: false,
+            details_with_token: false,
+            requests: Vec::new(),
+            faults: VecDeque::new(),
+            issued: Vec::new(),
+        }
+    }
+}
+
+fn now() -> i64 {
+    clock::now()
+}
+
+fn iso(t: i64) -> String {
+    // GitLab sends milliseconds.
+    clock::format(t).replace('Z', ".000Z")
+}
+
+impl World {
+    fn new_token(&mut self, user: bool) -> String {
+        self.serial += 1;
+        let r = std::collections::hash_map::RandomState::new();
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = r.build_hasher();
+        h.write_u64(self.serial);
+        let body = format!("{:016x}{:04x}", h.finish(), self.serial % 0x10000);
+        let token = if user {
+            format!("glrt-{body}")
+        } else {
+            format!("{}{body}", self.legacy_prefix)
+        };
+        self.issued.push(token.clone());
+        token
+    }
+
+    /// Every secret the fake knows: runner tokens, PATs, registration token.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut s = self.issued.clone();
+        s.extend(self.pats.keys().cloned());
+        s.push(self.instance_registration_token.clone());
+        s
+    }
+
+    fn expiry(&self) -> Option<i64> {
+        self.token_interval.map(|i| now() + i)
+    }
+
+    /// Add a runner as if registered earlier; returns its id.
+    pub fn add_runner(&mut self, description: &str, tags: &[&str], user: bool) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let token = self.new_token(user);
+        let token_expires_at = self.expiry();
+        self.runners.insert(
+            id,
+            Runner {
+                id,
+                token,
+                token_expires_at,
+                description: description.into(),
+                tags: tags.iter().map(|s| s.to_string()).collect(),
+                run_untagged: false,
+                runner_type: "instance_type".into(),
+                created_at: now(),
+                contacted_at: None,
+                managers: Vec::new(),
+                created_by_user: user,
+            },
+        );
+        id
+    }
+
+    /// The runner a runner token authenticates: must exist and not be expired.
+    fn by_token(&self, token: &str) -> Option<u64> {
+        self.runners
+            .values()
+            .find(|r| r.token == token && r.token_expires_at.is_none_or(|e| e >= now()))
+            .map(|r| r.id)
+    }
+
+    /// Give runner `id` a fresh token, as if something else rotated it.
+    pub fn rotate(&mut self, id: u64) -> String {
+        let user = self.runners[&id].created_by_user;
+        let token = self.new_token(user);
+        let exp = self.expiry();
+        let r = self.runners.get_mut(&id).unwrap();
+        r.token = token.clone();
+        r.token_expires_at = exp;
+        token
+    }
+
+    pub fn token_of(&self, id: u64) -> String {
+        self.runners[&id].token.clone()
+    }
+
+    /// The requests seen, as `"METHOD /path"` lines.
+    pub fn lines(&self) -> Vec<String> {
+        self.requests.iter().map(Request::line).collect()
+    }
+
+    pub fn fault(&mut self, method: Option<&str>, path: &str, kind: FaultKind, times: usize) {
+        self.faults.push_back(Fault {
+            path: path.into(),
+            method: method.map(String::from),
+            kind,
+            times,
+        });
+    }
+
+    fn take_fault(&mut self, method: &str, path: &str) -> Option<FaultKind> {
+        let i = self.faults.iter().position(|f| {
+            path.starts_with(&f.path) && f.method.as_deref().is_none_or(|m| m == method)
+        })?;
+        let f = &mut self.faults[i];
+        let kind = f.kind.clone();
+        f.times -= 1;
+        if f.times == 0 {
+            self.faults.remove(i);
+        }
+        Some(kind)
+    }
+}
+
+/// An HTTP answer.
+struct Answer {
+    status: u16,
+    content_type: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+fn json_answer(status: u16, v: Value) -> Answer {
+    Answer {
+        status,
+        content_type: "application/json".into(),
+        headers: Vec::new(),
+        body: v.to_string(),
+    }
+}
+
+fn message(status: u16, msg: &str) -> Answer {
+    json_answer(status, json!({ "message": msg }))
+}
+
+fn no_content() -> Answer {
+    Answer {
+        status: 204,
+        content_type: "application/json".into(),
+        headers: Vec::new(),
+        body: String::new(),
+    }
+}
+
+pub struct FakeGitlab {
+    pub addr: std::net::SocketAddr,
+    world: Arc<Mutex<World>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeGitlab {
+    pub fn start(world: World) -> FakeGitlab {
+        Self::start_on("127.0.0.1:0", world)
+    }
+
+    pub fn start_on(bind: &str, world: World) -> FakeGitlab {
+        let listener = TcpListener::bind(bind).expect("bind the fake GitLab");
+        let addr = listener.local_addr().unwrap();
+        let world = Arc::new(Mutex::new(world));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (w, s) = (world.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let w = w.clone();
+                std::thread::spawn(move || {
+                    let _ = serve(conn, &w);
+                });
+            }
+        });
+        FakeGitlab {
+            addr,
+            world,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for FakeGitlab {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn url_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Merge `a=1&b[]=2` pairs into `params` (`x[]` keys become arrays).
+fn merge_form(params: &mut Map<String, Value>, text: &str) {
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (url_decode(k), url_decode(v));
+        if let Some(base) = k.strip_suffix("[]") {
+            let entry = params.entry(base.to_string()).or_insert_with(|| json!([]));
+            if let Value::Array(a) = entry {
+                a.push(Value::String(v));
+            }
+        } else {
+            params.insert(k, Value::String(v));
+        }
+    }
+}
+
+fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<Request>> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body)?;
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let path = path.strip_prefix("/api/v4").unwrap_or(path).to_string();
+    let mut params = Map::new();
+    merge_form(&mut params, query);
+    let ctype = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.to_ascii_lowercase())
+        .unwrap_or_default();
+    if ctype.starts_with("application/json") && !body.is_empty() {
+        if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&body) {
+            params.extend(m);
+        }
+    } else if ctype.starts_with("application/x-www-form-urlencoded") {
+        merge_form(&mut params, &String::from_utf8_lossy(&body));
+    }
+    Ok(Some(Request {
+        method,
+        path,
+        query: query.to_string(),
+        params,
+        headers,
+    }))
+}
+
+fn write_answer(
+    stream: &mut TcpStream,
+    a: &Answer,
+    request_id: Option<&str>,
+) -> std::io::Result<()> {
+    let reason = match a.status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        410 => "Gone",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    };
+    let mut head = format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        a.status,
+        a.content_type,
+        a.body.len()
+    );
+    if let Some(id) = request_id {
+        head.push_str(&format!("X-Request-Id: {id}\r\n"));
+    }
+    for (k, v) in &a.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(a.body.as_bytes())?;
+    stream.flush()
+}
+
+fn serve(mut stream: TcpStream, world: &Mutex<World>) -> std::io::Result<()> {
+    let Some(req) = read_request(&mut stream)? else {
+        return Ok(());
+    };
+    let request_id = req.header("x-request-id").map(String::from);
+    let fault = {
+        let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
+        w.requests.push(req.clone());
+        w.take_fault(&req.method, &req.path)
+    };
+    let answer = match fault {
+        Some(FaultKind::Drop) => return Ok(()),
+        Some(FaultKind::Status {
+            status,
+            retry_after,
+        }) => {
+            let mut a = if status == 429 {
+                Answer {
+                    status,
+                    content_type: "text/plain".into(),
+                    headers: Vec::new(),
+                    body: "Retry later\n".into(),
+                }
+            } else {
+                message(status, &format!("{status} Internal Server Error"))
+            };
+            if let Some(s) = retry_after {
+                a.headers.push(("Retry-After".into(), s.to_string()));
+            }
+            a
+        }
+        Some(FaultKind::Raw {
+            status,
+            content_type,
+            body,
+        }) => Answer {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body,
+        },
+        Some(FaultKind::Delay(d)) => {
+            std::thread::sleep(d);
+            route(&req, world)
+        }
+        None => route(&req, world),
+    };
+    write_answer(&mut stream, &answer, request_id.as_deref())
+}
+
+fn str_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.param(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+fn bool_param(req: &Request, name: &str) -> Result<Option<bool>, Answer> {
+    match req.param(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+            "true" | "1" | "t" | "yes" | "on" => Ok(Some(true)),
+            "false" | "0" | "f" | "no" | "off" => Ok(Some(false)),
+            _ => Err(json_answer(
+                400,
+                json!({ "error": format!("{name} is invalid") }),
+            )),
+        },
+        Some(_) => Err(json_answer(
+            400,
+            json!({ "error": format!("{name} is invalid") }),
+        )),
+    }
+}
+
+/// `tag_list` coercion: comma string or array (elements comma-split), stripped.
+fn tag_list(req: &Request) -> Option<Vec<String>> {
+    let split = |s: &str| {
+        s.split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+    };
+    let mut tags: Vec<String> = match req.param("tag_list")? {
+        Value::String(s) => split(s),
+        Value::Array(a) => a.iter().filter_map(Value::as_str).flat_map(split).collect(),
+        _ => Vec::new(),
+    };
+    let mut seen = Vec::new();
+    tags.retain(|t| {
+        let t = t.trim_matches(|c| c == '"' || c == '\'').to_string();
+        if seen.contains(&t) {
+            false
+        } else {
+            seen.push(t);
+            true
+        }
+    });
+    Some(seen)
+}
+
+/// Authenticate a PAT and check `scope_ok`; the error answer otherwise.
+fn authenticate<'a>(
+    req: &Request,
+    w: &'a World,
+    scope_ok: &dyn Fn(&str) -> bool,
+) -> Result<&'a Pat, Answer> {
+    let token = req
+        .header("private-token")
+        .map(String::from)
+        .or_else(|| {
+            req.header("authorization")
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .map(String::from)
+        })
+        .or_else(|| str_param(req, "private_token").map(String::from));
+    let Some(pat) = token.and_then(|t| w.pats.get(&t)) else {
+        return Err(message(401, "401 Unauthorized"));
+    };
+    if pat.expired {
+        return Err(json_answer(
+            401,
+            json!({"error": "invalid_token", "error_description": "Token is expired. You can either do re-authorization or token refresh."}),
+        ));
+    }
+    if pat.revoked {
+        return Err(json_answer(
+            401,
+            json!({"error": "invalid_token", "error_description": "Token was revoked. You have to re-authorize from the user."}),
+        ));
+    }
+    if !pat.scopes.iter().any(|s| scope_ok(s)) {
+        return Err(json_answer(
+            403,
+            json!({"error": "insufficient_scope", "error_description": "The request requires higher privileges than provided by the access token.", "scope": "api"}),
+        ));
+    }
+    Ok(pat)
+}
+
+fn runner_json(r: &Runner, with_token: bool) -> Value {
+    let status = match r.contacted_at {
+        None => "never_contacted",
+        Some(t) if now() - t < 7200 => "online",
+        Some(_) => "offline",
+    };
+    let mut v = json!({
+        "id": r.id,
+        "description": r.description,
+        "ip_address": null,
+        "active": true,
+        "paused": false,
+        "is_shared": r.runner_type == "instance_type",
+        "runner_type": r.runner_type,
+        "name": "gitlab-runner",
+        "online": r.contacted_at.map(|t| now() - t < 7200),
+        "status": status,
+        "tag_list": r.tags,
+        "run_untagged": r.run_untagged,
+        "locked": false,
+        "access_level": "not_protected",
+        "maximum_timeout": null,
+        "contacted_at": r.contacted_at.map(iso),
+    });
+    if with_token {
+        v["token"] = r.token.clone().into();
+    }
+    v
+}
+
+fn route(req: &Request, world: &Mutex<World>) -> Answer {
+    let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
+    let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    let result = match (req.method.as_str(), segs.as_slice()) {
+        ("POST", ["runners"]) => register(req, &mut w),
+        ("POST", ["runners", "verify"]) => verify(req, &mut w),
+        ("POST", ["runners", "reset_authentication_token"]) => reset_by_token(req, &mut w),
+        ("DELETE", ["runners"]) => delete_by_token(req, &mut w),
+        ("POST", ["user", "runners"]) => create(req, &mut w),
+        ("GET", ["runners", "all"] | ["groups", _, "runners"] | ["projects", _, "runners"]) => {
+            list(req, &w)
+        }
+        ("GET", ["runners", id]) => by_id(req, &mut w, id, "GET"),
+        ("PUT", ["runners", id]) => by_id(req, &mut w, id, "PUT"),
+        ("DELETE", ["runners", id]) => by_id(req, &mut w, id, "DELETE"),
+        ("POST", ["runners", id, "reset_authentication_token"]) => by_id(req, &mut w, id, "RESET"),
+        _ => Ok(json_answer(404, json!({"error": "404 Not Found"}))),
+    };
+    result.unwrap_or_else(|a| a)
+}
+
+fn runner_token(req: &Request, w: &World) -> Result<u64, Answer> {
+    let token = str_param(req, "token")
+        .ok_or_else(|| json_answer(400, json!({"error": "token is missing"})))?;
+    w.by_token(token)
+        .ok_or_else(|| message(403, "403 Forbidden"))
+}
+
+fn validate_tags(run_untagged: bool, tags: &[String]) -> Result<(), Answer> {
+    if !run_untagged && tags.is_empty() {
+        return Err(json_answer(
+            400,
+            json!({"message": {"tags_list": ["can not be empty when runner is not allowed to pick untagged jobs"]}}),
+        ));
+    }
+    if tags.len() > 50 {
+        return Err(json_answer(
+            400,
+            json!({"message": {"tags_list": ["Too many tags specified. Please limit the number of tags to 50"]}}),
+        ));
+    }
+    Ok(())
+}
+
+fn insert_runner(
+    w: &mut World,
+    req: &Request,
+    runner_type: &str,
+    user: bool,
+) -> Result<Answer, Answer> {
+    let tags = tag_list(req).unwrap_or_default();
+    let run_untagged = bool_param(req, "run_untagged")?.unwrap_or(true);
+    validate_tags(run_untagged, &tags)?;
+    let id = w.next_id;
+    w.next_id += 1;
+    let token = w.new_token(user);
+    let token_expires_at = w.expiry();
+    w.runners.insert(
+        id,
+        Runner {
+            id,
+            token: token.clone(),
+            token_expires_at,
+            description: str_param(req, "description").unwrap_or("").to_string(),
+            tags,
+            run_untagged,
+            runner_type: runner_type.into(),
+            created_at: now(),
+            contacted_at: None,
+            managers: Vec::new(),
+            created_by_user: user,
+        },
+    );
+    Ok(json_answer(
+        201,
+        json!({"id": id, "token": token, "token_expires_at": token_expires_at.map(iso)}),
+    ))
+}
+
+fn register(req: &Request, w: &mut World) -> Result<Answer, Answer> {
+    let token = str_param(req, "token")
+        .ok_or_else(|| json_answer(400, json!({"error": "token is missing"})))?;
+    if !w.registration_enabled {
+        return Err(message(410, "410 Gone - runner registration disallowed"));
+    }
+    if token != w.instance_registration_token {
+        return Err(message(403, "403 Forbidden - invalid token supplied"));
+    }
+    insert_runner(w, req, "instance_type", false)
+}
+
+fn verify(req: &Request, w: &mut World) -> Result<Answer, Answer> {
+    let id = runner_token(req, w)?;
+    let legacy = w.legacy_verify;
+    let system_id = str_param(req, "system_id")
+        .unwrap_or("<legacy>")
+        .to_string();
+    let r = w.runners.get_mut(&id).unwrap();
+    if !r.managers.contains(&system_id) {
+        r.managers.push(system_id);
+    }
+    r.contacted_at = Some(now());
+    if legacy {
+        return Ok(Answer {
+            status: 200,
+            content_type: "text/plain".into(),
+            headers: Vec::new(),
+            body: "200".into(),
+        });
+    }
+    Ok(json_answer(
+        200,
+        json!({"id": r.id, "token": r.token, "token_expires_at": r.token_expires_at.map(iso)}),
+    ))
+}
+
+fn reset_by_token(req: &Request, w: &mut World) -> Result<Answer, Answer> {
+    let id = runner_token(req, w)?;
+    let token = w.rotate(id);
+    let exp = w.runners[&id].token_expires_at;
+    Ok(json_answer(
+        201,
+        json!({"token": token, "token_expires_at": exp.map(iso)}),
+    ))
+}
+
+fn delete_by_token(req: &Request, w: &mut World) -> Result<Answer, Answer> {
+    let id = runner_token(req, w)?;
+    w.runners.remove(&id);
+    Ok(no_content())
+}
+
+fn create(req: &Request, w: &mut World) -> Result<Answer, Answer> {
+    let pat = authenticate(req, w, &|s| s == "api" || s == "create_runner")?.clone();
+    let runner_type = match str_param(req, "runner_type") {
+        None => {
+            return Err(json_answer(
+                400,
+                json!({"error": "runner_type is missing, runner_type does not have a valid value"}),
+            ));
+        }
+        Some(t @ ("instance_type" | "group_type" | "project_type")) => t.to_string(),
+        Some(_) => {
+            return Err(json_answer(
+                400,
+                json!({"error": "runner_type does not have a valid value"}),
+            ));
+        }
+    };
+    match runner_type.as_str() {
+        "group_type" if req.param("group_id").is_none() => {
+            return Err(json_answer(400, json!({"error": "group_id is missing"})));
+        }
+        "project_type" if req.param("project_id").is_none() => {
+            return Err(json_answer(400, json!({"error": "project_id is missing"})));
+        }
+        _ => {}
+    }
+    if !pat.admin {
+        return Err(message(403, "403 Forbidden - Insufficient permissions"));
+    }
+    let tags = tag_list(req).unwrap_or_default();
+    if !bool_param(req, "run_untagged")?.unwrap_or(true) && tags.is_empty() {
+        return Err(message(
+            400,
+            "400 Bad request - Tags list can not be empty when runner is not allowed to pick untagged jobs",
+        ));
+    }
+    insert_runner(w, req, &runner_type, true)
+}
+
+fn list(req: &Request, w: &World) -> Result<Answer, Answer> {
+    let pat = authenticate(req, w, &|s| s == "api" || s == "read_api")?;
+    if !pat.admin {
+        return Err(message(403, "403 Forbidden"));
+    }
+    let want = tag_list(req).unwrap_or_default();
+    if let Some(t) = str_param(req, "type")
+        && !["instance_type", "group_type", "project_type"].contains(&t)
+    {
+        return Err(json_answer(
+            400,
+            json!({"error": "type does not have a valid value"}),
+        ));
+    }
+    let matching: Vec<&Runner> = w
+        .runners
+        .values()
+        .filter(|r| want.iter().all(|t| r.tags.contains(t)))
+        .filter(|r| str_param(req, "type").is_none_or(|t| r.runner_type == t))
+        .collect();
+    let num = |name: &str, default: usize| {
+        req.param(name)
+            .and_then(|v| {
+                v.as_str()
+                    .map(String::from)
+                    .or_else(|| v.as_u64().map(|n| n.to_string()))
+            })
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or(default)
+    };
+    let per_page = num("per_page", 20).clamp(1, 100);
+    let page = num("page", 1).max(1);
+    let total = matching.len();
+    let pages = total.div_ceil(per_page).max(1);
+    let items: Vec<Value> = matching
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|r| runner_json(r, false))
+        .collect();
+    let mut a = json_answer(200, Value::Array(items));
+    let next = if page < pages {
+        (page + 1).to_string()
+    } else {
+        String::new()
+    };
+    let prev = if page > 1 {
+        (page - 1).to_string()
+    } else {
+        String::new()
+    };
+    let link = |p: usize, rel: &str| {
+        format!("<http://fake/api/v4/runners/all?page={p}&per_page={per_page}>; rel=\"{rel}\"")
+    };
+    let mut links = Vec::new();
+    if page > 1 {
+        links.push(link(page - 1, "prev"));
+    }
+    if page < pages {
+        links.push(link(page + 1, "next"));
+    }
+    links.push(link(1, "first"));
+    links.push(link(pages, "last"));
+    a.headers = vec![
+        ("X-Page".into(), page.to_string()),
+        ("X-Per-Page".into(), per_page.to_string()),
+        ("X-Next-Page".into(), next),
+        ("X-Prev-Page".into(), prev),
+        ("X-Total".into(), total.to_string()),
+        ("X-Total-Pages".into(), pages.to_string()),
+        ("Link".into(), links.join(", ")),
+    ];
+    Ok(a)
+}
+
+fn by_id(req: &Request, w: &mut World, id: &str, op: &str) -> Result<Answer, Answer> {
+    let read = op == "GET";
+    authenticate(req, w, &|s| {
+        s == "api" || s == "manage_runner" || (read && s == "read_api")
+    })?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| json_answer(400, json!({"error": "id is invalid"})))?;
+    if !w.runners.contains_key(&id) {
+        return Err(message(404, "404 Runner Not Found"));
+    }
+    match op {
+        "GET" => Ok(json_answer(
+            200,
+            runner_json(&w.runners[&id], w.details_with_token),
+        )),
+        "PUT" => {
+            let tags = tag_list(req);
+            let desc = str_param(req, "description").map(String::from);
+            if tags.is_none() && desc.is_none() && req.param("run_untagged").is_none() {
+                return Err(json_answer(
+                    400,
+                    json!({"error": "description, active, paused, tag_list, run_untagged, locked, access_level, maximum_timeout, maintenance_note, maintainer_note are missing, at least one parameter must be provided"}),
+                ));
+            }
+            let run_untagged = bool_param(req, "run_untagged")?;
+            let r = w.runners.get_mut(&id).unwrap();
+            let new_tags = tags.unwrap_or_else(|| r.tags.clone());
+            let new_untagged = run_untagged.unwrap_or(r.run_untagged);
+            validate_tags(new_untagged, &new_tags)?;
+            r.tags = new_tags;
+            r.run_untagged = new_untagged;
+            if let Some(d) = desc {
+                r.description = d;
+            }
+            Ok(json_answer(200, runner_json(r, false)))
+        }
+        "DELETE" => {
+            w.runners.remove(&id);
+            Ok(no_content())
+        }
+        _ => {
+            let token = w.rotate(id);
+            let exp = w.runners[&id].token_expires_at;
+            Ok(json_answer(
+                201,
+                json!({"token": token, "token_expires_at": exp.map(iso)}),
+            ))
+        }
+    }
+}

@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: MIT
+//! Helpers for the integration tests: a scratch prefix per test, running the
+//! real binary against the fake GitLab, and output checks.
+#![allow(dead_code)]
+
+pub mod fake_gitlab;
+
+pub use fake_gitlab::{ADMIN_PAT, FakeGitlab, FaultKind, REGISTRATION_TOKEN, World};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const HOST: &str = "node12";
+
+/// The template most tests use: both runner types, gitlab-runner's own
+/// `id`/`token_obtained_at`/`token_expires_at` keys for `shell`.
+pub const TEMPLATE: &str = r#"concurrent = 2
+
+[[runners]]
+  name = "{hostname}-shell"
+  url = "https://gitlab.example.com"
+  id = {shell.id}
+  token = "{shell}"
+  token_obtained_at = {shell.token_obtained_at}
+  token_expires_at = {shell.token_expires_at}
+  executor = "shell"
+
+[[runners]]
+  name = "{hostname}-batch"
+  url = "https://gitlab.example.com"
+  token = "{batch.token}"
+  executor = "shell"
+"#;
+
+/// A scratch prefix directory, removed when dropped.
+pub struct Prefix {
+    pub dir: PathBuf,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Prefix {
+    pub fn new() -> Prefix {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("gra-it-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Prefix { dir }
+    }
+
+    /// A prefix with `admin-token` and the standard template.
+    pub fn standard(admin: &str) -> Prefix {
+        let p = Prefix::new();
+        p.write("admin-token", &format!("{admin}\n"));
+        p.write("config.template", TEMPLATE);
+        p
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        self.write_mode(name, text, 0o600);
+    }
+
+    pub fn write_mode(&self, name: &str, text: &str, mode: u32) {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    pub fn exists(&self, name: &str) -> bool {
+        self.path(name).exists()
+    }
+
+    pub fn mode(&self, name: &str) -> u32 {
+        std::fs::metadata(self.path(name)).unwrap().mode() & 0o7777
+    }
+
+    /// (bytes, mtime in ns) of a file, to prove it was not rewritten.
+    pub fn snapshot(&self, name: &str) -> (Vec<u8>, i128) {
+        let m = std::fs::metadata(self.path(name)).unwrap();
+        (
+            std::fs::read(self.path(name)).unwrap(),
+            i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        )
+    }
+
+    /// Every file name in the prefix (sorted), `bin` excluded.
+    pub fn files(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "bin")
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// runner-data.json as JSON.
+    pub fn state(&self) -> serde_json::Value {
+        serde_json::from_str(&self.read("runner-data.json")).unwrap()
+    }
+
+    /// The token runner-data.json holds for `ty`.
+    pub fn state_token(&self, ty: &str) -> String {
+        self.state()[ty]["token"].as_str().unwrap().to_string()
+    }
+
+    pub fn state_id(&self, ty: &str) -> u64 {
+        self.state()[ty]["id"].as_u64().unwrap()
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gitlab-runner-auth")
+}
+
+/// The binary with a clean environment, `PATH` = the prefix's empty `bin`.
+pub fn command(prefix: &Prefix) -> Command {
+    let mut c = Command::new(bin());
+    c.env_clear().env("PATH", prefix.path("bin"));
+    c
+}
+
+pub fn run_cmd(mut c: Command) -> Run {
+    let out = c.output().expect("run gitlab-runner-auth");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Run the tool against `url` in `prefix` as host `node12`, plus `args`.
+pub fn run_at(prefix: &Prefix, url: &str, args: &[&str]) -> Run {
+    let mut c = command(prefix);
+    c.args(["--api-url", url, "--prefix"])
+        .arg(&prefix.dir)
+        .args(["--hostname", HOST, "--timeout", "5s"]);
+    if !args.contains(&"--wait") {
+        c.args(["--wait", "5s"]);
+    }
+    c.args(args);
+    run_cmd(c)
+}
+
+pub fn run(prefix: &Prefix, gl: &FakeGitlab, args: &[&str]) -> Run {
+    run_at(prefix, &gl.url(), args)
+}
+
+/// Fail if any secret the fake knows appears in the tool's output.
+pub fn assert_no_secrets(r: &Run, gl: &FakeGitlab) {
+    let out = r.output();
+    for s in gl.world().secrets() {
+        assert!(
+            !out.contains(&s),
+            "secret {s} leaked into the output:\n{r:?}"
+        );
+    }
+}
+
+pub fn assert_code(r: &Run, code: i32) {
+    assert_eq!(r.code, code, "{r:?}");
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
