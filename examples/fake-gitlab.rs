@@ -2,7 +2,11 @@
 //! The tests' fake GitLab as a program, for `make demo` and `make bench`.
 //! Prints its URL on the first line of stdout, then serves until killed.
 //!
-//! fake-gitlab [--port N] [--no-registration] [--token-interval SECS] [--latency-ms N]
+//! fake-gitlab [--port N] [--no-registration] [--token-interval SECS]
+//!             [--latency-ms N] [--write-tokens DIR]
+//!
+//! `--write-tokens DIR` writes DIR/registration-token and DIR/access-token
+//! (mode 0600) for scripts.
 
 #[path = "../tests/support/fake_gitlab.rs"]
 mod fake_gitlab;
@@ -15,6 +19,7 @@ fn main() {
     let mut world = World::default();
     let mut port = 0u16;
     let mut latency = 0u64;
+    let mut token_dir: Option<std::path::PathBuf> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--port" => port = args.next().and_then(|v| v.parse().ok()).expect("--port N"),
@@ -26,9 +31,12 @@ fn main() {
                     .and_then(|v| v.parse().ok())
                     .expect("--latency-ms N")
             }
+            "--write-tokens" => {
+                token_dir = Some(args.next().expect("--write-tokens DIR").into());
+            }
             _ => {
                 eprintln!(
-                    "usage: fake-gitlab [--port N] [--no-registration] [--token-interval SECS] [--latency-ms N]"
+                    "usage: fake-gitlab [--port N] [--no-registration] [--token-interval SECS] [--latency-ms N] [--write-tokens DIR]"
                 );
                 std::process::exit(64);
             }
@@ -41,6 +49,22 @@ fn main() {
             FaultKind::Delay(std::time::Duration::from_millis(latency)),
             usize::MAX,
         );
+    }
+    if let Some(dir) = token_dir {
+        use std::os::unix::fs::OpenOptionsExt;
+        for (name, value) in [
+            ("registration-token", fake_gitlab::REGISTRATION_TOKEN),
+            ("access-token", fake_gitlab::ADMIN_PAT),
+        ] {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(dir.join(name))
+                .expect("write token file");
+            writeln!(f, "{value}").expect("write token file");
+        }
     }
     let gl = FakeGitlab::start_on(&format!("127.0.0.1:{port}"), world);
     println!("{}", gl.url());

@@ -941,3 +941,28 @@ fn unregister_deletes_the_runners_and_clears_the_state() {
     assert_eq!(p.state(), serde_json::json!({"batch": {}, "shell": {}}));
     assert_no_secrets(&r, &gl);
 }
+
+#[test]
+fn quiet_prints_only_the_summary() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    let r = run(&p, &gl, &["-q"]);
+    assert_code(&r, 0);
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    assert!(r.stderr.contains("2 runners ok: 0 verified, 2 created"), "{r:?}");
+}
+
+#[test]
+fn the_example_template_renders_to_valid_toml() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    p.write("config.template", include_str!("../packaging/examples/config.template"));
+    p.write("runner-data.json", include_str!("../packaging/examples/runner-data.json"));
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 0);
+    let config: toml::Table = p.read("config.toml").parse().unwrap();
+    let runners = config["runners"].as_array().unwrap();
+    assert_eq!(runners.len(), 2);
+    assert_eq!(runners[0]["id"].as_integer(), Some(p.state_id("shell") as i64));
+    assert!(p.read("config.toml").contains("{hostname}"), "doubled braces stay literal");
+}
