@@ -66,7 +66,7 @@ fn main() {
             writeln!(f, "{value}").expect("write token file");
         }
     }
-    let gl = FakeGitlab::start_on(&format!("127.0.0.1:{port}"), world);
+    let gl = FakeGitlab::start_on(&format!("127.0.0.1:{port}"), world, false);
     println!("{}", gl.url());
     let _ = std::io::stdout().flush();
     eprintln!(

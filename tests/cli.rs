@@ -949,20 +949,61 @@ fn quiet_prints_only_the_summary() {
     let r = run(&p, &gl, &["-q"]);
     assert_code(&r, 0);
     assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
-    assert!(r.stderr.contains("2 runners ok: 0 verified, 2 created"), "{r:?}");
+    assert!(
+        r.stderr.contains("2 runners ok: 0 verified, 2 created"),
+        "{r:?}"
+    );
 }
 
 #[test]
 fn the_example_template_renders_to_valid_toml() {
     let gl = FakeGitlab::start(World::default());
     let p = Prefix::standard(REGISTRATION_TOKEN);
-    p.write("config.template", include_str!("../packaging/examples/config.template"));
-    p.write("runner-data.json", include_str!("../packaging/examples/runner-data.json"));
+    p.write(
+        "config.template",
+        include_str!("../packaging/examples/config.template"),
+    );
+    p.write(
+        "runner-data.json",
+        include_str!("../packaging/examples/runner-data.json"),
+    );
     let r = run(&p, &gl, &[]);
     assert_code(&r, 0);
     let config: toml::Table = p.read("config.toml").parse().unwrap();
     let runners = config["runners"].as_array().unwrap();
     assert_eq!(runners.len(), 2);
-    assert_eq!(runners[0]["id"].as_integer(), Some(p.state_id("shell") as i64));
-    assert!(p.read("config.toml").contains("{hostname}"), "doubled braces stay literal");
+    assert_eq!(
+        runners[0]["id"].as_integer(),
+        Some(p.state_id("shell") as i64)
+    );
+    assert!(
+        p.read("config.toml").contains("{hostname}"),
+        "doubled braces stay literal"
+    );
+}
+
+#[test]
+fn https_with_the_site_ca_from_ca_file_or_ssl_cert_file() {
+    let gl = FakeGitlab::start_tls(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    p.write("site-ca.pem", gl.ca_pem.as_deref().unwrap());
+    let ca = path_str(&p.path("site-ca.pem"));
+    let r = run(&p, &gl, &["--wait", "1s"]);
+    assert_code(&r, 77);
+    assert!(r.stderr.contains("POST /runners"), "{r:?}");
+    assert!(r.stderr.contains("--ca-file"), "{r:?}");
+    assert!(gl.world().runners.is_empty());
+    let r = run(&p, &gl, &["--ca-file", &ca]);
+    assert_code(&r, 0);
+    assert_eq!(gl.world().runners.len(), 2);
+    assert!(!r.stderr.contains("plain http"), "{r:?}");
+    // the distro way: the site CA in the system bundle
+    let mut c = command(&p);
+    c.env("SSL_CERT_FILE", &ca)
+        .args(["--api-url", &gl.url(), "--prefix"])
+        .arg(&p.dir)
+        .args(["--hostname", HOST]);
+    let r = run_cmd(c);
+    assert_code(&r, 0);
+    assert!(r.stderr.contains("2 verified"), "{r:?}");
 }

@@ -343,6 +343,12 @@ impl Client {
                 }
                 Err(e) => {
                     log::debug!("{what} -> {e} ({} ms)", t0.elapsed().as_millis());
+                    if let Some(cause) = tls_refusal(&e) {
+                        let host = self.base.split('/').nth(2).unwrap_or("?");
+                        return Err(Error::denied(format!(
+                            "{what}: the TLS certificate of {host} is not trusted ({cause}): install the site's CA in the system CA bundle or pass --ca-file"
+                        )));
+                    }
                     if repeat == Repeat::BeforeSendOnly && !never_sent(&e) {
                         return Err(Error::new(
                             Kind::Unreachable,
@@ -434,6 +440,19 @@ impl Client {
             },
             retry_after,
         ))
+    }
+}
+
+/// A TLS verification failure (never transient), with its cause.
+fn tls_refusal(e: &ureq::Error) -> Option<String> {
+    match e {
+        ureq::Error::Tls(m) => Some(m.to_string()),
+        ureq::Error::Rustls(r) => Some(r.to_string()),
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => io
+            .get_ref()
+            .map(|inner| inner.to_string())
+            .filter(|m| m.contains("certificate")),
+        _ => None,
     }
 }
 

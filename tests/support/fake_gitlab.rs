@@ -302,6 +302,8 @@ fn no_content() -> Answer {
 
 pub struct FakeGitlab {
     pub addr: std::net::SocketAddr,
+    /// The CA that signed the server certificate (PEM), when serving TLS.
+    pub ca_pem: Option<String>,
     world: Arc<Mutex<World>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -309,14 +311,27 @@ pub struct FakeGitlab {
 
 impl FakeGitlab {
     pub fn start(world: World) -> FakeGitlab {
-        Self::start_on("127.0.0.1:0", world)
+        Self::start_on("127.0.0.1:0", world, false)
     }
 
-    pub fn start_on(bind: &str, world: World) -> FakeGitlab {
+    /// Serve HTTPS with a certificate for `127.0.0.1` and `localhost`
+    /// signed by a CA made for this server (`ca_pem`).
+    pub fn start_tls(world: World) -> FakeGitlab {
+        Self::start_on("127.0.0.1:0", world, true)
+    }
+
+    pub fn start_on(bind: &str, world: World, tls: bool) -> FakeGitlab {
         let listener = TcpListener::bind(bind).expect("bind the fake GitLab");
         let addr = listener.local_addr().unwrap();
         let world = Arc::new(Mutex::new(world));
         let stop = Arc::new(AtomicBool::new(false));
+        let (tls_config, ca_pem) = match tls {
+            true => {
+                let (config, ca) = tls_server_config();
+                (Some(config), Some(ca))
+            }
+            false => (None, None),
+        };
         let (w, s) = (world.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -325,24 +340,37 @@ impl FakeGitlab {
                 }
                 let Ok(conn) = conn else { continue };
                 let w = w.clone();
+                let tls_config = tls_config.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(conn, &w);
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                    let _ = match tls_config {
+                        Some(c) => match rustls::ServerConnection::new(c) {
+                            Ok(server) => serve(rustls::StreamOwned::new(server, conn), &w),
+                            Err(_) => Ok(()),
+                        },
+                        None => serve(conn, &w),
+                    };
                 });
             }
         });
         FakeGitlab {
             addr,
+            ca_pem,
             world,
             stop,
             thread: Some(thread),
         }
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (or `https://`)
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
-
     pub fn world(&self) -> MutexGuard<'_, World> {
         self.world.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -398,8 +426,34 @@ fn merge_form(params: &mut Map<String, Value>, text: &str) {
     }
 }
 
-fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<Request>> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+/// A CA and a server certificate for 127.0.0.1/localhost signed by it.
+fn tls_server_config() -> (Arc<rustls::ServerConfig>, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "fake GitLab test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let cert = params
+        .signed_by(&key, &Issuer::from_params(&ca_params, &ca_key))
+        .unwrap();
+    let der_key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], der_key)
+        .unwrap();
+    (Arc::new(config), ca.pem())
+}
+
+fn read_request(stream: &mut impl Read) -> std::io::Result<Option<Request>> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
@@ -453,7 +507,7 @@ fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<Request>> {
 }
 
 fn write_answer(
-    stream: &mut TcpStream,
+    stream: &mut impl Write,
     a: &Answer,
     request_id: Option<&str>,
 ) -> std::io::Result<()> {
@@ -490,7 +544,7 @@ fn write_answer(
     stream.flush()
 }
 
-fn serve(mut stream: TcpStream, world: &Mutex<World>) -> std::io::Result<()> {
+fn serve(mut stream: impl Read + Write, world: &Mutex<World>) -> std::io::Result<()> {
     let Some(req) = read_request(&mut stream)? else {
         return Ok(());
     };
