@@ -1007,3 +1007,85 @@ fn https_with_the_site_ca_from_ca_file_or_ssl_cert_file() {
     assert_code(&r, 0);
     assert!(r.stderr.contains("2 verified"), "{r:?}");
 }
+
+#[test]
+fn expired_token_is_healed_and_an_expired_access_token_is_refused() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    p.write("access-token", ADMIN_PAT);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let id = p.state_id("batch");
+    // the token expired while the host was down: invisible to verify
+    gl.world().runners.get_mut(&id).unwrap().token_expires_at = Some(1);
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 0);
+    assert!(
+        r.stderr.contains(&format!("healed batch runner {id}")),
+        "{r:?}"
+    );
+    assert_eq!(p.state_id("batch"), id);
+    // now the access token itself has expired
+    gl.world().pats.get_mut(ADMIN_PAT).unwrap().expired = true;
+    gl.world().rotate(id);
+    let before = (p.snapshot("config.toml"), p.snapshot("runner-data.json"));
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 77);
+    assert!(
+        r.stderr.contains(&format!(
+            "POST /runners/{id}/reset_authentication_token: 401 invalid_token: Token is expired"
+        )),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("check access-token"), "{r:?}");
+    assert_eq!(
+        (p.snapshot("config.toml"), p.snapshot("runner-data.json")),
+        before
+    );
+    assert_no_secrets(&r, &gl);
+}
+
+#[test]
+fn access_token_without_create_runner_scope_is_explained() {
+    let mut world = World::default();
+    world.registration_enabled = false;
+    world.pats.insert(
+        "glpat-ReadOnlyReadOnly01234".into(),
+        support::fake_gitlab::Pat {
+            scopes: vec!["read_api".into()],
+            admin: true,
+            expired: false,
+            revoked: false,
+        },
+    );
+    let gl = FakeGitlab::start(world);
+    let p = Prefix::standard("glpat-ReadOnlyReadOnly01234");
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 77);
+    assert!(
+        r.stderr
+            .contains("POST /user/runners: 403 insufficient_scope"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("create_runner"), "{r:?}");
+    assert!(!p.exists("config.toml"));
+    assert!(!r.output().contains("glpat-ReadOnlyReadOnly01234"));
+}
+
+#[test]
+fn unwritable_config_path_exits_73_keeping_the_state() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    let missing = p.path("no-such-dir/config.toml");
+    let r = run(&p, &gl, &["--config", &path_str(&missing)]);
+    assert_code(&r, 73);
+    assert!(
+        r.stderr
+            .contains(&format!("failed to write {}", path_str(&missing))),
+        "{r:?}"
+    );
+    // the tokens GitLab issued are safe in the state for the next run
+    assert!(p.state()["shell"]["token"].is_string());
+    gl.world().requests.clear();
+    assert_code(&run(&p, &gl, &[]), 0);
+    assert!(verify_only(&gl.world().lines()), "no second registration");
+}

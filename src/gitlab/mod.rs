@@ -89,12 +89,9 @@ impl Client {
             .max_redirects(0)
             .tls_config(tls)
             .build();
-        if let Some(host) = base.strip_prefix("http://") {
-            let host = host.split(['/', ':']).next().unwrap_or("");
-            if !matches!(host, "localhost" | "[")
-                && !host.starts_with("127.")
-                && !host.starts_with("[::1]")
-            {
+        if let Some(rest) = base.strip_prefix("http://") {
+            let host = host_of(rest);
+            if !is_loopback(host) {
                 log::warn!("using plain http:// to {host}: tokens cross the network unencrypted");
             }
         }
@@ -443,6 +440,26 @@ impl Client {
     }
 }
 
+/// The host of `host[:port]/path` (IPv6 literals keep their brackets).
+fn host_of(authority_and_path: &str) -> &str {
+    let authority = authority_and_path.split('/').next().unwrap_or("");
+    match authority.strip_prefix('[') {
+        Some(v6) => v6
+            .split(']')
+            .next()
+            .map_or("", |h| &authority[..h.len() + 2]),
+        None => authority.split(':').next().unwrap_or(""),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A TLS verification failure (never transient), with its cause.
 fn tls_refusal(e: &ureq::Error) -> Option<String> {
     match e {
@@ -607,4 +624,44 @@ pub fn read_system_id(path: &Path) -> Option<String> {
         log::warn!("ignoring {}: not a gitlab-runner system id", path.display());
     }
     valid.then(|| id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        let cases = [
+            ("127.0.0.1:8080/api/v4", "127.0.0.1", true),
+            ("127.1.2.3/api/v4", "127.1.2.3", true),
+            ("localhost:80/x", "localhost", true),
+            ("[::1]:8080/api/v4", "[::1]", true),
+            ("[2001:db8::1]:80/api/v4", "[2001:db8::1]", false),
+            ("gitlab.example.com/api/v4", "gitlab.example.com", false),
+            ("127.example.com/api/v4", "127.example.com", false),
+        ];
+        for (rest, host, loopback) in cases {
+            assert_eq!(host_of(rest), host);
+            assert_eq!(is_loopback(host_of(rest)), loopback, "{rest}");
+        }
+    }
+
+    #[test]
+    fn system_ids() {
+        let dir = std::env::temp_dir().join(format!("gra-sid-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(".runner_system_id");
+        for (text, want) in [
+            ("s_0123456789ab\n", Some("s_0123456789ab")),
+            ("r_ABCDEFabcdef", Some("r_ABCDEFabcdef")),
+            ("x_0123456789ab", None),
+            ("s_0123", None),
+            ("s_0123456789a!", None),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            assert_eq!(read_system_id(&p).as_deref(), want, "{text}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
