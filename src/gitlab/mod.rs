@@ -64,6 +64,8 @@ pub struct Client {
     agent: ureq::Agent,
     base: String,
     wait: Duration,
+    /// Retries stop here: `--wait` bounds them for the whole run.
+    deadline: Instant,
 }
 
 const RETRY_STATUS: &[u16] = &[408, 429, 500, 502, 503, 504];
@@ -71,7 +73,8 @@ const BACKOFF_START: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 impl Client {
-    /// `base` is `https://host/api/v4`; `wait` bounds all retries of one call.
+    /// `base` is `https://host/api/v4`; `wait` bounds the time all retries
+    /// of this client may take, from now.
     pub fn new(
         base: &str,
         timeout: Duration,
@@ -99,6 +102,7 @@ impl Client {
             agent: config.into(),
             base: base.to_string(),
             wait,
+            deadline: Instant::now() + wait,
         })
     }
 
@@ -307,7 +311,7 @@ impl Client {
     }
 
     /// One request with retries. Transport failures and retryable statuses
-    /// that outlast `wait` become `Kind::Unreachable` errors.
+    /// that outlast the `--wait` deadline become `Kind::Unreachable` errors.
     fn call(
         &self,
         method: &str,
@@ -358,11 +362,11 @@ impl Client {
                 }
             };
             let sleep = retry_after.unwrap_or_else(|| jitter(delay));
-            if start.elapsed() + sleep > self.wait {
+            if Instant::now() + sleep > self.deadline {
                 return Err(Error::new(
                     Kind::Unreachable,
                     format!(
-                        "{what}: {}; gave up after {attempt} attempt{} in {:.1}s (--wait {}s)",
+                        "{what}: {}; gave up after {attempt} attempt{} in {:.1}s (--wait {}s spent)",
                         cause.trim(),
                         if attempt == 1 { "" } else { "s" },
                         start.elapsed().as_secs_f64(),
