@@ -1,0 +1,119 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# make systemd-test: boot a minimal Debian (systemd 252) in systemd-nspawn
+# with the .deb installed, the stock gitlab-runner unit and a stub
+# gitlab-runner, against the fake GitLab on the host's loopback. Shows that
+# at boot our ExecStartPre wrote config.toml before the stub started, that a
+# failing run keeps the stub from starting, and that a restart recovers.
+# The debootstrap root is cached in $GRA_BOOT_CACHE between runs.
+set -euo pipefail
+export LC_ALL=C
+cd "$(dirname "$0")/.."
+CACHE=${GRA_BOOT_CACHE:-/var/cache/gitlab-runner-auth-test}
+BASE=$CACHE/bookworm-root
+DEB=$(ls -t target/debian/gitlab-runner-auth_*.deb | head -n 1)
+fail() { echo "systemd-test: FAIL: $*" >&2; exit 1; }
+
+for tool in systemd-nspawn debootstrap; do
+    command -v "$tool" >/dev/null || fail "$tool is missing (apt-get install systemd-container debootstrap)"
+done
+if [ ! -d "$BASE" ]; then
+    echo "systemd-test: building the Debian root in $BASE (once)"
+    mkdir -p "$CACHE"
+    rm -rf "$BASE.tmp"
+    debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$BASE.tmp" \
+        http://deb.debian.org/debian >"$CACHE/debootstrap.log" 2>&1 || fail "debootstrap (see $CACHE/debootstrap.log)"
+    mv "$BASE.tmp" "$BASE"
+fi
+
+work=$(mktemp -d /var/tmp/gra-boot.XXXXXX)
+fake=
+cleanup() { [ -n "$fake" ] && kill "$fake" 2>/dev/null; [ -n "${GRA_BOOT_KEEP:-}" ] || rm -rf "$work"; }
+trap cleanup EXIT
+R=$work/root
+out=$work/out
+mkdir -p "$out"
+cp -a "$BASE" "$R"
+
+cargo build --quiet --example fake-gitlab
+target/debug/examples/fake-gitlab --no-registration --token-interval 2592000 \
+    --write-tokens "$work" >"$work/url" 2>/dev/null &
+fake=$!
+for _ in $(seq 50); do [ -s "$work/url" ] && break; sleep 0.1; done
+url=$(head -n 1 "$work/url")
+[ -n "$url" ] || fail "the fake GitLab did not start"
+
+# the package, the way an admin installs it
+cp "$DEB" "$R/tmp/gitlab-runner-auth.deb"
+chroot "$R" dpkg -i /tmp/gitlab-runner-auth.deb >/dev/null
+# the stock unit (as gitlab-runner's post-install writes it) and a stub runner
+cp tests/fixtures/gitlab-runner.service "$R/etc/systemd/system/"
+ln -s /etc/systemd/system/gitlab-runner.service "$R/etc/systemd/system/multi-user.target.wants/"
+cat >"$R/usr/bin/gitlab-runner" <<'STUB'
+#!/bin/sh
+# stub gitlab-runner: record what config.toml held when it started
+n=$(grep -c '^  token = "glrt-' /etc/gitlab-runner/config.toml 2>/dev/null || echo 0)
+echo "stub started with $n runner tokens" >> /probe-out/stub.log
+exec sleep infinity
+STUB
+chmod 755 "$R/usr/bin/gitlab-runner"
+# configure the tool
+mkdir -m 700 "$R/etc/gitlab-runner"
+install -m 600 "$work/access-token" "$R/etc/gitlab-runner/admin-token"
+sed "s|https://gitlab.example.com|$url|" packaging/examples/config.template >"$R/etc/gitlab-runner/config.template"
+printf 'GITLAB_RUNNER_AUTH_API_URL=%s\nGITLAB_RUNNER_AUTH_HOSTNAME=bootnode\nGITLAB_RUNNER_AUTH_WAIT=5s\n' "$url" \
+    >>"$R/etc/default/gitlab-runner-auth"
+# the probe: runs after gitlab-runner started at boot, then plays the failure
+cat >"$R/usr/local/bin/probe.sh" <<'PROBE'
+#!/bin/sh
+exec >/probe-out/probe.log 2>&1
+echo "boot: gitlab-runner $(systemctl is-active gitlab-runner)"
+echo "boot: config $(stat -c %a /etc/gitlab-runner/config.toml)"
+systemctl show -p DropInPaths gitlab-runner
+systemctl stop gitlab-runner
+rm -f /etc/gitlab-runner/config.toml /etc/gitlab-runner/runner-data.json
+chmod 644 /etc/gitlab-runner/admin-token
+systemctl restart gitlab-runner && echo "broken: restart ok" || echo "broken: restart failed"
+echo "broken: gitlab-runner $(systemctl is-active gitlab-runner)"
+chmod 600 /etc/gitlab-runner/admin-token
+systemctl restart gitlab-runner && echo "fixed: restart ok" || echo "fixed: restart failed"
+echo "fixed: gitlab-runner $(systemctl is-active gitlab-runner)"
+journalctl -u gitlab-runner --no-pager -o cat > /probe-out/journal.log
+echo done
+systemctl poweroff
+PROBE
+chmod 755 "$R/usr/local/bin/probe.sh"
+cat >"$R/etc/systemd/system/probe.service" <<'UNIT'
+[Unit]
+After=gitlab-runner.service
+[Service]
+Type=oneshot
+ExecStart=/usr/local/bin/probe.sh
+[Install]
+WantedBy=multi-user.target
+UNIT
+ln -s /etc/systemd/system/probe.service "$R/etc/systemd/system/multi-user.target.wants/"
+
+echo "systemd-test: booting (fake GitLab at $url)"
+start=$(date +%s)
+timeout 300 systemd-nspawn -D "$R" --register=no --keep-unit -b --bind="$out:/probe-out" \
+    >"$work/console.log" 2>&1 || true
+echo "systemd-test: guest ran $(( $(date +%s) - start ))s"
+show() { echo "--- $1"; cat "$out/$1" 2>/dev/null || true; }
+grep -q '^done$' "$out/probe.log" 2>/dev/null || { tail -30 "$work/console.log"; show probe.log; fail "the probe did not finish"; }
+show probe.log
+show stub.log
+expect() { grep -qx "$1" "$out/$2" || { show journal.log; fail "expected '$1' in $2"; }; }
+expect 'boot: gitlab-runner active' probe.log
+expect 'boot: config 600' probe.log
+expect 'DropInPaths=/usr/lib/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf' probe.log
+expect 'broken: restart failed' probe.log
+expect 'broken: gitlab-runner activating' probe.log
+expect 'fixed: restart ok' probe.log
+expect 'fixed: gitlab-runner active' probe.log
+# the stub started twice (boot, fixed), each time with both tokens, never in between
+[ "$(cat "$out/stub.log")" = "$(printf 'stub started with 2 runner tokens\nstub started with 2 runner tokens')" ] \
+    || fail "stub starts: $(cat "$out/stub.log")"
+grep -q 'refusing token file /etc/gitlab-runner/admin-token' "$out/journal.log" || fail "no refusal in the journal"
+grep -q 'created shell runner' "$out/journal.log" || fail "no creation in the journal"
+echo "systemd-test: 7 passed, 0 failed"
