@@ -63,8 +63,10 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, 1) => LevelFilter::Debug,
         (false, _) => LevelFilter::Trace,
     };
+    // ureq redacts headers at debug, but its protocol layer dumps raw
+    // requests (tokens included) at trace: dependencies stop at debug.
     let deps = if verbose >= 2 {
-        LevelFilter::Trace
+        LevelFilter::Debug
     } else {
         LevelFilter::Warn
     };

@@ -1089,3 +1089,20 @@ fn unwritable_config_path_exits_73_keeping_the_state() {
     assert_code(&run(&p, &gl, &[]), 0);
     assert!(verify_only(&gl.world().lines()), "no second registration");
 }
+
+#[test]
+fn trace_logging_never_shows_a_token() {
+    let mut world = World::default();
+    world.registration_enabled = false;
+    let gl = FakeGitlab::start(world);
+    let p = Prefix::standard(ADMIN_PAT);
+    p.write("access-token", ADMIN_PAT);
+    let r = run(&p, &gl, &["-vv"]);
+    assert_code(&r, 0);
+    assert!(r.stderr.contains("DEBUG"), "{r:?}");
+    gl.world().rotate(p.state_id("shell"));
+    let r2 = run(&p, &gl, &["-vv", "plan"]);
+    assert_code(&r2, 2);
+    assert_no_secrets(&r, &gl);
+    assert_no_secrets(&r2, &gl);
+}

@@ -184,14 +184,19 @@ pub fn run(prefix: &Prefix, gl: &FakeGitlab, args: &[&str]) -> Run {
     run_at(prefix, &gl.url(), args)
 }
 
-/// Fail if any secret the fake knows appears in the tool's output.
+/// Fail if any 10-character piece of a secret the fake knows appears in the
+/// output (catches hex dumps and split lines, not just whole tokens).
 pub fn assert_no_secrets(r: &Run, gl: &FakeGitlab) {
-    let out = r.output();
+    let out = r.output().replace(['\n', ' '], "");
     for s in gl.world().secrets() {
-        assert!(
-            !out.contains(&s),
-            "secret {s} leaked into the output:\n{r:?}"
-        );
+        let chars: Vec<char> = s.chars().collect();
+        for w in chars.windows(10) {
+            let piece: String = w.iter().collect();
+            assert!(
+                !out.contains(&piece),
+                "{piece} of secret {s} leaked:\n{r:?}"
+            );
+        }
     }
 }
 
