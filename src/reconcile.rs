@@ -460,7 +460,11 @@ impl Engine<'_> {
             .collect();
         let sid = self.inputs.system_id.as_deref();
         let mut adoptable: Vec<(u64, &ConfigRunner, Option<i64>)> = Vec::new();
-        for r in existing.iter().filter(|r| !known.contains(&&r.token)) {
+        // Tokens written literally in the template are the admin's own.
+        let unknown = existing.iter().filter(|r| {
+            !known.contains(&&r.token) && !self.inputs.template.has_literal(r.token.expose())
+        });
+        for r in unknown {
             match self.client.verify(&r.token, sid)? {
                 Verified::Valid {
                     id: Some(id),

@@ -134,6 +134,13 @@ impl Template {
         })
     }
 
+    /// Does the template's literal text contain `text`?
+    pub fn has_literal(&self, text: &str) -> bool {
+        self.segments
+            .iter()
+            .any(|s| matches!(s, Segment::Text(t) if t.contains(text)))
+    }
+
     pub fn fields(&self) -> impl Iterator<Item = &Field> {
         self.segments.iter().filter_map(|s| match s {
             Segment::Field(f) => Some(f),

@@ -1106,3 +1106,18 @@ fn trace_logging_never_shows_a_token() {
     assert_no_secrets(&r, &gl);
     assert_no_secrets(&r2, &gl);
 }
+
+#[test]
+fn a_token_written_literally_in_the_template_is_left_alone() {
+    let gl = FakeGitlab::start(World::default());
+    let manual = gl.world().add_runner("hand-made", &["x"], false);
+    let token = gl.world().token_of(manual);
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    p.write("config.template", &format!("{TEMPLATE}\n[[runners]]\n  name = \"manual\"\n  token = \"{token}\"\n  executor = \"shell\"\n"));
+    assert_code(&run(&p, &gl, &[]), 0);
+    gl.world().requests.clear();
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 0);
+    assert_eq!(gl.world().lines().len(), 2, "only our two verifies");
+    assert!(!r.stderr.contains("WARN"), "{r:?}");
+}
