@@ -196,6 +196,19 @@ impl World {
 
     /// Add a runner as if registered earlier; returns its id.
     pub fn add_runner(&mut self, description: &str, tags: &[&str], user: bool) -> u64 {
+        let tags = tags.iter().map(|s| s.to_string()).collect();
+        self.new_runner(description, tags, false, "instance_type", user)
+    }
+
+    /// Store a new runner with a fresh token; returns its id.
+    fn new_runner(
+        &mut self,
+        description: &str,
+        tags: Vec<String>,
+        run_untagged: bool,
+        runner_type: &str,
+        user: bool,
+    ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         let token = self.new_token(user);
@@ -207,9 +220,9 @@ impl World {
                 token,
                 token_expires_at,
                 description: description.into(),
-                tags: tags.iter().map(|s| s.to_string()).collect(),
-                run_untagged: false,
-                runner_type: "instance_type".into(),
+                tags,
+                run_untagged,
+                runner_type: runner_type.into(),
                 created_at: now(),
                 contacted_at: None,
                 managers: Vec::new(),
@@ -767,29 +780,12 @@ fn insert_runner(
     let tags = tag_list(req).unwrap_or_default();
     let run_untagged = bool_param(req, "run_untagged")?.unwrap_or(true);
     validate_tags(run_untagged, &tags)?;
-    let id = w.next_id;
-    w.next_id += 1;
-    let token = w.new_token(user);
-    let token_expires_at = w.expiry();
-    w.runners.insert(
-        id,
-        Runner {
-            id,
-            token: token.clone(),
-            token_expires_at,
-            description: str_param(req, "description").unwrap_or("").to_string(),
-            tags,
-            run_untagged,
-            runner_type: runner_type.into(),
-            created_at: now(),
-            contacted_at: None,
-            managers: Vec::new(),
-            created_by_user: user,
-        },
-    );
+    let description = str_param(req, "description").unwrap_or("");
+    let id = w.new_runner(description, tags, run_untagged, runner_type, user);
+    let r = &w.runners[&id];
     Ok(json_answer(
         201,
-        json!({"id": id, "token": token, "token_expires_at": token_expires_at.map(iso)}),
+        json!({"id": id, "token": r.token, "token_expires_at": r.token_expires_at.map(iso)}),
     ))
 }
 
