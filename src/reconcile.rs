@@ -312,17 +312,29 @@ impl Engine<'_> {
             return Ok(if pending { 2 } else { 0 });
         }
         let t = &self.tally;
+        let counts = [
+            (t.verified, "verified"),
+            (t.created, "created"),
+            (t.rotated, "rotated"),
+            (t.healed, "healed"),
+            (t.adopted, "adopted"),
+            (t.updated, "updated"),
+            (t.deleted, "deleted"),
+        ];
+        let done: Vec<String> = counts
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
         summary(&format!(
-            "{} runner{} ok: {} verified, {} created, {} rotated, {} healed, {} adopted, {} updated, {} deleted; {} {}",
+            "{} runner{} ok ({}); {} {}",
             types.len(),
             if types.len() == 1 { "" } else { "s" },
-            t.verified,
-            t.created,
-            t.rotated,
-            t.healed,
-            t.adopted,
-            t.updated,
-            t.deleted,
+            if done.is_empty() {
+                "nothing to do".to_string()
+            } else {
+                done.join(", ")
+            },
             self.s.config.display(),
             if wrote { "written" } else { "unchanged" }
         ));
