@@ -11,17 +11,21 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOL = os.path.join(ROOT, "target/release/gitlab-runner-auth")
+MUSL = os.path.join(ROOT, "target/x86_64-unknown-linux-musl/release/gitlab-runner-auth")
+GLIBC = os.path.join(ROOT, "target/release/gitlab-runner-auth")
 FAKE = os.path.join(ROOT, "target/release/examples/fake-gitlab")
 REPEAT = 5
 
 
 def measure(cmd, env):
-    """Run cmd; (exit code, wall seconds, peak RSS in KiB)."""
-    start = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(p.pid, 0)
-    return os.waitstatus_to_exitcode(status), time.perf_counter() - start, usage.ru_maxrss
+    """Run cmd; (exit code, wall seconds, peak RSS in KiB). GNU time reads the
+    peak RSS: a forked Python child would report Python's own memory."""
+    with tempfile.NamedTemporaryFile("r") as rss:
+        start = time.perf_counter()
+        code = subprocess.call(["/usr/bin/time", "-q", "-f", "%M", "-o", rss.name] + cmd, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wall = time.perf_counter() - start
+        return code, wall, int(rss.read().split()[-1])
 
 
 def start_fake(latency_ms, work):
@@ -68,16 +72,23 @@ def row(label, n, latency_ms, work):
         med = lambda xs: sorted(xs)[len(xs) // 2]
         ft, fr = med([x[0] for x in first]), max(x[1] for x in first)
         nt, nr = med([x[0] for x in again]), max(x[1] for x in again)
-        print(f"{label:<22} {n:>7} {latency_ms:>8}  {ft*1000:>9.1f} {fr/1024:>8.1f}  {nt*1000:>9.1f} {nr/1024:>8.1f}")
+        print(f"{label:<22} {n:>7} {latency_ms:>8}  {ft*1000:>9.1f} {fr/1024:>8.2f}  {nt*1000:>9.1f} {nr/1024:>8.2f}")
     finally:
         fake.kill()
         fake.wait()
 
 
 def main():
+    global TOOL
     subprocess.run(["cargo", "build", "--quiet", "--release", "--bin", "gitlab-runner-auth",
                     "--example", "fake-gitlab"], cwd=ROOT, check=True)
-    print(f"gitlab-runner-auth against the local fake GitLab; median of {REPEAT} runs, peak RSS = max")
+    # the shipped static binary when the musl toolchain is here, else glibc
+    static = subprocess.run(["make", "--quiet", "build"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL).returncode == 0
+    TOOL = MUSL if static else GLIBC
+    if not os.path.exists("/usr/bin/time"):
+        sys.exit("bench: needs GNU time (apt-get install time)")
+    print(f"{os.path.relpath(TOOL, ROOT)} against the local fake GitLab; median of {REPEAT} runs, peak RSS = max")
     print(f"{'case':<22} {'runners':>7} {'latency':>8}  {'first ms':>9} {'peak MiB':>8}  {'again ms':>9} {'peak MiB':>8}")
     with tempfile.TemporaryDirectory() as work:
         for n in (2, 10, 50, 200):

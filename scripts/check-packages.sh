@@ -47,7 +47,14 @@ dpkg-deb --ctrl-tarfile "$DEB" | tar -xO ./postinst | grep -q 'daemon-reload' ||
 if dpkg-deb --ctrl-tarfile "$DEB" | tar -xO ./postinst ./postrm | grep -v '^ *#' | grep -Eq 'systemctl .*(start|restart)'; then
     fail "maintainer scripts must never (re)start gitlab-runner"
 fi
-pass ".deb contents, fields and conffiles"
+for section in NAME SYNOPSIS DESCRIPTION OPTIONS ENVIRONMENT FILES "EXIT STATUS" EXAMPLES "SEE ALSO"; do
+    grep -q "^\.SH \"\?$section\"\?$" packaging/gitlab-runner-auth.8 || fail "man page lacks $section"
+done
+if command -v man >/dev/null; then
+    warn=$(MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z packaging/gitlab-runner-auth.8 2>&1 >/dev/null)
+    [ -z "$warn" ] || fail "man page warnings: $warn"
+fi
+pass ".deb contents, fields and conffiles; man page sections"
 
 # 3. install the .deb into a scratch root, run it, remove, purge
 root=$work/debroot

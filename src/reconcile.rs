@@ -14,7 +14,7 @@ use crate::secret::{Secret, TokenDirs, mask};
 use crate::settings::{Registration, Settings};
 use crate::state::{ConfigRunner, Entry, State, config_runners};
 use crate::template::{RunnerValues, Template};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What GitLab said about a runner type's credential.
 #[derive(Debug, Clone, PartialEq)]
@@ -357,10 +357,11 @@ impl Engine<'_> {
             .filter_map(|(t, e)| Some((t.clone(), e.id?)))
             .collect();
         let mut drifted = 0;
-        for (ty, id) in ids {
+        let found = parallel(&ids, |(_, id)| self.client.runner(&pat, *id));
+        for ((ty, id), details) in ids.into_iter().zip(found) {
             let host = &self.inputs.host;
             let (want_desc, want_tags) = (host.description(&ty), host.tags(&ty));
-            let details = match self.client.runner(&pat, id) {
+            let details = match details {
                 Ok(Some(d)) => d,
                 Ok(None) => continue,
                 Err(e) => {
@@ -463,25 +464,22 @@ impl Engine<'_> {
     /// Verify every token: first those in `config.toml` that the state does
     /// not hold (gitlab-runner may have rotated them), then the state's.
     fn observe(&mut self, existing: &[ConfigRunner]) -> Result<Vec<Observed>> {
-        let known: Vec<&Secret> = self
-            .inputs
-            .state
-            .entries
-            .values()
-            .filter_map(|e| e.token.as_ref())
-            .collect();
-        let sid = self.inputs.system_id.as_deref();
-        let mut adoptable: Vec<(u64, &ConfigRunner, Option<i64>)> = Vec::new();
+        let entries = &self.inputs.state.entries;
+        let known: Vec<&Secret> = entries.values().filter_map(|e| e.token.as_ref()).collect();
         // Tokens written literally in the template are the admin's own.
-        let unknown = existing.iter().filter(|r| {
-            !known.contains(&&r.token) && !self.inputs.template.has_literal(r.token.expose())
-        });
-        for r in unknown {
-            match self.client.verify(&r.token, sid)? {
+        let unknown: Vec<&ConfigRunner> = existing
+            .iter()
+            .filter(|r| {
+                !known.contains(&&r.token) && !self.inputs.template.has_literal(r.token.expose())
+            })
+            .collect();
+        let mut adoptable: Vec<(u64, &ConfigRunner, Option<i64>)> = Vec::new();
+        for (r, verified) in unknown.iter().zip(self.verify_all(&unknown, |r| &r.token)?) {
+            match verified {
                 Verified::Valid {
                     id: Some(id),
                     expires_at,
-                } if self.inputs.state.entries.values().any(|e| e.id == Some(id)) => {
+                } if entries.values().any(|e| e.id == Some(id)) => {
                     adoptable.push((id, r, expires_at));
                 }
                 Verified::Valid { id, .. } => log::warn!(
@@ -496,11 +494,20 @@ impl Engine<'_> {
                 ),
             }
         }
+        let adopted = |e: &Entry| adoptable.iter().find(|(id, _, _)| Some(*id) == e.id);
+        let to_verify: Vec<(&String, &Entry, &Secret)> = entries
+            .iter()
+            .filter(|(_, e)| adopted(e).is_none())
+            .filter_map(|(ty, e)| Some((ty, e, e.token.as_ref()?)))
+            .collect();
+        let mut answers = to_verify
+            .iter()
+            .zip(self.verify_all(&to_verify, |(_, _, t)| t)?)
+            .map(|((ty, _, _), v)| ((*ty).clone(), v))
+            .collect::<BTreeMap<String, Verified>>();
         let mut out = Vec::new();
-        for (ty, entry) in &self.inputs.state.entries {
-            if let Some((_, r, expires_at)) =
-                adoptable.iter().find(|(id, _, _)| Some(*id) == entry.id)
-            {
+        for (ty, entry) in entries {
+            if let Some((_, r, expires_at)) = adopted(entry) {
                 out.push(Observed::Valid {
                     token: r.token.clone(),
                     id: entry.id,
@@ -510,11 +517,11 @@ impl Engine<'_> {
                 });
                 continue;
             }
-            let Some(token) = &entry.token else {
+            let (Some(token), Some(verified)) = (&entry.token, answers.remove(ty)) else {
                 out.push(Observed::Missing);
                 continue;
             };
-            let obs = match self.client.verify(token, sid)? {
+            let obs = match verified {
                 Verified::Valid { expires_at, id } => {
                     self.tally.verified += 1;
                     if let (Some(got), Some(want)) = (id, entry.id)
@@ -550,6 +557,18 @@ impl Engine<'_> {
             out.push(obs);
         }
         Ok(out)
+    }
+
+    /// Verify the token of every item, several at a time; answers in order.
+    fn verify_all<T: Sync>(
+        &self,
+        items: &[T],
+        token: impl Fn(&T) -> &Secret + Sync,
+    ) -> Result<Vec<Verified>> {
+        let sid = self.inputs.system_id.as_deref();
+        parallel(items, |item| self.client.verify(token(item), sid))
+            .into_iter()
+            .collect()
     }
 
     fn apply(&mut self, ty: &str, obs: Observed, action: Action) -> Result<()> {
@@ -783,6 +802,27 @@ impl Engine<'_> {
         log::info!("wrote {}", self.s.config.display());
         Ok(true)
     }
+}
+
+/// How many requests run at once when the answers are independent.
+const PARALLEL: usize = 8;
+
+/// Run `f` on every item, up to `PARALLEL` at a time; results in order.
+fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(PARALLEL) {
+        if let [one] = chunk {
+            out.push(f(one));
+            continue;
+        }
+        std::thread::scope(|s| {
+            let workers: Vec<_> = chunk.iter().map(|item| s.spawn(|| f(item))).collect();
+            for w in workers {
+                out.push(w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            }
+        });
+    }
+    out
 }
 
 /// Replace every known token, and every `token = "…"` value, by its mask.
