@@ -85,6 +85,15 @@ pub fn normalize_api_url(url: &str) -> Result<(String, String)> {
     if rest.is_empty() || rest.contains(['?', '#', ' ']) {
         return Err(Error::usage(format!("invalid --api-url '{url}'")));
     }
+    if rest
+        .split('/')
+        .next()
+        .is_some_and(|authority| authority.contains('@'))
+    {
+        return Err(Error::usage(
+            "invalid --api-url: credentials in the URL are not supported; tokens go in token files",
+        ));
+    }
     Ok((base.to_string(), format!("{base}/api/v4")))
 }
 
@@ -233,7 +242,13 @@ mod tests {
                 .1,
             "http://127.0.0.1:8080/gitlab/api/v4"
         );
-        for bad in ["gitlab.example.com", "ftp://x", "https://", "https://x?y"] {
+        for bad in [
+            "gitlab.example.com",
+            "ftp://x",
+            "https://",
+            "https://x?y",
+            "https://u:p@x/",
+        ] {
             assert_eq!(normalize_api_url(bad).unwrap_err().exit_code(), 64, "{bad}");
         }
     }

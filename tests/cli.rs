@@ -1118,3 +1118,29 @@ fn a_token_written_literally_in_the_template_is_left_alone() {
     assert_eq!(gl.world().lines().len(), 2, "only our two verifies");
     assert!(!r.stderr.contains("WARN"), "{r:?}");
 }
+
+#[test]
+fn prune_follows_every_page_of_the_runner_list() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    p.write("access-token", ADMIN_PAT);
+    assert_code(&run(&p, &gl, &[]), 0);
+    for i in 0..130 {
+        gl.world()
+            .add_runner(&format!("node12-old{i}"), &["node12"], false);
+    }
+    gl.world().requests.clear();
+    let r = run(&p, &gl, &["--prune", "--max-delete", "500"]);
+    assert_code(&r, 0);
+    let w = gl.world();
+    assert_eq!(w.runners.len(), 2, "only the configured runners are left");
+    let pages: Vec<&str> = w
+        .requests
+        .iter()
+        .filter(|q| q.path == "/runners/all")
+        .map(|q| q.query.as_str())
+        .collect();
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert!(pages[1].contains("page=2"), "{pages:?}");
+    assert!(r.stderr.contains("130 deleted"), "{r:?}");
+}
