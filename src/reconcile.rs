@@ -8,6 +8,7 @@ use crate::cli::Command;
 use crate::clock;
 use crate::error::{Error, Kind, Result};
 use crate::fsutil;
+use crate::gitlab::api::RunnerDetails;
 use crate::gitlab::{Client, IssuedToken, NewRunner, Verified};
 use crate::host::Host;
 use crate::secret::{Secret, TokenDirs, mask};
@@ -116,10 +117,20 @@ impl Inputs {
     pub fn load(s: &Settings) -> Result<Inputs> {
         let text = std::fs::read_to_string(&s.template).map_err(|e| Error::read(&s.template, e))?;
         let template = Template::parse(&text, &s.template.display().to_string())?;
-        let (state, from_file) = match State::load(&s.state)? {
-            Some(st) => (st, true),
-            None => (State::default_types(), false),
+        let (state, from_file) = if s.stateless {
+            (State::with_types(template.runner_types()), true)
+        } else {
+            match State::load(&s.state)? {
+                Some(st) => (st, true),
+                None => (State::default_types(), false),
+            }
         };
+        if state.entries.is_empty() {
+            return Err(Error::config(format!(
+                "{} names no runner: use a field such as {{shell}} for each runner's token",
+                s.template.display()
+            )));
+        }
         let types: BTreeSet<String> = state.entries.keys().cloned().collect();
         let origin = if from_file {
             format!("no such runner type in {}", s.state.display())
@@ -159,6 +170,12 @@ impl Inputs {
         let dirs = TokenDirs::new(s.credentials_dir.clone(), &s.prefix);
         let admin = dirs.read("admin-token")?;
         let access = dirs.read("access-token")?.map(|(t, _)| t);
+        if s.stateless && access.is_none() {
+            return Err(Error::config(format!(
+                "--stateless needs an access token (api scope) in {}/access-token to find this host's runners in GitLab",
+                s.prefix.display()
+            )));
+        }
         let system_id = crate::gitlab::read_system_id(&s.system_id);
         Ok(Inputs {
             template,
@@ -190,6 +207,8 @@ struct Engine<'a> {
     tally: Tally,
     /// `plan` output lines.
     plan: Vec<String>,
+    /// Runner ids deleted (or, for `plan`, to be deleted) in this run.
+    deleting: Vec<u64>,
 }
 
 /// Run `run` or `plan`; the exit code on success.
@@ -200,16 +219,16 @@ pub fn run(s: &Settings) -> Result<i32> {
         );
         return Ok(0);
     };
-    if s.stateless {
-        return Err(Error::usage(
-            "--stateless is not supported by this version yet",
-        ));
-    }
     if !s.prefix.is_dir() {
         return Err(Error::config(format!(
             "prefix {} is not a directory",
             s.prefix.display()
         )));
+    }
+    if s.stateless && matches!(s.command, Command::Status | Command::Unregister) {
+        return Err(Error::usage(
+            "status and unregister work on runner-data.json; they do not support --stateless yet",
+        ));
     }
     let read_only = s.dry_run || s.command == Command::Status;
     let _lock = if read_only {
@@ -231,6 +250,7 @@ pub fn run(s: &Settings) -> Result<i32> {
         now: clock::now(),
         tally: Tally::default(),
         plan: Vec::new(),
+        deleting: Vec::new(),
     };
     match engine.reconcile() {
         Err(e)
@@ -265,7 +285,11 @@ impl Engine<'_> {
             }
             Err(e) => return Err(e),
         };
-        let observed = self.observe(&existing)?;
+        let observed = if self.s.stateless {
+            self.observe_gitlab(&existing)?
+        } else {
+            self.observe(&existing)?
+        };
         let have_pat = self.inputs.access.is_some();
         let types: Vec<String> = self.inputs.state.entries.keys().cloned().collect();
         let mut changes = 0;
@@ -290,7 +314,8 @@ impl Engine<'_> {
         }
         let wrote = self.write_config(&existing)?;
         changes += self.reconcile_tags();
-        changes += self.prune()?;
+        self.prune()?;
+        changes += self.deleting.len();
         if self.s.dry_run {
             println!(
                 "plan for {} against {}:",
@@ -403,11 +428,11 @@ impl Engine<'_> {
     }
 
     /// `--prune`: delete this host's runners (tagged with the hostname,
-    /// described `<hostname>-…`) that the state does not hold, at most
-    /// `--max-delete` of them. The number (to be) deleted.
-    fn prune(&mut self) -> Result<usize> {
+    /// described `<hostname>-…`) that the state does not hold, within
+    /// `--max-delete`.
+    fn prune(&mut self) -> Result<()> {
         if !self.s.prune {
-            return Ok(0);
+            return Ok(());
         }
         let Some(pat) = self.inputs.access.clone() else {
             return Err(Error::config(
@@ -427,38 +452,173 @@ impl Engine<'_> {
             .client
             .list_tagged(&pat, self.s.scope, std::slice::from_ref(&hostname))?
             .into_iter()
-            .filter(|r| !keep.contains(&r.id))
+            .filter(|r| !keep.contains(&r.id) && !self.deleting.contains(&r.id))
             .filter(|r| {
                 r.description
                     .as_deref()
                     .is_some_and(|d| d.starts_with(&mine))
             })
             .collect();
-        if doomed.len() > self.s.max_delete {
+        self.delete_runners(&pat, &doomed, "--prune", "not configured on this host")
+    }
+
+    /// Delete (for `plan`: list) `doomed`, unless that would make more than
+    /// `--max-delete` deletions in this run.
+    fn delete_runners(
+        &mut self,
+        pat: &Secret,
+        doomed: &[RunnerDetails],
+        what: &str,
+        why: &str,
+    ) -> Result<()> {
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        if self.deleting.len() + doomed.len() > self.s.max_delete {
             let ids: Vec<String> = doomed.iter().map(|r| r.id.to_string()).collect();
             return Err(Error::config(format!(
-                "--prune: {} runners tagged {hostname} are not configured here (ids {}), more than --max-delete {}; none deleted: check them in GitLab, then raise --max-delete",
+                "{what}: {} runners tagged {} are {why} (ids {}), more than --max-delete {}{}; none deleted: check them in GitLab, then raise --max-delete",
                 doomed.len(),
+                self.inputs.host.hostname,
                 ids.join(", "),
-                self.s.max_delete
+                self.s.max_delete,
+                if self.deleting.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with the {} deleted before", self.deleting.len())
+                }
             )));
         }
-        for r in &doomed {
+        for r in doomed {
+            self.deleting.push(r.id);
             let desc = r.description.clone().unwrap_or_default();
             if self.s.dry_run {
-                self.plan.push(format!(
-                    "would delete runner {} ('{desc}'): not configured on this host",
-                    r.id
-                ));
-            } else if self.client.delete(&pat, r.id)? {
+                self.plan
+                    .push(format!("would delete runner {} ('{desc}'): {why}", r.id));
+            } else if self.client.delete(pat, r.id)? {
                 self.tally.deleted += 1;
-                log::info!(
-                    "deleted runner {} ('{desc}'): not configured on this host",
-                    r.id
-                );
+                log::info!("deleted runner {} ('{desc}'): {why}", r.id);
             }
         }
-        Ok(doomed.len())
+        Ok(())
+    }
+
+    /// Stateless: find this host's runners in GitLab (tagged with the
+    /// hostname, mapped to a type by description `<hostname>-<type>` or by
+    /// tag), take the token `config.toml` holds when it verifies for the
+    /// runner, delete extra runners of a type (keeping the one whose token is
+    /// held, else the newest), and fill the in-memory state from that.
+    fn observe_gitlab(&mut self, existing: &[ConfigRunner]) -> Result<Vec<Observed>> {
+        let pat = self
+            .inputs
+            .access
+            .clone()
+            .ok_or_else(|| Error::internal("stateless without access token"))?;
+        let hostname = self.inputs.host.hostname.clone();
+        let listed =
+            self.client
+                .list_tagged(&pat, self.s.scope, std::slice::from_ref(&hostname))?;
+        let details: Vec<RunnerDetails> = parallel(&listed, |r| self.client.runner(&pat, r.id))
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        log::info!(
+            "found {} runner{} tagged {hostname} in GitLab",
+            details.len(),
+            if details.len() == 1 { "" } else { "s" }
+        );
+        // Tokens this host holds: config.toml's, and any the API still shows (GitLab < 13.0).
+        let mut held: Vec<(Secret, Option<i64>)> = existing
+            .iter()
+            .map(|r| (r.token.clone(), r.token_obtained_at))
+            .collect();
+        for t in details.iter().filter_map(|d| d.token.as_deref()) {
+            if !held.iter().any(|(h, _)| h.expose() == t) {
+                held.push((Secret::new(t), None));
+            }
+        }
+        let valid: Vec<(u64, Secret, Option<i64>, Option<i64>)> = held
+            .iter()
+            .zip(self.verify_all(&held, |(t, _)| t)?)
+            .filter_map(|((token, obtained), v)| match v {
+                Verified::Valid {
+                    id: Some(id),
+                    expires_at,
+                } => Some((id, token.clone(), expires_at, *obtained)),
+                _ => None,
+            })
+            .collect();
+        let types: Vec<String> = self.inputs.state.entries.keys().cloned().collect();
+        let host = &self.inputs.host;
+        let type_of = |d: &RunnerDetails| -> Option<&String> {
+            let desc = d.description.as_deref().unwrap_or("");
+            types
+                .iter()
+                .find(|t| desc == host.description(t))
+                .or_else(|| {
+                    let by_tag: Vec<&String> =
+                        types.iter().filter(|t| d.tag_list.contains(t)).collect();
+                    (by_tag.len() == 1).then(|| by_tag[0])
+                })
+        };
+        let mut out = Vec::new();
+        let mut extra = Vec::new();
+        let mut chosen = Vec::new();
+        for ty in &types {
+            let mut mine: Vec<&RunnerDetails> =
+                details.iter().filter(|d| type_of(d) == Some(ty)).collect();
+            mine.sort_by_key(|d| d.id);
+            let keep = mine
+                .iter()
+                .find(|d| valid.iter().any(|v| v.0 == d.id))
+                .or(mine.last())
+                .map(|d| d.id);
+            extra.extend(
+                mine.iter()
+                    .filter(|d| Some(d.id) != keep)
+                    .map(|d| (*d).clone()),
+            );
+            chosen.push((ty.clone(), keep));
+        }
+        for (ty, keep) in chosen {
+            let Some(id) = keep else {
+                out.push(Observed::Missing);
+                continue;
+            };
+            let now = self.now;
+            let e = self.entry(&ty);
+            e.id = Some(id);
+            match valid.iter().find(|v| v.0 == id) {
+                Some((_, token, expires_at, obtained_at)) => {
+                    e.token = Some(token.clone());
+                    e.token_expires_at = *expires_at;
+                    e.token_obtained_at = obtained_at.or(Some(now));
+                    let obs = Observed::Valid {
+                        token: token.clone(),
+                        id: Some(id),
+                        adopted: false,
+                        expires_at: *expires_at,
+                        obtained_at: e.token_obtained_at,
+                    };
+                    self.tally.verified += 1;
+                    log::info!("verified {ty} runner {id}: this host holds its token");
+                    out.push(obs);
+                }
+                None => {
+                    log::info!("{ty} runner {id}: this host holds no valid token for it");
+                    out.push(Observed::Invalid);
+                }
+            }
+        }
+        self.delete_runners(
+            &pat,
+            &extra,
+            "--stateless",
+            "extra runners of a type this host already has",
+        )?;
+        Ok(out)
     }
 
     /// Verify every token: first those in `config.toml` that the state does
@@ -734,7 +894,11 @@ impl Engine<'_> {
         self.save_state()
     }
 
+    /// Persist the state (stateful mode only).
     fn save_state(&self) -> Result<()> {
+        if self.s.stateless {
+            return Ok(());
+        }
         self.inputs.state.save(&self.s.state)
     }
 

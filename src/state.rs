@@ -29,11 +29,14 @@ pub struct State {
 impl State {
     /// The state of a host without `runner-data.json`.
     pub fn default_types() -> State {
-        let mut entries = BTreeMap::new();
-        for t in ["batch", "shell"] {
-            entries.insert(t.to_string(), Entry::default());
+        Self::with_types(["batch".to_string(), "shell".to_string()])
+    }
+
+    /// Empty entries for `types` (stateless mode: nothing is stored).
+    pub fn with_types(types: impl IntoIterator<Item = String>) -> State {
+        State {
+            entries: types.into_iter().map(|t| (t, Entry::default())).collect(),
         }
-        State { entries }
     }
 
     /// Load `path`; `Ok(None)` when it does not exist.

@@ -1144,3 +1144,164 @@ fn prune_follows_every_page_of_the_runner_list() {
     assert!(pages[1].contains("page=2"), "{pages:?}");
     assert!(r.stderr.contains("130 deleted"), "{r:?}");
 }
+
+/// A stateless prefix: admin and access token, the standard template.
+fn stateless_prefix() -> Prefix {
+    let p = Prefix::standard(ADMIN_PAT);
+    p.write("access-token", ADMIN_PAT);
+    p
+}
+
+#[test]
+fn stateless_first_run_creates_then_only_reads() {
+    let mut world = World::default();
+    world.registration_enabled = false;
+    let gl = FakeGitlab::start(world);
+    let p = stateless_prefix();
+    let r = run(&p, &gl, &["--stateless"]);
+    assert_code(&r, 0);
+    let lines = gl.world().lines();
+    assert_eq!(lines[0], "GET /runners/all");
+    assert_eq!(
+        lines.iter().filter(|l| *l == "POST /user/runners").count(),
+        2,
+        "{lines:?}"
+    );
+    assert!(!p.exists("runner-data.json"), "stateless writes no state");
+    let shell = gl
+        .world()
+        .runners
+        .values()
+        .find(|r| r.description == "node12-shell")
+        .unwrap()
+        .clone();
+    assert!(p.read("config.toml").contains(&shell.token));
+    assert!(
+        p.read("config.toml")
+            .contains(&format!("id = {}", shell.id))
+    );
+    let before = p.snapshot("config.toml");
+    gl.world().requests.clear();
+    let r = run(&p, &gl, &["--stateless"]);
+    assert_code(&r, 0);
+    let w = gl.world();
+    assert!(
+        w.requests
+            .iter()
+            .all(|q| q.method == "GET" || q.path == "/runners/verify"),
+        "{:?}",
+        w.lines()
+    );
+    drop(w);
+    assert_eq!(p.snapshot("config.toml"), before);
+    assert!(!p.exists("runner-data.json"));
+    assert_no_secrets(&r, &gl);
+}
+
+#[test]
+fn stateless_lost_config_gets_fresh_tokens_for_the_same_runners() {
+    let gl = FakeGitlab::start(World::default());
+    let p = stateless_prefix();
+    assert_code(&run(&p, &gl, &["--stateless"]), 0);
+    let ids: Vec<u64> = gl.world().runners.keys().copied().collect();
+    std::fs::remove_file(p.path("config.toml")).unwrap();
+    gl.world().requests.clear();
+    let r = run(&p, &gl, &["--stateless"]);
+    assert_code(&r, 0);
+    let lines = gl.world().lines();
+    for id in &ids {
+        assert!(
+            lines.contains(&format!("POST /runners/{id}/reset_authentication_token")),
+            "{lines:?}"
+        );
+    }
+    assert!(
+        !lines.iter().any(|l| l == "POST /user/runners"),
+        "no new runners: {lines:?}"
+    );
+    assert_eq!(gl.world().runners.keys().copied().collect::<Vec<_>>(), ids);
+    let config = p.read("config.toml");
+    for id in &ids {
+        assert!(config.contains(&gl.world().token_of(*id)));
+    }
+    assert_no_secrets(&r, &gl);
+}
+
+#[test]
+fn stateless_deletes_the_pile_up_keeping_the_held_runner() {
+    let gl = FakeGitlab::start(World::default());
+    let p = stateless_prefix();
+    assert_code(&run(&p, &gl, &["--stateless"]), 0);
+    let held = gl
+        .world()
+        .runners
+        .values()
+        .find(|r| r.description == "node12-shell")
+        .unwrap()
+        .id;
+    // what re-registering without cleanup leaves behind: older and newer copies
+    let newer = gl
+        .world()
+        .add_runner("node12-shell", &["node12", "node", "shell"], true);
+    gl.world().requests.clear();
+    let r = run(&p, &gl, &["--stateless", "plan"]);
+    assert_code(&r, 2);
+    assert!(
+        r.stdout.contains(&format!(
+            "would delete runner {newer} ('node12-shell'): extra runners"
+        )),
+        "{r:?}"
+    );
+    assert!(gl.world().runners.contains_key(&newer));
+    let r = run(&p, &gl, &["--stateless"]);
+    assert_code(&r, 0);
+    let w = gl.world();
+    assert!(w.runners.contains_key(&held) && !w.runners.contains_key(&newer));
+    assert!(w.lines().contains(&format!("DELETE /runners/{newer}")));
+    drop(w);
+    // without a held token, the newest one wins
+    std::fs::remove_file(p.path("config.toml")).unwrap();
+    let older = held;
+    let newest = gl
+        .world()
+        .add_runner("node12-shell", &["node12", "shell"], true);
+    assert_code(&run(&p, &gl, &["--stateless"]), 0);
+    let w = gl.world();
+    assert!(w.runners.contains_key(&newest) && !w.runners.contains_key(&older));
+}
+
+#[test]
+fn stateless_uses_tokens_old_gitlab_still_shows() {
+    let mut world = World::default();
+    world.details_with_token = true;
+    let gl = FakeGitlab::start(world);
+    let p = stateless_prefix();
+    assert_code(&run(&p, &gl, &["--stateless"]), 0);
+    std::fs::remove_file(p.path("config.toml")).unwrap();
+    gl.world().requests.clear();
+    let r = run(&p, &gl, &["--stateless"]);
+    assert_code(&r, 0);
+    let lines = gl.world().lines();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("reset_authentication_token") || l == "POST /user/runners"),
+        "{lines:?}"
+    );
+    for r in gl.world().runners.values() {
+        assert!(p.read("config.toml").contains(&r.token));
+    }
+}
+
+#[test]
+fn stateless_needs_an_access_token() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(ADMIN_PAT);
+    let r = run(&p, &gl, &["--stateless"]);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr.contains("--stateless needs an access token"),
+        "{r:?}"
+    );
+    assert!(gl.world().requests.is_empty());
+}

@@ -24,6 +24,9 @@ pub struct RunnerDetails {
     pub description: Option<String>,
     #[serde(default)]
     pub tag_list: Vec<String>,
+    /// Only GitLab older than 13.0 (or a patched one) sends it.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// A GitLab error body: `{"message": "…"|{…}}` or `{"error": "…", "error_description": "…"}`.
