@@ -140,6 +140,42 @@ fn read_token_file(path: &Path, meta: &std::fs::Metadata) -> Result<Secret> {
     Ok(Secret::new(token))
 }
 
+/// Replace every known token, and every `token = "…"` value, by its mask.
+pub fn mask_tokens(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(s, &mask(s));
+    }
+    out.lines()
+        .map(|line| {
+            let t = line.trim_start();
+            match t
+                .strip_prefix("token")
+                .map(str::trim_start)
+                .and_then(|r| r.strip_prefix('='))
+            {
+                Some(v) if v.trim().starts_with('"') && !v.contains('…') && !v.contains("\"<") => {
+                    let value = v.trim().trim_matches('"');
+                    format!(
+                        "{}token = \"{}\"",
+                        &line[..line.len() - t.len()],
+                        mask(value)
+                    )
+                }
+                _ => line.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Does this admin-token look like an access token (for `POST /user/runners`)?
+pub fn is_access_token(token: &str) -> bool {
+    ["glpat-", "glgat-", "glpt-"]
+        .iter()
+        .any(|p| token.starts_with(p) || token.contains(&format!("-{p}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +200,30 @@ mod tests {
                 format!("Secret({want})")
             );
         }
+    }
+
+    #[test]
+    fn access_token_prefixes() {
+        for (t, want) in [
+            ("glpat-abc", true),
+            ("glgat-abc", true),
+            ("glpt-abc", true),
+            ("mycorp-glpat-abc", true),
+            ("GR1348941abc", false),
+            ("glrt-abc", false),
+            ("abcdef", false),
+        ] {
+            assert_eq!(is_access_token(t), want, "{t}");
+        }
+    }
+
+    #[test]
+    fn masks_tokens_in_text() {
+        let text = "[[runners]]\n  token = \"glrt-abcdefghijklmnopqrst\"\n  url = \"x\"\n  env = [\"T=secretsecretsecret1234\"]";
+        let out = mask_tokens(text, &["secretsecretsecret1234"]);
+        assert!(!out.contains("glrt-abcdefghijklmnopqrst"));
+        assert!(!out.contains("secretsecretsecret1234"));
+        assert!(out.contains("  token = \"glrt-…qrst\""));
+        assert!(out.contains("T=…1234"));
     }
 }

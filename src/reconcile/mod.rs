@@ -1,0 +1,525 @@
+// SPDX-License-Identifier: MIT
+//! The reconcile: load and check every input before the network, observe
+//! (verify tokens; in stateless mode, find the runners in GitLab), decide
+//! per runner type with the pure `decide`, then apply (or, for `plan`, only
+//! report), persisting state after every token GitLab issues, and finally
+//! render and write `config.toml`.
+
+mod decide;
+mod observe;
+mod remote;
+
+use decide::describe;
+pub use decide::{Action, Observed, decide};
+
+use crate::cli::Command;
+use crate::clock;
+use crate::error::{Error, Kind, Result};
+use crate::fsutil;
+use crate::gitlab::{Client, IssuedToken, NewRunner};
+use crate::host::Host;
+use crate::secret::{Secret, TokenDirs, is_access_token, mask_tokens};
+use crate::settings::{Registration, Settings};
+use crate::state::{ConfigRunner, Entry, State, config_runners};
+use crate::template::{RunnerValues, Template};
+use std::collections::BTreeSet;
+
+/// Everything read from disk, checked before any request.
+pub struct Inputs {
+    pub template: Template,
+    pub state: State,
+    pub host: Host,
+    pub admin: Option<(Secret, std::path::PathBuf)>,
+    pub access: Option<Secret>,
+    pub system_id: Option<String>,
+}
+
+impl Inputs {
+    pub fn load(s: &Settings) -> Result<Inputs> {
+        let text = std::fs::read_to_string(&s.template).map_err(|e| Error::read(&s.template, e))?;
+        let template = Template::parse(&text, &s.template.display().to_string())?;
+        let (state, from_file) = if s.stateless {
+            (State::with_types(template.runner_types()), true)
+        } else {
+            match State::load(&s.state)? {
+                Some(st) => (st, true),
+                None => (State::default_types(), false),
+            }
+        };
+        if state.entries.is_empty() {
+            return Err(Error::config(format!(
+                "{} names no runner: use a field such as {{shell}} for each runner's token",
+                s.template.display()
+            )));
+        }
+        let types: BTreeSet<String> = state.entries.keys().cloned().collect();
+        let origin = if from_file {
+            format!("no such runner type in {}", s.state.display())
+        } else {
+            format!(
+                "{} does not exist, so the runner types are batch and shell",
+                s.state.display()
+            )
+        };
+        template.check_types(&types, &origin)?;
+        let used = template.runner_types();
+        if let Some(unused) = types.iter().find(|t| !used.contains(*t)) {
+            let fix = if from_file {
+                format!(
+                    "remove it from {} or use {{{unused}}} in the template",
+                    s.state.display()
+                )
+            } else {
+                format!(
+                    "create {} listing the types the template uses, e.g. {{\"shell\": {{}}}}",
+                    s.state.display()
+                )
+            };
+            return Err(Error::config(format!(
+                "runner type '{unused}' is never used by {}: {fix}",
+                s.template.display()
+            )));
+        }
+        for t in template.expiry_without_obtained() {
+            log::warn!(
+                "{} fills {{{t}.token_expires_at}} but not {{{t}.token_obtained_at}}: gitlab-runner will rotate that token at once on start",
+                s.template.display()
+            );
+        }
+        let path = std::env::var("PATH").ok();
+        let host = Host::detect(s.hostname.clone(), path.as_deref(), s.tags.clone())?;
+        let dirs = TokenDirs::new(s.credentials_dir.clone(), &s.prefix);
+        let admin = dirs.read("admin-token")?;
+        let access = dirs.read("access-token")?.map(|(t, _)| t);
+        if s.stateless && access.is_none() {
+            return Err(Error::config(format!(
+                "--stateless needs an access token (api scope) in {}/access-token to find this host's runners in GitLab",
+                s.prefix.display()
+            )));
+        }
+        let system_id = crate::gitlab::read_system_id(&s.system_id);
+        Ok(Inputs {
+            template,
+            state,
+            host,
+            admin,
+            access,
+            system_id,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    verified: usize,
+    created: usize,
+    rotated: usize,
+    healed: usize,
+    adopted: usize,
+    updated: usize,
+    deleted: usize,
+}
+
+struct Engine<'a> {
+    s: &'a Settings,
+    client: Client,
+    inputs: Inputs,
+    now: i64,
+    tally: Tally,
+    /// `plan` output lines.
+    plan: Vec<String>,
+    /// Runner ids deleted (or, for `plan`, to be deleted) in this run.
+    deleting: Vec<u64>,
+}
+
+/// Run `run` or `plan`; the exit code on success.
+pub fn run(s: &Settings) -> Result<i32> {
+    let Some(api_base) = s.api_base.as_deref() else {
+        log::info!(
+            "not configured: no GitLab API URL (set GITLAB_RUNNER_AUTH_API_URL in /etc/default/gitlab-runner-auth or pass --api-url); nothing to do"
+        );
+        return Ok(0);
+    };
+    if !s.prefix.is_dir() {
+        return Err(Error::config(format!(
+            "prefix {} is not a directory",
+            s.prefix.display()
+        )));
+    }
+    if s.stateless && matches!(s.command, Command::Status | Command::Unregister) {
+        return Err(Error::usage(
+            "status and unregister work on runner-data.json; they do not support --stateless yet",
+        ));
+    }
+    let read_only = s.dry_run || s.command == Command::Status;
+    let _lock = if read_only {
+        None
+    } else {
+        Some(fsutil::lock(&s.lock, s.wait)?)
+    };
+    let inputs = Inputs::load(s)?;
+    let client = Client::new(api_base, s.timeout, s.wait, s.ca_file.as_deref())?;
+    match s.command {
+        Command::Status => return crate::status::status(s, &client, &inputs),
+        Command::Unregister => return crate::status::unregister(s, &client, inputs),
+        Command::Run | Command::Plan => {}
+    }
+    let mut engine = Engine {
+        s,
+        client,
+        inputs,
+        now: clock::now(),
+        tally: Tally::default(),
+        plan: Vec::new(),
+        deleting: Vec::new(),
+    };
+    match engine.reconcile() {
+        Err(e)
+            if e.kind() == Kind::Unreachable
+                && s.offline_ok
+                && s.config.is_file()
+                && !s.dry_run =>
+        {
+            log::warn!("{e}");
+            log::warn!(
+                "GitLab is unreachable; keeping the existing {} (--offline-ok)",
+                s.config.display()
+            );
+            summary(&format!("offline: kept {}", s.config.display()));
+            Ok(0)
+        }
+        other => other,
+    }
+}
+
+pub fn summary(text: &str) {
+    log::info!(target: "gitlab_runner_auth::summary", "{text}");
+}
+
+impl Engine<'_> {
+    fn reconcile(&mut self) -> Result<i32> {
+        let existing = match config_runners(&self.s.config) {
+            Ok(r) => r.unwrap_or_default(),
+            Err(e) if e.kind() == Kind::Data => {
+                log::warn!("{e}; it will be replaced");
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
+        let observed = if self.s.stateless {
+            self.observe_gitlab(&existing)?
+        } else {
+            self.observe(&existing)?
+        };
+        let have_pat = self.inputs.access.is_some();
+        let types: Vec<String> = self.inputs.state.entries.keys().cloned().collect();
+        let mut changes = 0;
+        for (ty, obs) in types.iter().zip(observed) {
+            let entry = &self.inputs.state.entries[ty];
+            let action = decide(
+                entry,
+                &obs,
+                self.now,
+                self.s.rotate_before.as_secs() as i64,
+                have_pat,
+            );
+            if action != Action::Keep {
+                changes += 1;
+            }
+            if self.s.dry_run {
+                self.plan
+                    .push(describe(ty, entry, &obs, &action, &self.inputs.host));
+            } else {
+                self.apply(ty, obs, action)?;
+            }
+        }
+        let wrote = self.write_config(&existing)?;
+        changes += self.reconcile_tags();
+        self.prune()?;
+        changes += self.deleting.len();
+        if self.s.dry_run {
+            println!(
+                "plan for {} against {}:",
+                self.s.config.display(),
+                self.s.api_url.as_deref().unwrap_or("?")
+            );
+            for line in &self.plan {
+                println!("{line}");
+            }
+            let pending = changes > 0 || wrote;
+            summary(&format!(
+                "plan: {}",
+                if pending {
+                    "changes pending"
+                } else {
+                    "nothing to do"
+                }
+            ));
+            return Ok(if pending { 2 } else { 0 });
+        }
+        let t = &self.tally;
+        let counts = [
+            (t.verified, "verified"),
+            (t.created, "created"),
+            (t.rotated, "rotated"),
+            (t.healed, "healed"),
+            (t.adopted, "adopted"),
+            (t.updated, "updated"),
+            (t.deleted, "deleted"),
+        ];
+        let done: Vec<String> = counts
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
+        summary(&format!(
+            "{} runner{} ok ({}); {} {}",
+            types.len(),
+            if types.len() == 1 { "" } else { "s" },
+            if done.is_empty() {
+                "nothing to do".to_string()
+            } else {
+                done.join(", ")
+            },
+            self.s.config.display(),
+            if wrote { "written" } else { "unchanged" }
+        ));
+        Ok(0)
+    }
+
+    fn apply(&mut self, ty: &str, obs: Observed, action: Action) -> Result<()> {
+        let (token, id, expires_at, obtained_at) = match &obs {
+            Observed::Valid {
+                token,
+                id,
+                expires_at,
+                obtained_at,
+                ..
+            } => (Some(token.clone()), *id, *expires_at, *obtained_at),
+            _ => (None, None, None, None),
+        };
+        match action {
+            Action::Keep => Ok(()),
+            Action::Record | Action::Adopt => {
+                let adopt = action == Action::Adopt;
+                let e = self.entry(ty);
+                if adopt {
+                    e.token = token;
+                }
+                e.id = id.or(e.id);
+                e.token_expires_at = expires_at;
+                e.token_obtained_at = obtained_at;
+                let id = e.id;
+                if !adopt {
+                    return self.save_state();
+                }
+                self.tally.adopted += 1;
+                self.save_state()?;
+                log::info!(
+                    "adopted the token gitlab-runner rotated for {ty} runner {}",
+                    id.unwrap_or(0)
+                );
+                Ok(())
+            }
+            Action::Rotate { reason } => {
+                let token = token.ok_or_else(|| Error::internal("rotate without a token"))?;
+                match self.client.reset_by_token(&token)? {
+                    Some(new) => {
+                        self.store(ty, new)?;
+                        self.tally.rotated += 1;
+                        log::info!(
+                            "rotated {ty} runner {} token ({reason})",
+                            self.entry(ty).id.unwrap_or(0)
+                        );
+                        Ok(())
+                    }
+                    None => {
+                        log::warn!(
+                            "{ty} runner: GitLab refused to rotate the token; treating it as invalid"
+                        );
+                        let entry = self.inputs.state.entries[ty].clone();
+                        let next = decide(
+                            &entry,
+                            &Observed::Invalid,
+                            self.now,
+                            0,
+                            self.inputs.access.is_some(),
+                        );
+                        self.apply(ty, Observed::Invalid, next)
+                    }
+                }
+            }
+            Action::Heal { id } => {
+                let pat = self
+                    .inputs
+                    .access
+                    .clone()
+                    .ok_or_else(|| Error::internal("heal without access token"))?;
+                match self.client.reset_by_id(&pat, id)? {
+                    Some(new) => {
+                        self.store(ty, new)?;
+                        self.tally.healed += 1;
+                        log::info!("healed {ty} runner {id}: reset its token by id");
+                        Ok(())
+                    }
+                    None => {
+                        log::info!(
+                            "{ty} runner {id} no longer exists in GitLab; creating a new one"
+                        );
+                        self.apply(ty, Observed::Invalid, Action::Create { orphan: None })
+                    }
+                }
+            }
+            Action::Create { orphan } => {
+                let new = self.create(ty)?;
+                let id = new.id;
+                self.store(ty, new)?;
+                self.tally.created += 1;
+                log::info!(
+                    "created {ty} runner {} ({}, tags {})",
+                    id.map_or("?".into(), |i| i.to_string()),
+                    self.inputs.host.description(ty),
+                    self.inputs.host.tags(ty).join(",")
+                );
+                if let Some(old) = orphan.filter(|o| Some(*o) != id) {
+                    log::warn!(
+                        "old {ty} runner {old} may remain in GitLab: delete it there (an access-token in the prefix lets this tool heal runners instead)"
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn create(&self, ty: &str) -> Result<IssuedToken> {
+        let Some((admin, path)) = &self.inputs.admin else {
+            return Err(Error::config(format!(
+                "cannot create the {ty} runner: no admin-token in {}{}",
+                self.s.prefix.display(),
+                if self.s.credentials_dir.is_some() {
+                    " or $CREDENTIALS_DIRECTORY"
+                } else {
+                    ""
+                }
+            )));
+        };
+        let tags = self.inputs.host.tags(ty);
+        let description = self.inputs.host.description(ty);
+        let new = NewRunner {
+            description: &description,
+            tags: &tags,
+            scope: self.s.scope,
+        };
+        let user_runners = match self.s.registration {
+            Registration::Legacy => false,
+            Registration::UserRunners => true,
+            Registration::Auto => is_access_token(admin.expose()),
+        };
+        let issued = if user_runners {
+            self.client.create(admin, &new)
+        } else {
+            self.client.register(admin, &new)
+        };
+        issued.map_err(|e| {
+            e.context(format!(
+                "failed to create the {ty} runner with {}",
+                path.display()
+            ))
+        })
+    }
+
+    fn entry(&mut self, ty: &str) -> &mut Entry {
+        self.inputs
+            .state
+            .entries
+            .get_mut(ty)
+            .expect("runner type from the state")
+    }
+
+    /// Store a token GitLab just issued and persist it at once: the old token
+    /// is already dead.
+    fn store(&mut self, ty: &str, new: IssuedToken) -> Result<()> {
+        let now = self.now;
+        let e = self.entry(ty);
+        if new.id.is_some() {
+            e.id = new.id;
+        }
+        e.token = Some(new.token);
+        e.token_expires_at = new.expires_at;
+        e.token_obtained_at = Some(now);
+        self.save_state()
+    }
+
+    /// Persist the state (stateful mode only).
+    fn save_state(&self) -> Result<()> {
+        if self.s.stateless {
+            return Ok(());
+        }
+        self.inputs.state.save(&self.s.state)
+    }
+
+    /// Render, check, and write `config.toml` when its bytes change (for
+    /// `plan`: print the diff). Whether it (would have) changed.
+    fn write_config(&mut self, existing: &[ConfigRunner]) -> Result<bool> {
+        let placeholders: Vec<(String, String)> = self
+            .inputs
+            .state
+            .entries
+            .iter()
+            .filter(|(_, e)| e.token.is_none())
+            .map(|(t, _)| (t.clone(), format!("<new token for {t}>")))
+            .collect();
+        let state = &self.inputs.state;
+        let rendered = self
+            .inputs
+            .template
+            .render(&self.inputs.host.hostname, |ty| {
+                let e = state.entries.get(ty)?;
+                let token = match &e.token {
+                    Some(t) => t.expose(),
+                    None => placeholders.iter().find(|(t, _)| t == ty)?.1.as_str(),
+                };
+                Some(RunnerValues {
+                    token,
+                    id: e.id,
+                    token_obtained_at: e.token_obtained_at,
+                    token_expires_at: e.token_expires_at,
+                })
+            })?;
+        if let Err(e) = rendered.parse::<toml::Table>() {
+            return Err(Error::data(format!(
+                "{} renders to invalid TOML ({}); {} left unchanged",
+                self.s.template.display(),
+                crate::state::one_line(e.message()),
+                self.s.config.display()
+            )));
+        }
+        let old = std::fs::read(&self.s.config).ok();
+        if old.as_deref() == Some(rendered.as_bytes()) {
+            return Ok(false);
+        }
+        if self.s.dry_run {
+            let old_text = String::from_utf8_lossy(old.as_deref().unwrap_or_default()).into_owned();
+            let mut secrets: Vec<&str> = state
+                .entries
+                .values()
+                .filter_map(|e| e.token.as_ref())
+                .map(Secret::expose)
+                .collect();
+            secrets.extend(existing.iter().map(|r| r.token.expose()));
+            let masked = |t: &str| mask_tokens(t, &secrets);
+            self.plan.push(format!(
+                "would {} {}:",
+                if old.is_some() { "rewrite" } else { "create" },
+                self.s.config.display()
+            ));
+            for line in crate::diff::lines(&masked(&old_text), &masked(&rendered), 3) {
+                self.plan.push(format!("  {line}"));
+            }
+            return Ok(true);
+        }
+        fsutil::write_atomic(&self.s.config, rendered.as_bytes())?;
+        log::info!("wrote {}", self.s.config.display());
+        Ok(true)
+    }
+}
