@@ -126,4 +126,16 @@ if command -v systemd-analyze >/dev/null; then
 else
     echo "package-check: skipped: systemd-analyze not installed" >&2
 fi
-echo "package-check: 5 passed, 0 failed"
+# 6. make install, the air-gapped path: staged with DESTDIR, drop-in follows PREFIX
+stage=$work/stage
+make --quiet install DESTDIR="$stage" PREFIX=/opt/gra >/dev/null
+for f in opt/gra/bin/gitlab-runner-auth usr/lib/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf \
+    opt/gra/share/man/man8/gitlab-runner-auth.8 opt/gra/share/doc/gitlab-runner-auth/examples/config.template \
+    etc/default/gitlab-runner-auth; do
+    [ -f "$stage/$f" ] || fail "make install did not stage /$f"
+done
+grep -qx 'ExecStartPre=/opt/gra/bin/gitlab-runner-auth' \
+    "$stage/usr/lib/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf" || fail "installed drop-in does not follow PREFIX"
+"$stage/opt/gra/bin/gitlab-runner-auth" --version >/dev/null || fail "installed binary does not run"
+pass "make install DESTDIR=… PREFIX=…"
+echo "package-check: 6 passed, 0 failed"

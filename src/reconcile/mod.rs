@@ -9,8 +9,7 @@ mod decide;
 mod observe;
 mod remote;
 
-use decide::describe;
-pub use decide::{Action, Observed, decide};
+use decide::{Action, Observed, decide, describe};
 
 use crate::cli::Command;
 use crate::clock;
