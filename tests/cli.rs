@@ -1305,3 +1305,26 @@ fn stateless_needs_an_access_token() {
     );
     assert!(gl.world().requests.is_empty());
 }
+
+#[test]
+fn a_group_writable_prefix_is_warned_about_and_a_missing_one_refused() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    std::fs::set_permissions(&p.dir, std::os::unix::fs::PermissionsExt::from_mode(0o770)).unwrap();
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 0);
+    assert!(
+        r.stderr
+            .contains("is writable by group or others (mode 0770)"),
+        "{r:?}"
+    );
+    let mut c = command(&p);
+    c.args(["--api-url", &gl.url(), "--prefix", "/nonexistent/prefix"]);
+    let r = run_cmd(c);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr
+            .contains("prefix /nonexistent/prefix is not a directory"),
+        "{r:?}"
+    );
+}

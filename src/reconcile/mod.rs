@@ -139,11 +139,24 @@ pub fn run(s: &Settings) -> Result<i32> {
         );
         return Ok(0);
     };
-    if !s.prefix.is_dir() {
-        return Err(Error::config(format!(
-            "prefix {} is not a directory",
-            s.prefix.display()
-        )));
+    match std::fs::metadata(&s.prefix) {
+        Ok(m) if m.is_dir() => {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = m.permissions().mode() & 0o7777;
+            if mode & 0o022 != 0 {
+                log::warn!(
+                    "{} is writable by group or others (mode {mode:04o}): they can change this host's runners; fix it with: chmod go-w {}",
+                    s.prefix.display(),
+                    s.prefix.display()
+                );
+            }
+        }
+        _ => {
+            return Err(Error::config(format!(
+                "prefix {} is not a directory",
+                s.prefix.display()
+            )));
+        }
     }
     if s.stateless && matches!(s.command, Command::Status | Command::Unregister) {
         return Err(Error::usage(
