@@ -16,6 +16,46 @@ const SCHEDULERS: &[(&str, &str)] = &[
     ("flux", "flux"),
 ];
 
+/// Where gitlab-runner (through denisbrodbeck/machineid) reads the machine id.
+const MACHINE_ID_FILES: &[&str] = &["/var/lib/dbus/machine-id", "/etc/machine-id"];
+
+/// The `system_id` gitlab-runner identifies this host with: the one in its
+/// state file beside `config.toml`, else the one it derives on its first
+/// start (`s_` + 12 hex digits of HMAC-SHA256 keyed by the machine id over
+/// `gitlab-runner`). `None` when gitlab-runner would pick a random one.
+pub fn system_id(state_file: &Path) -> Option<String> {
+    if let Ok(text) = std::fs::read_to_string(state_file) {
+        let id = text.trim();
+        let valid = id.len() == 14
+            && (id.starts_with("s_") || id.starts_with("r_"))
+            && id[2..].chars().all(|c| c.is_ascii_alphanumeric());
+        if valid {
+            return Some(id.to_string());
+        }
+        log::warn!(
+            "ignoring {}: not a gitlab-runner system id",
+            state_file.display()
+        );
+    }
+    MACHINE_ID_FILES
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|t| t.trim().to_string())
+        .find(|t| !t.is_empty())
+        .map(|machine_id| derive_system_id(&machine_id))
+}
+
+/// gitlab-runner's `system_id` for a machine id.
+pub fn derive_system_id(machine_id: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, machine_id.as_bytes());
+    let tag = ring::hmac::sign(&key, b"gitlab-runner");
+    let hex: String = tag.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("s_{hex}")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
     pub hostname: String,
@@ -137,6 +177,30 @@ mod tests {
             host("quartz12", None, &[]).description("shell"),
             "quartz12-shell"
         );
+    }
+
+    #[test]
+    fn system_ids() {
+        // HMAC-SHA256(key = machine id, "gitlab-runner"), as gitlab-runner computes it
+        assert_eq!(
+            derive_system_id("0123456789abcdef0123456789abcdef"),
+            "s_ee3af03959fe"
+        );
+        let dir = std::env::temp_dir().join(format!("gra-sid-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(".runner_system_id");
+        for (text, want) in [
+            ("s_0123456789ab\n", "s_0123456789ab"),
+            ("r_ABCDEFabcdef", "r_ABCDEFabcdef"),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            assert_eq!(system_id(&p).as_deref(), Some(want), "{text}");
+        }
+        for bad in ["x_0123456789ab", "s_0123", "s_0123456789a!"] {
+            std::fs::write(&p, bad).unwrap();
+            assert_ne!(system_id(&p).as_deref(), Some(bad));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1328,3 +1328,38 @@ fn a_group_writable_prefix_is_warned_about_and_a_missing_one_refused() {
         "{r:?}"
     );
 }
+
+#[test]
+fn without_a_system_id_file_verify_sends_the_one_gitlab_runner_will_derive() {
+    let machine_id = ["/var/lib/dbus/machine-id", "/etc/machine-id"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|t| t.trim().to_string())
+        .find(|t| !t.is_empty());
+    let Some(machine_id) = machine_id else {
+        eprintln!("no machine id on this host: gitlab-runner would pick a random system id");
+        return;
+    };
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, machine_id.as_bytes());
+    let tag = ring::hmac::sign(&key, b"gitlab-runner");
+    let want: String = tag.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let w = gl.world();
+    let verify = w
+        .requests
+        .iter()
+        .find(|q| q.path == "/runners/verify")
+        .unwrap();
+    assert_eq!(verify.param("system_id").unwrap(), &format!("s_{want}"));
+    assert!(
+        w.runners
+            .values()
+            .all(|r| !r.managers.contains(&"<legacy>".to_string()))
+    );
+}

@@ -617,19 +617,6 @@ fn pem_certs(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
         .collect()
 }
 
-/// The `system_id` gitlab-runner keeps beside `config.toml`, when valid.
-pub fn read_system_id(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let id = text.trim();
-    let valid = id.len() == 14
-        && (id.starts_with("s_") || id.starts_with("r_"))
-        && id[2..].chars().all(|c| c.is_ascii_alphanumeric());
-    if !valid {
-        log::warn!("ignoring {}: not a gitlab-runner system id", path.display());
-    }
-    valid.then(|| id.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -649,23 +636,5 @@ mod tests {
             assert_eq!(host_of(rest), host);
             assert_eq!(is_loopback(host_of(rest)), loopback, "{rest}");
         }
-    }
-
-    #[test]
-    fn system_ids() {
-        let dir = std::env::temp_dir().join(format!("gra-sid-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join(".runner_system_id");
-        for (text, want) in [
-            ("s_0123456789ab\n", Some("s_0123456789ab")),
-            ("r_ABCDEFabcdef", Some("r_ABCDEFabcdef")),
-            ("x_0123456789ab", None),
-            ("s_0123", None),
-            ("s_0123456789a!", None),
-        ] {
-            std::fs::write(&p, text).unwrap();
-            assert_eq!(read_system_id(&p).as_deref(), want, "{text}");
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -96,7 +96,7 @@ impl Inputs {
                 s.prefix.display()
             )));
         }
-        let system_id = crate::gitlab::read_system_id(&s.system_id);
+        let system_id = crate::host::system_id(&s.system_id);
         Ok(Inputs {
             template,
             state,
