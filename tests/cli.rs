@@ -1363,3 +1363,31 @@ fn without_a_system_id_file_verify_sends_the_one_gitlab_runner_will_derive() {
             .all(|r| !r.managers.contains(&"<legacy>".to_string()))
     );
 }
+
+#[test]
+fn missing_or_empty_token_files_are_clear_errors() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    std::fs::remove_file(p.path("admin-token")).unwrap();
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr.contains(&format!(
+            "cannot create the batch runner: no admin-token in {}",
+            path_str(&p.dir)
+        )),
+        "{r:?}"
+    );
+    assert!(gl.world().requests.is_empty());
+    p.write("admin-token", "  \n");
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr.contains(&format!(
+            "token file {} is empty",
+            path_str(&p.path("admin-token"))
+        )),
+        "{r:?}"
+    );
+    assert!(!p.exists("config.toml") && !p.exists("runner-data.json"));
+}
