@@ -1391,3 +1391,44 @@ fn missing_or_empty_token_files_are_clear_errors() {
     );
     assert!(!p.exists("config.toml") && !p.exists("runner-data.json"));
 }
+
+#[test]
+fn older_gitlab_without_reset_by_id_or_user_runners() {
+    let mut world = World::default();
+    world.no_reset_by_id = true;
+    world.no_user_runners = true;
+    world.legacy_verify = true;
+    let gl = FakeGitlab::start(world);
+    // GitLab 13/14: an access token cannot create runners, and says so
+    let q = Prefix::standard(ADMIN_PAT);
+    let r = run(&q, &gl, &[]);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr
+            .contains("this GitLab has no POST /user/runners (it came in 15.10)"),
+        "{r:?}"
+    );
+    // a registration token works; a broken token cannot be healed by id, so a new runner is made
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    p.write("access-token", ADMIN_PAT);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let id = p.state_id("shell");
+    gl.world().rotate(id);
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 0);
+    assert!(
+        r.stderr
+            .contains("cannot reset a runner's token by id (before 14.3)"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("old shell runner {id} may remain in GitLab")),
+        "{r:?}"
+    );
+    assert_ne!(p.state_id("shell"), id);
+    assert!(
+        gl.world().runners.contains_key(&id),
+        "the runner was not taken for deleted"
+    );
+}

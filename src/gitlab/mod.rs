@@ -25,6 +25,16 @@ pub struct IssuedToken {
     pub expires_at: Option<i64>,
 }
 
+/// The answer of `POST /runners/:id/reset_authentication_token`.
+#[derive(Debug)]
+pub enum ResetById {
+    Reset(IssuedToken),
+    /// 404 Runner Not Found.
+    NoRunner,
+    /// The endpoint itself is missing (GitLab before 14.3).
+    Unsupported,
+}
+
 /// The answer of `POST /runners/verify`.
 #[derive(Debug, Clone)]
 pub enum Verified {
@@ -153,14 +163,17 @@ impl Client {
     }
 
     /// `POST /runners/:id/reset_authentication_token` with an access token.
-    /// `Ok(None)` when the runner does not exist (404).
-    pub fn reset_by_id(&self, pat: &Secret, id: u64) -> Result<Option<IssuedToken>> {
+    pub fn reset_by_id(&self, pat: &Secret, id: u64) -> Result<ResetById> {
         let path = format!("/runners/{id}/reset_authentication_token");
         let what = format!("POST {path}");
         let reply = self.call("POST", &path, Some(pat), None, Repeat::BeforeSendOnly)?;
         match reply.status {
-            200 | 201 => issued(&what, &reply).map(|t| Some(IssuedToken { id: Some(id), ..t })),
-            404 => Ok(None),
+            200 | 201 => {
+                issued(&what, &reply).map(|t| ResetById::Reset(IssuedToken { id: Some(id), ..t }))
+            }
+            // "404 Runner Not Found"; a bare "404 Not Found" is a missing route (GitLab < 14.3)
+            404 if message(&reply).is_some_and(|m| m.contains("Runner")) => Ok(ResetById::NoRunner),
+            404 => Ok(ResetById::Unsupported),
             _ => Err(unexpected(&what, &reply)),
         }
     }
@@ -220,6 +233,13 @@ impl Client {
         )?;
         match reply.status {
             200 | 201 => issued(what, &reply),
+            404 if !message(&reply)
+                .is_some_and(|m| m.contains("Group") || m.contains("Project")) =>
+            {
+                Err(Error::config(format!(
+                    "{what}: 404: this GitLab has no POST /user/runners (it came in 15.10); put a registration token in admin-token or pass --registration legacy"
+                )))
+            }
             _ => Err(unexpected(what, &reply)),
         }
     }

@@ -15,7 +15,7 @@ use crate::cli::Command;
 use crate::clock;
 use crate::error::{Error, Kind, Result};
 use crate::fsutil;
-use crate::gitlab::{Client, IssuedToken, NewRunner};
+use crate::gitlab::{Client, IssuedToken, NewRunner, ResetById};
 use crate::host::Host;
 use crate::secret::{Secret, TokenDirs, is_access_token, mask_tokens};
 use crate::settings::{Registration, Settings};
@@ -368,17 +368,23 @@ impl Engine<'_> {
                     .clone()
                     .ok_or_else(|| Error::internal("heal without access token"))?;
                 match self.client.reset_by_id(&pat, id)? {
-                    Some(new) => {
+                    ResetById::Reset(new) => {
                         self.store(ty, new)?;
                         self.tally.healed += 1;
                         log::info!("healed {ty} runner {id}: reset its token by id");
                         Ok(())
                     }
-                    None => {
+                    ResetById::NoRunner => {
                         log::info!(
                             "{ty} runner {id} no longer exists in GitLab; creating a new one"
                         );
                         self.apply(ty, Observed::Invalid, Action::Create { orphan: None })
+                    }
+                    ResetById::Unsupported => {
+                        log::warn!(
+                            "this GitLab cannot reset a runner's token by id (before 14.3); creating a new {ty} runner"
+                        );
+                        self.apply(ty, Observed::Invalid, Action::Create { orphan: Some(id) })
                     }
                 }
             }

@@ -117,6 +117,10 @@ pub struct World {
     pub legacy_verify: bool,
     /// Send `token` in `GET /runners/:id` as GitLab < 13.0 did.
     pub details_with_token: bool,
+    /// No `POST /runners/:id/reset_authentication_token` (GitLab < 14.3).
+    pub no_reset_by_id: bool,
+    /// No `POST /user/runners` (GitLab < 15.10).
+    pub no_user_runners: bool,
     pub requests: Vec<Request>,
     pub faults: VecDeque<Fault>,
     /// Every runner token ever issued.
@@ -149,6 +153,8 @@ impl Default for World {
             legacy_prefix: String::new(),
             legacy_verify: false,
             details_with_token: false,
+            no_reset_by_id: false,
+            no_user_runners: false,
             requests: Vec::new(),
             faults: VecDeque::new(),
             issued: Vec::new(),
@@ -731,6 +737,13 @@ fn route(req: &Request, world: &Mutex<World>) -> Answer {
     let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
     let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     let result = match (req.method.as_str(), segs.as_slice()) {
+        // routes older GitLab versions do not have
+        ("POST", ["runners", _, "reset_authentication_token"]) if w.no_reset_by_id => {
+            Ok(json_answer(404, json!({"error": "404 Not Found"})))
+        }
+        ("POST", ["user", "runners"]) if w.no_user_runners => {
+            Ok(json_answer(404, json!({"error": "404 Not Found"})))
+        }
         ("POST", ["runners"]) => register(req, &mut w),
         ("POST", ["runners", "verify"]) => verify(req, &mut w),
         ("POST", ["runners", "reset_authentication_token"]) => reset_by_token(req, &mut w),
