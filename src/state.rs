@@ -174,7 +174,7 @@ pub fn config_runners(path: &Path) -> Result<Option<Vec<ConfigRunner>>> {
         Error::data(format!(
             "failed to parse {}: {}",
             path.display(),
-            one_line(&e.to_string())
+            toml_error(&text, &e)
         ))
     })?;
     let runners = table
@@ -208,15 +208,19 @@ pub fn config_runners(path: &Path) -> Result<Option<Vec<ConfigRunner>>> {
     ))
 }
 
-/// The first line of a multi-line parser message, with its location.
-pub fn one_line(msg: &str) -> String {
-    msg.lines()
-        .map(str::trim)
-        .filter(|l| {
-            !l.is_empty() && !l.starts_with('|') && !l.chars().all(|c| c == '^' || c == ' ')
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+/// A TOML parse error as `line L, column C: message`. Never the quoted
+/// source line the error's `Display` shows: it may hold a token.
+pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().lines().next().unwrap_or("").trim();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {col}: {message}")
+        }
+        None => message.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -247,6 +251,15 @@ mod tests {
         assert_eq!(v["shell"]["note"], "x");
         assert_eq!(v["shell"]["token_expires_at"], Value::Null);
         assert_eq!(v["shell"]["token_obtained_at"], "2024-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn toml_errors_give_the_place_not_the_line() {
+        let text = "a = 1\ntoken = \"secret-value-123456";
+        let e = text.parse::<toml::Table>().unwrap_err();
+        let msg = toml_error(text, &e);
+        assert!(msg.starts_with("line 2, column "), "{msg}");
+        assert!(!msg.contains("secret-value"), "{msg}");
     }
 
     #[test]

@@ -1432,3 +1432,22 @@ fn older_gitlab_without_reset_by_id_or_user_runners() {
         "the runner was not taken for deleted"
     );
 }
+
+#[test]
+fn a_broken_config_toml_is_replaced_without_echoing_its_tokens() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let token = p.state_token("shell");
+    // an unterminated string on the token's line
+    let broken = p
+        .read("config.toml")
+        .replace(&format!("\"{token}\""), &format!("\"{token}"));
+    p.write("config.toml", &broken);
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 0);
+    assert!(r.stderr.contains("failed to parse"), "{r:?}");
+    assert!(r.stderr.contains("it will be replaced"), "{r:?}");
+    assert!(p.read("config.toml").contains(&format!("\"{token}\"")));
+    assert_no_secrets(&r, &gl);
+}

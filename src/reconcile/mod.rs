@@ -508,7 +508,7 @@ impl Engine<'_> {
             return Err(Error::data(format!(
                 "{} renders to invalid TOML ({}); {} left unchanged",
                 self.s.template.display(),
-                crate::state::one_line(e.message()),
+                crate::state::toml_error(&rendered, &e),
                 self.s.config.display()
             )));
         }
