@@ -1451,3 +1451,34 @@ fn a_broken_config_toml_is_replaced_without_echoing_its_tokens() {
     assert!(p.read("config.toml").contains(&format!("\"{token}\"")));
     assert_no_secrets(&r, &gl);
 }
+
+#[test]
+fn junk_json_values_are_not_echoed() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    let junk = "{\"id\": \"glrt-NotAnIdButATokenValue1234\", \"token\": 5}";
+    gl.world().fault(
+        Some("POST"),
+        "/runners",
+        FaultKind::Raw {
+            status: 201,
+            content_type: "application/json".into(),
+            body: junk.into(),
+        },
+        1,
+    );
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 65);
+    assert!(
+        r.stderr
+            .contains("POST /runners: 201 with an unreadable body"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("JSON of an unexpected shape at line 1 column"),
+        "{r:?}"
+    );
+    assert!(!r.stderr.contains("NotAnIdButATokenValue"), "{r:?}");
+    assert!(!p.exists("config.toml"));
+}

@@ -523,10 +523,19 @@ fn jitter(d: Duration) -> Duration {
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, reply: &Reply) -> Result<T> {
     serde_json::from_str(&reply.body).map_err(|e| {
+        // serde's own message may quote a value from the body: name the place only
+        let problem = match e.classify() {
+            serde_json::error::Category::Eof => "truncated JSON",
+            serde_json::error::Category::Syntax => "malformed JSON",
+            serde_json::error::Category::Data => "JSON of an unexpected shape",
+            serde_json::error::Category::Io => "unreadable JSON",
+        };
         Error::data(format!(
-            "{what}: {} with an unreadable body ({}): {e}",
+            "{what}: {} with an unreadable body ({}): {problem} at line {} column {}",
             reply.status,
-            describe_body(&reply.body)
+            describe_body(&reply.body),
+            e.line(),
+            e.column()
         ))
     })
 }
