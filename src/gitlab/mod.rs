@@ -386,7 +386,7 @@ impl Client {
                 return Err(Error::new(
                     Kind::Unreachable,
                     format!(
-                        "{what}: {}; gave up after {attempt} attempt{} in {:.1}s (--wait {}s spent)",
+                        "{what}: {}; gave up after {attempt} attempt{} in {:.1}s, as another would pass --wait {}s",
                         cause.trim(),
                         if attempt == 1 { "" } else { "s" },
                         start.elapsed().as_secs_f64(),
