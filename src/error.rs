@@ -92,6 +92,14 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         self.kind.exit_code()
     }
+    /// Append a hint to the message, keeping the kind.
+    pub fn hint(self, hint: impl fmt::Display) -> Self {
+        Error {
+            kind: self.kind,
+            msg: format!("{}; {}", self.msg, hint),
+        }
+    }
+
     /// Prefix the message with more context, keeping the kind.
     pub fn context(self, what: impl fmt::Display) -> Self {
         Error {

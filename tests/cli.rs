@@ -1479,6 +1479,11 @@ fn junk_json_values_are_not_echoed() {
             .contains("JSON of an unexpected shape at line 1 column"),
         "{r:?}"
     );
+    assert!(
+        r.stderr
+            .contains("GitLab may have created a runner whose token this host never got"),
+        "{r:?}"
+    );
     assert!(!r.stderr.contains("NotAnIdButATokenValue"), "{r:?}");
     assert!(!p.exists("config.toml"));
 }

@@ -78,6 +78,10 @@ pub struct Client {
     deadline: Instant,
 }
 
+/// Said when a create succeeded but its answer cannot be read.
+const LOST_RUNNER: &str =
+    "GitLab may have created a runner whose token this host never got: delete it in GitLab";
+
 const RETRY_STATUS: &[u16] = &[408, 429, 500, 502, 503, 504];
 const BACKOFF_START: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -196,7 +200,7 @@ impl Client {
             Repeat::BeforeSendOnly,
         )?;
         match reply.status {
-            200 | 201 => issued(what, &reply),
+            200 | 201 => issued(what, &reply).map_err(|e| e.hint(LOST_RUNNER)),
             410 => Err(Error::config(format!(
                 "{what}: 410 {}: registration tokens are disabled on this GitLab; put an access token with create_runner scope (glpat-…) in admin-token to create runners with POST /user/runners",
                 message(&reply).unwrap_or_default()
@@ -232,7 +236,7 @@ impl Client {
             Repeat::BeforeSendOnly,
         )?;
         match reply.status {
-            200 | 201 => issued(what, &reply),
+            200 | 201 => issued(what, &reply).map_err(|e| e.hint(LOST_RUNNER)),
             404 if !message(&reply)
                 .is_some_and(|m| m.contains("Group") || m.contains("Project")) =>
             {
