@@ -1487,3 +1487,42 @@ fn junk_json_values_are_not_echoed() {
     assert!(!r.stderr.contains("NotAnIdButATokenValue"), "{r:?}");
     assert!(!p.exists("config.toml"));
 }
+
+#[test]
+fn group_runners_are_created_listed_and_pruned_in_their_group() {
+    let mut world = World::default();
+    world.registration_enabled = false;
+    let gl = FakeGitlab::start(world);
+    let p = stateless_prefix();
+    let group = ["--runner-type", "group_type", "--group-id", "42"];
+    let r = run(&p, &gl, &[&group[..], &["--stateless"]].concat());
+    assert_code(&r, 0);
+    {
+        let w = gl.world();
+        assert!(
+            w.runners
+                .values()
+                .all(|r| r.runner_type == "group_type" && r.owner == Some(42))
+        );
+        let create = w
+            .requests
+            .iter()
+            .find(|q| q.path == "/user/runners")
+            .unwrap();
+        assert_eq!(create.param("group_id").unwrap(), 42);
+        let list = w
+            .requests
+            .iter()
+            .find(|q| q.path == "/groups/42/runners")
+            .expect("the group's list");
+        assert!(list.query.contains("type=group_type"), "{}", list.query);
+    }
+    // another group's runner with this host's tag is not ours to touch
+    let other = gl.world().add_runner("node12-gpu", &["node12"], true);
+    gl.world().runners.get_mut(&other).unwrap().runner_type = "group_type".into();
+    gl.world().runners.get_mut(&other).unwrap().owner = Some(7);
+    let r = run(&p, &gl, &[&group[..], &["--stateless", "--prune"]].concat());
+    assert_code(&r, 0);
+    assert!(gl.world().runners.contains_key(&other), "{r:?}");
+    assert_eq!(gl.world().runners.len(), 3);
+}

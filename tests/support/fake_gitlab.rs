@@ -27,6 +27,8 @@ pub struct Runner {
     pub tags: Vec<String>,
     pub run_untagged: bool,
     pub runner_type: String,
+    /// The group (group_type) or project (project_type) the runner belongs to.
+    pub owner: Option<u64>,
     pub created_at: i64,
     pub contacted_at: Option<i64>,
     /// `system_id`s of the runner managers (`<legacy>` without one).
@@ -229,6 +231,7 @@ impl World {
                 tags,
                 run_untagged,
                 runner_type: runner_type.into(),
+                owner: None,
                 created_at: now(),
                 contacted_at: None,
                 managers: Vec::new(),
@@ -613,6 +616,15 @@ fn serve(mut stream: impl Read + Write, world: &Mutex<World>) -> std::io::Result
     write_answer(&mut stream, &answer, request_id.as_deref())
 }
 
+/// An integer parameter sent as a JSON number or a string.
+fn id_param(req: &Request, name: &str) -> Option<u64> {
+    match req.param(name)? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
 fn str_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.param(name)
         .and_then(Value::as_str)
@@ -749,9 +761,9 @@ fn route(req: &Request, world: &Mutex<World>) -> Answer {
         ("POST", ["runners", "reset_authentication_token"]) => reset_by_token(req, &mut w),
         ("DELETE", ["runners"]) => delete_by_token(req, &mut w),
         ("POST", ["user", "runners"]) => create(req, &mut w),
-        ("GET", ["runners", "all"] | ["groups", _, "runners"] | ["projects", _, "runners"]) => {
-            list(req, &w)
-        }
+        ("GET", ["runners", "all"]) => list(req, &w, None),
+        ("GET", ["groups", g, "runners"]) => list(req, &w, Some(("group_type", g))),
+        ("GET", ["projects", p, "runners"]) => list(req, &w, Some(("project_type", p))),
         ("GET", ["runners", id]) => by_id(req, &mut w, id, "GET"),
         ("PUT", ["runners", id]) => by_id(req, &mut w, id, "PUT"),
         ("DELETE", ["runners", id]) => by_id(req, &mut w, id, "DELETE"),
@@ -795,6 +807,12 @@ fn insert_runner(
     validate_tags(run_untagged, &tags)?;
     let description = str_param(req, "description").unwrap_or("");
     let id = w.new_runner(description, tags, run_untagged, runner_type, user);
+    let owner = match runner_type {
+        "group_type" => id_param(req, "group_id"),
+        "project_type" => id_param(req, "project_id"),
+        _ => None,
+    };
+    w.runners.get_mut(&id).unwrap().owner = owner;
     let r = &w.runners[&id];
     Ok(json_answer(
         201,
@@ -894,11 +912,15 @@ fn create(req: &Request, w: &mut World) -> Result<Answer, Answer> {
     insert_runner(w, req, &runner_type, true)
 }
 
-fn list(req: &Request, w: &World) -> Result<Answer, Answer> {
+/// `GET /runners/all` (`owner` None, admins only) or a group's or project's
+/// list (only that owner's runners of that type; ancestors' and instance
+/// runners are left out of this model).
+fn list(req: &Request, w: &World, owner: Option<(&str, &str)>) -> Result<Answer, Answer> {
     let pat = authenticate(req, w, &|s| s == "api" || s == "read_api")?;
-    if !pat.admin {
+    if owner.is_none() && !pat.admin {
         return Err(message(403, "403 Forbidden"));
     }
+    let owner = owner.map(|(ty, id)| (ty, id.parse::<u64>().ok()));
     let want = tag_list(req).unwrap_or_default();
     if let Some(t) = str_param(req, "type")
         && !["instance_type", "group_type", "project_type"].contains(&t)
@@ -912,6 +934,7 @@ fn list(req: &Request, w: &World) -> Result<Answer, Answer> {
         .runners
         .values()
         .filter(|r| want.iter().all(|t| r.tags.contains(t)))
+        .filter(|r| owner.is_none_or(|(ty, id)| r.runner_type == ty && r.owner == id))
         .filter(|r| str_param(req, "type").is_none_or(|t| r.runner_type == t))
         .collect();
     let num = |name: &str, default: usize| {
