@@ -1526,3 +1526,48 @@ fn group_runners_are_created_listed_and_pruned_in_their_group() {
     assert!(gl.world().runners.contains_key(&other), "{r:?}");
     assert_eq!(gl.world().runners.len(), 3);
 }
+
+#[test]
+fn runs_as_the_gitlab_runner_user_with_its_own_files() {
+    use std::os::unix::process::CommandExt;
+    if !std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+        eprintln!("not root: cannot switch to another user");
+        return;
+    }
+    const USER: u32 = 4321;
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    for f in [".", "admin-token", "config.template"] {
+        std::os::unix::fs::chown(p.path(f), Some(USER), Some(USER)).unwrap();
+    }
+    let as_user = |args: &[&str]| {
+        let mut c = command(&p);
+        c.uid(USER).gid(USER);
+        c.args(["--api-url", &gl.url(), "--prefix"])
+            .arg(&p.dir)
+            .args(["--hostname", HOST])
+            .args(args);
+        run_cmd(c)
+    };
+    let r = as_user(&[]);
+    assert_code(&r, 0);
+    for f in [
+        "config.toml",
+        "runner-data.json",
+        ".gitlab-runner-auth.lock",
+    ] {
+        let m = std::fs::metadata(p.path(f)).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o777), (USER, 0o600), "{f}");
+    }
+    // a root-owned token file the user cannot read is a clear refusal
+    p.write("access-token", ADMIN_PAT);
+    let r = as_user(&[]);
+    assert_code(&r, 77);
+    assert!(
+        r.stderr.contains(&format!(
+            "failed to read {}: Permission denied",
+            path_str(&p.path("access-token"))
+        )),
+        "{r:?}"
+    );
+}
