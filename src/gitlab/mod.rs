@@ -426,6 +426,10 @@ impl Client {
             Some(p) => builder.header("PRIVATE-TOKEN", p.expose()),
             None => builder,
         };
+        let shown = path.split('?').next().unwrap_or(path);
+        if let Some(b) = body {
+            log::trace!("{method} {shown} -> {}", redacted(&b.to_string()));
+        }
         let response = match body {
             Some(b) => {
                 let req = builder
@@ -457,6 +461,7 @@ impl Client {
             .with_config()
             .limit(16 * 1024 * 1024)
             .read_to_string()?;
+        log::trace!("{method} {shown} <- {status} {}", redacted(&body));
         Ok((
             Reply {
                 status,
@@ -498,6 +503,34 @@ fn tls_refusal(e: &ureq::Error) -> Option<String> {
             .map(|inner| inner.to_string())
             .filter(|m| m.contains("certificate")),
         _ => None,
+    }
+}
+
+/// A body for trace logs: JSON with every `token` value masked; anything
+/// else only by size.
+fn redacted(body: &str) -> String {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    match v {
+                        Value::String(s) if k == "token" || k.ends_with("_token") => {
+                            *s = crate::secret::mask(s);
+                        }
+                        _ => walk(v),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    match serde_json::from_str::<Value>(body) {
+        Ok(mut v) => {
+            walk(&mut v);
+            v.to_string()
+        }
+        Err(_) => format!("({} bytes, not JSON)", body.len()),
     }
 }
 
@@ -653,6 +686,21 @@ fn pem_certs(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_bodies_mask_tokens() {
+        let body = r#"{"id":7,"token":"glrt-abcdefghijklmnopqrst","runners":[{"registration_token":"GR1348941abcdefghijklmnop"}]}"#;
+        let out = redacted(body);
+        assert!(
+            !out.contains("abcdefghijklmnopqrst") && !out.contains("GR1348941abcdefghijklmnop"),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#""token":"glrt-…qrst""#) && out.contains(r#""id":7"#),
+            "{out}"
+        );
+        assert_eq!(redacted("<html>"), "(6 bytes, not JSON)");
+    }
 
     #[test]
     fn loopback_hosts() {
