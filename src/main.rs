@@ -19,7 +19,20 @@ mod template;
 use std::io::IsTerminal;
 
 fn main() {
-    std::process::exit(run());
+    // A bug must still end in one log line and the documented exit code.
+    std::panic::set_hook(Box::new(|info| {
+        let place = info
+            .location()
+            .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
+        let msg = format!("internal error (a bug in gitlab-runner-auth{place}); please report it");
+        if log::max_level() == log::LevelFilter::Off {
+            eprintln!("gitlab-runner-auth: {msg}");
+        } else {
+            log::error!("{msg}");
+        }
+    }));
+    let code = std::panic::catch_unwind(run).unwrap_or(error::Kind::Internal.exit_code());
+    std::process::exit(code);
 }
 
 fn run() -> i32 {

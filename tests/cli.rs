@@ -1097,7 +1097,11 @@ fn trace_logging_never_shows_a_token() {
     let r = run(&p, &gl, &["-vv"]);
     assert_code(&r, 0);
     assert!(r.stderr.contains("DEBUG"), "{r:?}");
-    assert!(r.stderr.contains("TRACE [gitlab_runner_auth::gitlab] POST /user/runners <- 201 {"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("TRACE [gitlab_runner_auth::gitlab] POST /user/runners <- 201 {"),
+        "{r:?}"
+    );
     gl.world().rotate(p.state_id("shell"));
     let r2 = run(&p, &gl, &["-vv", "plan"]);
     assert_code(&r2, 2);
