@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 //! `status` (a read-only report per runner) and `unregister` (delete this
-//! host's runners from GitLab and clear the local state).
+//! host's runners from GitLab and clear the local state). In stateless mode
+//! both work on what `reconcile` found in GitLab.
 
 use crate::clock;
 use crate::error::{Error, Kind, Result};
@@ -85,8 +86,14 @@ pub fn status(s: &Settings, client: &Client, inputs: &Inputs) -> Result<i32> {
 }
 
 /// Delete every runner of the state from GitLab (by id with the access
-/// token, else with the runner's own token), clearing each entry as it goes.
-pub fn unregister(s: &Settings, client: &Client, mut inputs: Inputs) -> Result<i32> {
+/// token, else with the runner's own token), clearing each entry as it goes;
+/// then the `others` (stateless: further runners of a type).
+pub fn unregister(
+    s: &Settings,
+    client: &Client,
+    mut inputs: Inputs,
+    others: &[u64],
+) -> Result<i32> {
     let types: Vec<String> = inputs.state.entries.keys().cloned().collect();
     let mut deleted = 0;
     let mut left = Vec::new();
@@ -126,20 +133,37 @@ pub fn unregister(s: &Settings, client: &Client, mut inputs: Inputs) -> Result<i
             extra,
             ..Default::default()
         };
-        inputs.state.save(&s.state)?;
+        if !s.stateless {
+            inputs.state.save(&s.state)?;
+        }
+    }
+    for &id in others {
+        if s.dry_run {
+            println!("would delete runner {id}: another runner of a type this host has");
+            deleted += 1;
+        } else if let Some(pat) = &inputs.access
+            && client.delete(pat, id)?
+        {
+            deleted += 1;
+            log::info!("deleted runner {id}");
+        }
     }
     if s.dry_run {
         summary(&format!("plan: {deleted} runner(s) would be deleted"));
         return Ok(if deleted > 0 { 2 } else { 0 });
     }
     summary(&format!(
-        "unregister: {deleted} runner(s) deleted{}; {} cleared",
+        "unregister: {deleted} runner(s) deleted{}{}",
         if left.is_empty() {
             String::new()
         } else {
             format!(", not found: {}", left.join(", "))
         },
-        s.state.display()
+        if s.stateless {
+            String::new()
+        } else {
+            format!("; {} cleared", s.state.display())
+        }
     ));
     Ok(0)
 }

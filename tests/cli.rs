@@ -1576,3 +1576,38 @@ fn runs_as_the_gitlab_runner_user_with_its_own_files() {
         "{r:?}"
     );
 }
+
+#[test]
+fn stateless_status_and_unregister_work_from_gitlab() {
+    let gl = FakeGitlab::start(World::default());
+    let p = stateless_prefix();
+    assert_code(&run(&p, &gl, &["--stateless"]), 0);
+    let before = p.snapshot("config.toml");
+    let r = run(&p, &gl, &["--stateless", "status", "--json"]);
+    assert_code(&r, 0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .all(|row| row["valid"] == true && row["id"].is_u64()),
+        "{v}"
+    );
+    let pile = gl
+        .world()
+        .add_runner("node12-batch", &["node12", "batch"], true);
+    let r = run(&p, &gl, &["--stateless", "status"]);
+    assert_code(&r, 0);
+    assert!(
+        gl.world().runners.contains_key(&pile),
+        "status deletes nothing"
+    );
+    let r = run(&p, &gl, &["--stateless", "unregister"]);
+    assert_code(&r, 0);
+    assert!(gl.world().runners.is_empty(), "{r:?}");
+    assert!(r.stderr.contains("3 runner(s) deleted"), "{r:?}");
+    assert!(!p.exists("runner-data.json"));
+    assert_eq!(p.snapshot("config.toml"), before);
+    assert_no_secrets(&r, &gl);
+}

@@ -121,7 +121,7 @@ struct Tally {
 
 struct Engine<'a> {
     s: &'a Settings,
-    client: Client,
+    client: &'a Client,
     inputs: Inputs,
     now: i64,
     tally: Tally,
@@ -158,11 +158,6 @@ pub fn run(s: &Settings) -> Result<i32> {
             )));
         }
     }
-    if s.stateless && matches!(s.command, Command::Status | Command::Unregister) {
-        return Err(Error::usage(
-            "status and unregister work on runner-data.json; they do not support --stateless yet",
-        ));
-    }
     let read_only = s.dry_run || s.command == Command::Status;
     let _lock = if read_only {
         None
@@ -171,20 +166,26 @@ pub fn run(s: &Settings) -> Result<i32> {
     };
     let inputs = Inputs::load(s)?;
     let client = Client::new(api_base, s.timeout, s.wait, s.ca_file.as_deref())?;
+    let mut inputs = inputs;
+    let mut extra = Vec::new();
+    if s.stateless && matches!(s.command, Command::Status | Command::Unregister) {
+        // GitLab holds what runner-data.json would: find it without changing anything.
+        let read_only = Settings {
+            dry_run: true,
+            ..s.clone()
+        };
+        let mut finder = Engine::new(&read_only, &client, inputs);
+        let existing = finder.existing_runners()?;
+        finder.observe_gitlab(&existing)?;
+        extra = finder.deleting;
+        inputs = finder.inputs;
+    }
     match s.command {
         Command::Status => return crate::status::status(s, &client, &inputs),
-        Command::Unregister => return crate::status::unregister(s, &client, inputs),
+        Command::Unregister => return crate::status::unregister(s, &client, inputs, &extra),
         Command::Run | Command::Plan => {}
     }
-    let mut engine = Engine {
-        s,
-        client,
-        inputs,
-        now: clock::now(),
-        tally: Tally::default(),
-        plan: Vec::new(),
-        deleting: Vec::new(),
-    };
+    let mut engine = Engine::new(s, &client, inputs);
     match engine.reconcile() {
         Err(e)
             if e.kind() == Kind::Unreachable
@@ -208,16 +209,34 @@ pub fn summary(text: &str) {
     log::info!(target: "gitlab_runner_auth::summary", "{text}");
 }
 
-impl Engine<'_> {
-    fn reconcile(&mut self) -> Result<i32> {
-        let existing = match config_runners(&self.s.config) {
-            Ok(r) => r.unwrap_or_default(),
+impl<'a> Engine<'a> {
+    fn new(s: &'a Settings, client: &'a Client, inputs: Inputs) -> Self {
+        Engine {
+            s,
+            client,
+            inputs,
+            now: clock::now(),
+            tally: Tally::default(),
+            plan: Vec::new(),
+            deleting: Vec::new(),
+        }
+    }
+
+    /// The runners of the existing `config.toml` (none when it is unreadable
+    /// TOML: it is then replaced).
+    fn existing_runners(&self) -> Result<Vec<ConfigRunner>> {
+        match config_runners(&self.s.config) {
+            Ok(r) => Ok(r.unwrap_or_default()),
             Err(e) if e.kind() == Kind::Data => {
                 log::warn!("{e}; it will be replaced");
-                Vec::new()
+                Ok(Vec::new())
             }
-            Err(e) => return Err(e),
-        };
+            Err(e) => Err(e),
+        }
+    }
+
+    fn reconcile(&mut self) -> Result<i32> {
+        let existing = self.existing_runners()?;
         let observed = if self.s.stateless {
             self.observe_gitlab(&existing)?
         } else {
