@@ -78,6 +78,9 @@ echo "broken: gitlab-runner $(systemctl is-active gitlab-runner)"
 chmod 600 /etc/gitlab-runner/admin-token
 systemctl restart gitlab-runner && echo "fixed: restart ok" || echo "fixed: restart failed"
 echo "fixed: gitlab-runner $(systemctl is-active gitlab-runner)"
+sed -i 's/^GITLAB_RUNNER_AUTH_API_URL=/#&/' /etc/default/gitlab-runner-auth
+systemctl restart gitlab-runner && echo "unconfigured: restart ok" || echo "unconfigured: restart failed"
+echo "unconfigured: gitlab-runner $(systemctl is-active gitlab-runner)"
 journalctl -u gitlab-runner --no-pager -o cat > /probe-out/journal.log
 echo done
 systemctl poweroff
@@ -111,9 +114,13 @@ expect 'broken: restart failed' probe.log
 expect 'broken: gitlab-runner activating' probe.log
 expect 'fixed: restart ok' probe.log
 expect 'fixed: gitlab-runner active' probe.log
-# the stub started twice (boot, fixed), each time with both tokens, never in between
-[ "$(cat "$out/stub.log")" = "$(printf 'stub started with 2 runner tokens\nstub started with 2 runner tokens')" ] \
+expect 'unconfigured: restart ok' probe.log
+expect 'unconfigured: gitlab-runner active' probe.log
+# the stub started at boot, after the fix and unconfigured, each time with
+# both tokens, never while broken
+[ "$(cat "$out/stub.log")" = "$(printf 'stub started with 2 runner tokens\n%.0s' 1 2 3 | head -c -1)" ] \
     || fail "stub starts: $(cat "$out/stub.log")"
 grep -q 'refusing token file /etc/gitlab-runner/admin-token' "$out/journal.log" || fail "no refusal in the journal"
 grep -q 'created shell runner' "$out/journal.log" || fail "no creation in the journal"
-echo "systemd-test: 7 passed, 0 failed"
+grep -q 'not configured: no GitLab API URL' "$out/journal.log" || fail "no notice when unconfigured"
+echo "systemd-test: 10 passed, 0 failed"
