@@ -214,7 +214,7 @@ pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
     let message = e.message().lines().next().unwrap_or("").trim();
     match e.span() {
         Some(span) => {
-            let before = &text[..span.start.min(text.len())];
+            let before = text.get(..span.start).unwrap_or(text);
             let line = before.matches('\n').count() + 1;
             let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
             format!("line {line}, column {col}: {message}")

@@ -349,6 +349,32 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_text_never_panics() {
+        // a deterministic walk over strings built from the characters that matter
+        let alphabet = ['{', '}', 'a', '.', '0', ':', '!', '\n', 'é', ' ', '[', 'x'];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 12) as usize;
+            let text: String = (0..len)
+                .map(|i| alphabet[((seed >> (i * 4)) % alphabet.len() as u64) as usize])
+                .collect();
+            if let Ok(t) = Template::parse(&text, "t") {
+                let _ = t.render("h", |_| {
+                    Some(RunnerValues {
+                        token: "t",
+                        id: None,
+                        token_obtained_at: None,
+                        token_expires_at: None,
+                    })
+                });
+            }
+        }
+    }
+
+    #[test]
     fn warns_about_expiry_without_obtained() {
         let t = Template::parse(
             "{a.token_expires_at} {b.token_expires_at} {b.token_obtained_at}",
