@@ -182,13 +182,15 @@ pub fn config_runners(path: &Path) -> Result<Option<Vec<ConfigRunner>>> {
         .and_then(|r| r.as_array())
         .map(|a| a.as_slice())
         .unwrap_or_default();
+    // gitlab-runner's zero time means "none"
+    let zero = clock::parse(clock::ZERO).unwrap_or(i64::MIN);
     let time = |v: Option<&toml::Value>| {
         match v {
             Some(toml::Value::Datetime(d)) => clock::from_datetime(d),
             Some(toml::Value::String(s)) => clock::parse(s),
             _ => None,
         }
-        .filter(|t| *t > clock::parse(clock::ZERO).unwrap_or(i64::MIN))
+        .filter(|t| *t > zero)
     };
     Ok(Some(
         runners

@@ -621,14 +621,15 @@ fn describe_body(body: &str) -> String {
 
 /// An error for a status the caller did not expect, with GitLab's message.
 fn unexpected(what: &str, reply: &Reply) -> Error {
-    let detail = message(reply).unwrap_or_else(|| describe_body(&reply.body));
+    let msg = message(reply);
+    let detail = msg.clone().unwrap_or_else(|| describe_body(&reply.body));
     let kind = match reply.status {
         401 | 403 => Kind::Denied,
         400 | 404 | 409 | 410 | 422 => Kind::Config,
         s if s >= 500 || s == 429 || s == 408 => Kind::Unreachable,
         _ => Kind::Data,
     };
-    let hint = match (reply.status, message(reply)) {
+    let hint = match (reply.status, msg) {
         (401, _) => "; check access-token / admin-token (missing, expired or revoked)",
         (403, Some(m)) if m.contains("insufficient_scope") => {
             "; the access token needs the api scope (create_runner for admin-token)"
