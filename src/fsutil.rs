@@ -4,6 +4,7 @@
 //! the per-prefix lock.
 
 use crate::error::{Error, Kind, Result};
+use crate::trust::{self, Class};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -23,7 +24,7 @@ impl Drop for TempGuard {
 
 /// Does `path` already hold exactly `bytes`?
 pub fn same_content(path: &Path, bytes: &[u8]) -> bool {
-    std::fs::read(path).is_ok_and(|b| b == bytes)
+    trust::read(path, Class::Input).is_ok_and(|b| b.as_deref() == Some(bytes))
 }
 
 /// Replace `path` with `bytes`, mode `0600`. A file that already exists keeps
@@ -47,7 +48,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .open(&tmp)
         .map_err(|e| Error::write(path, e))?;
     file.write_all(bytes).map_err(|e| Error::write(path, e))?;
-    if let Ok(old) = std::fs::metadata(path) {
+    if let Ok(old) = std::fs::symlink_metadata(path) {
         let (uid, gid) = (old.uid(), old.gid());
         let new = file.metadata().map_err(|e| Error::write(path, e))?;
         if (uid, gid) != (new.uid(), new.gid()) {
@@ -77,8 +78,17 @@ pub fn lock(path: &Path, wait: Duration) -> Result<Lock> {
         .truncate(false)
         .write(true)
         .mode(0o600)
+        .custom_flags(trust::OPEN_FLAGS)
         .open(path)
+        .map_err(|e| {
+            // ELOOP (a symlink), ENXIO (a FIFO nobody reads), ...
+            trust::not_a_file(path, "rm")
+                .unwrap_or_else(|| Error::write(path, e).context("failed to take the lock"))
+        })?;
+    let meta = file
+        .metadata()
         .map_err(|e| Error::write(path, e).context("failed to take the lock"))?;
+    trust::check_file(path, &meta, Class::Input)?;
     let deadline = Instant::now() + wait;
     loop {
         match file.try_lock() {

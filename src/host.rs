@@ -24,7 +24,12 @@ const MACHINE_ID_FILES: &[&str] = &["/var/lib/dbus/machine-id", "/etc/machine-id
 /// start (`s_` + 12 hex digits of HMAC-SHA256 keyed by the machine id over
 /// `gitlab-runner`). `None` when gitlab-runner would pick a random one.
 pub fn system_id(state_file: &Path) -> Option<String> {
-    if let Ok(text) = std::fs::read_to_string(state_file) {
+    let text =
+        crate::trust::read_text(state_file, crate::trust::Class::Input).unwrap_or_else(|e| {
+            log::warn!("ignoring {}: {e}", state_file.display());
+            None
+        });
+    if let Some(text) = text {
         let id = text.trim();
         let valid = id.len() == 14
             && (id.starts_with("s_") || id.starts_with("r_"))

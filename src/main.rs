@@ -15,6 +15,7 @@ mod settings;
 mod state;
 mod status;
 mod template;
+mod trust;
 
 use std::io::IsTerminal;
 

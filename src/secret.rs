@@ -3,8 +3,8 @@
 //! files (trimmed, from `$CREDENTIALS_DIRECTORY` first) with permission checks.
 
 use crate::error::{Error, Result};
+use crate::trust::{self, Class};
 use std::fmt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// A token. `Debug` and `Display` show at most a hint such as `glrt-…abcd`.
@@ -77,57 +77,22 @@ impl TokenDirs {
         TokenDirs { dirs }
     }
 
-    /// Read token file `name` from the first directory that has it.
-    /// `Ok(None)` when no directory has it.
+    /// Read token file `name` from the first directory that has it,
+    /// refusing one that others could read or change. `Ok(None)` when no
+    /// directory has it.
     pub fn read(&self, name: &str) -> Result<Option<(Secret, PathBuf)>> {
         for dir in &self.dirs {
             let path = dir.join(name);
-            match std::fs::metadata(&path) {
-                Ok(meta) => return read_token_file(&path, &meta).map(|s| Some((s, path))),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::read(&path, e)),
+            if let Some(text) = trust::read_text(&path, Class::Secret)? {
+                return parse_token(&path, &text).map(|s| Some((s, path)));
             }
         }
         Ok(None)
     }
 }
 
-/// The effective uid of this process, read without `unsafe`: `/proc/self`
-/// is owned by it.
-pub fn effective_uid() -> u32 {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(0)
-}
-
-fn read_token_file(path: &Path, meta: &std::fs::Metadata) -> Result<Secret> {
+fn parse_token(path: &Path, text: &str) -> Result<Secret> {
     let shown = path.display();
-    if !meta.is_file() {
-        return Err(Error::config(format!(
-            "refusing token file {shown}: not a regular file"
-        )));
-    }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(Error::denied(format!(
-            "refusing token file {shown}: it is accessible by group or others (mode {mode:04o}); fix it with: chmod 600 {shown}"
-        )));
-    }
-    let euid = effective_uid();
-    if meta.uid() != 0 && meta.uid() != euid {
-        let owner = if euid == 0 {
-            "root".to_string()
-        } else {
-            euid.to_string()
-        };
-        return Err(Error::denied(format!(
-            "refusing token file {shown}: it is owned by uid {}, not by root or the caller; fix it with: chown {owner} {shown}",
-            meta.uid()
-        )));
-    }
-    let raw = std::fs::read(path).map_err(|e| Error::read(path, e))?;
-    let text = String::from_utf8(raw)
-        .map_err(|_| Error::data(format!("failed to read {shown}: not UTF-8 text")))?;
     let token = text.trim();
     if token.is_empty() {
         return Err(Error::config(format!("token file {shown} is empty")));

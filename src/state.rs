@@ -5,6 +5,7 @@
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
+use crate::trust::{self, Class};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,10 +42,8 @@ impl State {
 
     /// Load `path`; `Ok(None)` when it does not exist.
     pub fn load(path: &Path) -> Result<Option<State>> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::read(path, e)),
+        let Some(bytes) = trust::read(path, Class::Input)? else {
+            return Ok(None);
         };
         Self::parse(&bytes)
             .map(Some)
@@ -162,19 +161,13 @@ pub struct ConfigRunner {
     pub token_obtained_at: Option<i64>,
 }
 
-/// The runners of an existing `config.toml`. `Ok(None)` when it does not
-/// exist; an error when it does not parse.
-pub fn config_runners(path: &Path) -> Result<Option<Vec<ConfigRunner>>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::read(path, e)),
-    };
+/// The runners of `config.toml` text read from `path`.
+pub fn parse_config_runners(path: &Path, text: &str) -> Result<Vec<ConfigRunner>> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         Error::data(format!(
             "failed to parse {}: {}",
             path.display(),
-            toml_error(&text, &e)
+            toml_error(text, &e)
         ))
     })?;
     let runners = table
@@ -192,22 +185,20 @@ pub fn config_runners(path: &Path) -> Result<Option<Vec<ConfigRunner>>> {
         }
         .filter(|t| *t > zero)
     };
-    Ok(Some(
-        runners
-            .iter()
-            .filter_map(|r| {
-                let token = r.get("token")?.as_str()?.trim();
-                (!token.is_empty()).then(|| ConfigRunner {
-                    token: Secret::new(token),
-                    id: r
-                        .get("id")
-                        .and_then(|v| v.as_integer())
-                        .and_then(|i| u64::try_from(i).ok()),
-                    token_obtained_at: time(r.get("token_obtained_at")),
-                })
+    Ok(runners
+        .iter()
+        .filter_map(|r| {
+            let token = r.get("token")?.as_str()?.trim();
+            (!token.is_empty()).then(|| ConfigRunner {
+                token: Secret::new(token),
+                id: r
+                    .get("id")
+                    .and_then(|v| v.as_integer())
+                    .and_then(|i| u64::try_from(i).ok()),
+                token_obtained_at: time(r.get("token_obtained_at")),
             })
-            .collect(),
-    ))
+        })
+        .collect())
 }
 
 /// A TOML parse error as `line L, column C: message`. Never the quoted

@@ -652,7 +652,8 @@ fn root_certs(ca_file: Option<&Path>) -> Result<ureq::tls::RootCerts> {
     ];
     let mut certs = Vec::new();
     if let Some(f) = ca_file {
-        let pem = std::fs::read(f).map_err(|e| Error::read(f, e))?;
+        let pem = crate::trust::read(f, crate::trust::Class::Input)?
+            .ok_or_else(|| Error::read(f, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
         let found = pem_certs(&pem);
         if found.is_empty() {
             return Err(Error::config(format!(

@@ -19,8 +19,9 @@ use crate::gitlab::{Client, IssuedToken, NewRunner, ResetById};
 use crate::host::Host;
 use crate::secret::{Secret, TokenDirs, is_access_token, mask_tokens};
 use crate::settings::{Registration, Settings};
-use crate::state::{ConfigRunner, Entry, State, config_runners};
+use crate::state::{ConfigRunner, Entry, State, parse_config_runners};
 use crate::template::{RunnerValues, Template};
+use crate::trust::{self, Class};
 use std::collections::BTreeSet;
 
 /// Everything read from disk, checked before any request.
@@ -35,7 +36,12 @@ pub struct Inputs {
 
 impl Inputs {
     pub fn load(s: &Settings) -> Result<Inputs> {
-        let text = std::fs::read_to_string(&s.template).map_err(|e| Error::read(&s.template, e))?;
+        let text = trust::read_text(&s.template, Class::Input)?.ok_or_else(|| {
+            Error::read(
+                &s.template,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )
+        })?;
         let template = Template::parse(&text, &s.template.display().to_string())?;
         let (state, from_file) = if s.stateless {
             (State::with_types(template.runner_types()), true)
@@ -139,25 +145,25 @@ pub fn run(s: &Settings) -> Result<i32> {
         );
         return Ok(0);
     };
-    match std::fs::metadata(&s.prefix) {
-        Ok(m) if m.is_dir() => {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = m.permissions().mode() & 0o7777;
-            if mode & 0o022 != 0 {
-                log::warn!(
-                    "{} is writable by group or others (mode {mode:04o}): they can change this host's runners; fix it with: chmod go-w {}",
-                    s.prefix.display(),
-                    s.prefix.display()
-                );
-            }
-        }
-        _ => {
-            return Err(Error::config(format!(
-                "prefix {} is not a directory",
-                s.prefix.display()
-            )));
-        }
+    if !s.prefix.is_dir() {
+        return Err(Error::config(format!(
+            "prefix {} is not a directory",
+            s.prefix.display()
+        )));
     }
+    trust::check_dir(&s.prefix)?;
+    let config_dir = s
+        .config
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !config_dir.is_dir() {
+        return Err(Error::write(
+            &s.config,
+            format!("its directory {} does not exist", config_dir.display()),
+        ));
+    }
+    trust::check_dir(config_dir)?;
     let read_only = s.dry_run || s.command == Command::Status;
     let _lock = if read_only {
         None
@@ -225,13 +231,15 @@ impl<'a> Engine<'a> {
     /// The runners of the existing `config.toml` (none when it is unreadable
     /// TOML: it is then replaced).
     fn existing_runners(&self) -> Result<Vec<ConfigRunner>> {
-        match config_runners(&self.s.config) {
-            Ok(r) => Ok(r.unwrap_or_default()),
-            Err(e) if e.kind() == Kind::Data => {
+        let Some(text) = trust::read_text(&self.s.config, Class::Input)? else {
+            return Ok(Vec::new());
+        };
+        match parse_config_runners(&self.s.config, &text) {
+            Ok(r) => Ok(r),
+            Err(e) => {
                 log::warn!("{e}; it will be replaced");
                 Ok(Vec::new())
             }
-            Err(e) => Err(e),
         }
     }
 
@@ -531,7 +539,7 @@ impl<'a> Engine<'a> {
                 self.s.config.display()
             )));
         }
-        let old = std::fs::read(&self.s.config).ok();
+        let old = trust::read(&self.s.config, Class::Input)?;
         if old.as_deref() == Some(rendered.as_bytes()) {
             return Ok(false);
         }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 //! Helpers for the integration tests: a scratch prefix per test, running the
 //! real binary against the fake GitLab, and output checks.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod fake_gitlab;
 

@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: MIT
+//! Local trust, after OpenSSH's `StrictModes`: what this tool reads decides
+//! where gitlab-runner sends its tokens, so every directory and file it
+//! reads must be out of reach of other local users. Files are opened with
+//! `O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC`, checked with `fstat` on the open
+//! descriptor (no check-then-open race) and read up to a cap.
+
+use crate::error::{Error, Kind, Result};
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+
+/// The most this tool reads of any input file.
+pub const READ_CAP: u64 = 1024 * 1024;
+
+/// Flags of every open: never follow a symlink in the last component, never
+/// block on a FIFO or a device, never leak the descriptor to a child.
+pub const OPEN_FLAGS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+
+/// What a file holds, which decides how private it must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Read by the tool; others must not be able to change it.
+    Input,
+    /// A token: others must not be able to read it either.
+    Secret,
+}
+
+/// The effective uid of this process, read without `unsafe`: `/proc/self`
+/// is owned by it.
+pub fn effective_uid() -> u32 {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0)
+}
+
+/// The name of `uid` in `/etc/passwd` (`root` for 0).
+fn user_name(uid: u32) -> Option<String> {
+    if uid == 0 {
+        return Some("root".into());
+    }
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let id = f.nth(1)?.parse::<u32>().ok()?;
+        (id == uid).then(|| name.to_string())
+    })
+}
+
+fn denied(path: &Path, why: String, fix: String) -> Error {
+    Error::denied(format!(
+        "refusing {}: {why}; fix it with: {fix}",
+        path.display()
+    ))
+}
+
+/// The owner rule: root or the caller.
+fn check_owner(path: &Path, meta: &Metadata, euid: u32) -> Result<()> {
+    if meta.uid() == 0 || meta.uid() == euid {
+        return Ok(());
+    }
+    Err(denied(
+        path,
+        format!(
+            "it is owned by {}uid {}, not by root or the caller",
+            user_name(meta.uid()).map_or(String::new(), |n| format!("{n} ")),
+            meta.uid()
+        ),
+        format!(
+            "chown {} {}",
+            user_name(euid).unwrap_or_else(|| euid.to_string()),
+            path.display()
+        ),
+    ))
+}
+
+fn mode(meta: &Metadata) -> u32 {
+    meta.mode() & 0o7777
+}
+
+/// A directory this tool writes in (the prefix, the directory of
+/// `config.toml`): owned by root or the caller, writable by nobody else.
+/// Its parents up to `/` must be too, but may be writable by others when
+/// sticky (`/tmp`).
+pub fn check_dir(dir: &Path) -> Result<()> {
+    let euid = effective_uid();
+    let abs = absolute(dir)?;
+    let meta = std::fs::metadata(&abs).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::config(format!("{} does not exist", dir.display())),
+        _ => Error::read(dir, e),
+    })?;
+    if !meta.is_dir() {
+        return Err(Error::config(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    check_owner(dir, &meta, euid)?;
+    if mode(&meta) & 0o022 != 0 {
+        return Err(denied(
+            dir,
+            format!(
+                "it is writable by group or others (mode {:04o}), who could then change this host's runners",
+                mode(&meta)
+            ),
+            format!("chmod go-w {}", dir.display()),
+        ));
+    }
+    // The path as given, and where it really leads: a symlink on the way
+    // must sit in a trusted directory, and so must its target.
+    let real = std::fs::canonicalize(&abs).map_err(|e| Error::read(dir, e))?;
+    for path in [&abs, &real] {
+        for parent in path.ancestors().skip(1) {
+            check_parent(parent, euid)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_parent(dir: &Path, euid: u32) -> Result<()> {
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::read(dir, e))?;
+    if meta.file_type().is_symlink() {
+        // Its target is checked through the canonical path; the directory
+        // holding it through this walk.
+        return Ok(());
+    }
+    check_owner(dir, &meta, euid)?;
+    let m = mode(&meta);
+    if m & 0o022 != 0 && m & 0o1000 == 0 {
+        return Err(denied(
+            dir,
+            format!(
+                "it is writable by group or others without the sticky bit (mode {m:04o}), so they could replace what lies below it"
+            ),
+            format!("chmod go-w {}", dir.display()),
+        ));
+    }
+    Ok(())
+}
+
+/// `path` made absolute against the working directory, with `.` removed.
+fn absolute(path: &Path) -> Result<PathBuf> {
+    let base = if path.is_absolute() {
+        PathBuf::new()
+    } else {
+        std::env::current_dir().map_err(|e| Error::read(path, e))?
+    };
+    Ok(base.join(
+        path.components()
+            .filter(|c| !matches!(c, Component::CurDir))
+            .collect::<PathBuf>(),
+    ))
+}
+
+/// Open `path` for reading without following a symlink or blocking, and
+/// check the open file: a regular file, owned by root or the caller, not
+/// writable by others (a `Secret`: not readable either). `Ok(None)` when it
+/// does not exist.
+pub fn open(path: &Path, class: Class) -> Result<Option<(File, Metadata)>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(OPEN_FLAGS)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(denied(
+                path,
+                "it is a symbolic link".into(),
+                format!(
+                    "replace it with the file it points to: cp --remove-destination \"$(readlink -f {0})\" {0}",
+                    path.display()
+                ),
+            ));
+        }
+        Err(e) => return Err(Error::read(path, e)),
+    };
+    let meta = file.metadata().map_err(|e| Error::read(path, e))?;
+    check_file(path, &meta, class)?;
+    Ok(Some((file, meta)))
+}
+
+/// The refusal for `path` when it is a symlink or not a regular file (what
+/// makes an open with [`OPEN_FLAGS`] fail); `fix` is the command that
+/// removes it (`rm`).
+pub fn not_a_file(path: &Path, fix: &str) -> Option<Error> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let what = if meta.file_type().is_symlink() {
+        "it is a symbolic link".to_string()
+    } else if !meta.is_file() {
+        format!("not a regular file (a {})", kind_of(&meta))
+    } else {
+        return None;
+    };
+    Some(Error::denied(format!(
+        "refusing {}: {what}; fix it with: {fix} {0}",
+        path.display()
+    )))
+}
+
+/// The rules of [`open`] on a file's metadata.
+pub fn check_file(path: &Path, meta: &Metadata, class: Class) -> Result<()> {
+    if !meta.is_file() {
+        return Err(Error::new(
+            Kind::Denied,
+            format!(
+                "refusing {}: not a regular file (a {}); fix it with: rm {0} and put the real file there",
+                path.display(),
+                kind_of(meta)
+            ),
+        ));
+    }
+    check_owner(path, meta, effective_uid())?;
+    let m = mode(meta);
+    let (mask, what, fix) = match class {
+        Class::Input => (0o022, "writable", "go-w"),
+        Class::Secret => (0o077, "accessible", "600"),
+    };
+    if m & mask != 0 {
+        return Err(denied(
+            path,
+            format!("it is {what} by group or others (mode {m:04o})"),
+            format!("chmod {fix} {}", path.display()),
+        ));
+    }
+    Ok(())
+}
+
+fn kind_of(meta: &Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "directory"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "device"
+    } else {
+        "special file"
+    }
+}
+
+/// Read a whole checked file (see [`open`]), at most [`READ_CAP`] bytes.
+/// `Ok(None)` when it does not exist.
+pub fn read(path: &Path, class: Class) -> Result<Option<Vec<u8>>> {
+    let Some((file, _)) = open(path, class)? else {
+        return Ok(None);
+    };
+    read_capped(path, file).map(Some)
+}
+
+/// Read `file` (opened from `path`) up to the cap; larger is an error.
+pub fn read_capped(path: &Path, file: File) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    file.take(READ_CAP + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::read(path, e))?;
+    if bytes.len() as u64 > READ_CAP {
+        return Err(Error::data(format!(
+            "failed to read {}: larger than {} KiB; this is not the file it should be",
+            path.display(),
+            READ_CAP / 1024
+        )));
+    }
+    Ok(bytes)
+}
+
+/// [`read`] as UTF-8 text.
+pub fn read_text(path: &Path, class: Class) -> Result<Option<String>> {
+    read(path, class)?
+        .map(|b| {
+            String::from_utf8(b).map_err(|_| {
+                Error::data(format!("failed to read {}: not UTF-8 text", path.display()))
+            })
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("gra-trust-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        d
+    }
+
+    fn chmod(p: &Path, m: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    }
+
+    #[test]
+    fn files_by_class() {
+        let d = scratch("files");
+        let f = d.join("f");
+        std::fs::write(&f, "x").unwrap();
+        let cases = [
+            (0o600, Class::Secret, true),
+            (0o400, Class::Secret, true),
+            (0o640, Class::Secret, false),
+            (0o604, Class::Secret, false),
+            (0o644, Class::Input, true),
+            (0o664, Class::Input, false),
+            (0o646, Class::Input, false),
+        ];
+        for (m, class, ok) in cases {
+            chmod(&f, m);
+            let r = read(&f, class);
+            assert_eq!(r.is_ok(), ok, "{m:o} {class:?}: {r:?}");
+            if let Err(e) = r {
+                assert_eq!(e.exit_code(), 77);
+                assert!(e.to_string().contains("fix it with: chmod"), "{e}");
+            }
+        }
+        assert!(read(&d.join("missing"), Class::Input).unwrap().is_none());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn symlinks_fifos_and_huge_files_are_refused() {
+        let d = scratch("special");
+        let link = d.join("link");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let e = read(&link, Class::Input).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        let dir = d.join("sub");
+        std::fs::create_dir(&dir).unwrap();
+        let e = read(&dir, Class::Input).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let big = d.join("big");
+        std::fs::write(&big, vec![b'a'; READ_CAP as usize + 1]).unwrap();
+        chmod(&big, 0o600);
+        let e = read(&big, Class::Input).unwrap_err();
+        assert_eq!(e.exit_code(), 65, "{e}");
+        std::fs::write(&big, vec![b'a'; READ_CAP as usize]).unwrap();
+        assert_eq!(
+            read(&big, Class::Input).unwrap().unwrap().len() as u64,
+            READ_CAP
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn directories_and_parents() {
+        let d = scratch("dirs");
+        let prefix = d.join("prefix");
+        std::fs::create_dir(&prefix).unwrap();
+        chmod(&prefix, 0o755);
+        check_dir(&prefix).unwrap();
+        chmod(&prefix, 0o775);
+        let e = check_dir(&prefix).unwrap_err();
+        assert!(e.to_string().contains("chmod go-w"), "{e}");
+        chmod(&prefix, 0o1777);
+        assert!(
+            check_dir(&prefix).is_err(),
+            "sticky does not excuse the directory itself"
+        );
+        chmod(&prefix, 0o700);
+        chmod(&d, 0o777);
+        let e = check_dir(&prefix).unwrap_err();
+        assert!(e.to_string().contains("without the sticky bit"), "{e}");
+        chmod(&d, 0o1777);
+        check_dir(&prefix).unwrap();
+        chmod(&d, 0o700);
+        // through a symlink whose target is under a writable parent
+        let open_dir = d.join("open");
+        std::fs::create_dir(&open_dir).unwrap();
+        chmod(&open_dir, 0o777);
+        let target = open_dir.join("real");
+        std::fs::create_dir(&target).unwrap();
+        chmod(&target, 0o700);
+        let link = d.join("via-link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(check_dir(&link).is_err());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
