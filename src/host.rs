@@ -107,6 +107,37 @@ impl Host {
         format!("{}-{}", self.hostname, runner_type)
     }
 
+    /// The ownership rule: a runner in GitLab is this host's runner of type
+    /// `ty` exactly when its description is `<hostname>-<ty>` and its tags
+    /// hold both the hostname and `ty`, or (a runner the original script
+    /// registered) its tag set is exactly the one this host registers for
+    /// `ty`. Compared exactly, as GitLab compares tags: the cluster tag
+    /// never makes another host's runner ours.
+    pub fn owns(&self, description: &str, tags: &[String], ty: &str) -> bool {
+        let has = |t: &str| tags.iter().any(|x| x == t);
+        let by_description = description == self.description(ty) && has(&self.hostname) && has(ty);
+        by_description || same_set(tags, &self.tags(ty))
+    }
+
+    /// The runner type for which a runner is this host's, by [`Host::owns`],
+    /// whether or not that type is configured; `None` for another host's
+    /// runner, or when the tags alone would fit more than one type.
+    pub fn owned_type(&self, description: &str, tags: &[String]) -> Option<String> {
+        if let Some(ty) = description.strip_prefix(&format!("{}-", self.hostname))
+            && !ty.is_empty()
+            && self.owns(description, tags, ty)
+        {
+            return Some(ty.to_string());
+        }
+        let mut fits = tags
+            .iter()
+            .filter(|t| **t != self.hostname && same_set(tags, &self.tags(t)));
+        match (fits.next(), fits.next()) {
+            (Some(t), None) => Some(t.clone()),
+            _ => None,
+        }
+    }
+
     /// hostname, cluster (when it differs), type, scheduler (batch only),
     /// then every `--tag`; without duplicates.
     pub fn tags(&self, runner_type: &str) -> Vec<String> {
@@ -129,6 +160,11 @@ impl Host {
         }
         tags
     }
+}
+
+/// Do `a` and `b` hold the same tags (order and repeats aside)?
+fn same_set(a: &[String], b: &[String]) -> bool {
+    a.iter().all(|t| b.contains(t)) && b.iter().all(|t| a.contains(t))
 }
 
 fn find_scheduler(path: &str) -> Option<&'static str> {
@@ -181,6 +217,100 @@ mod tests {
         assert_eq!(
             host("quartz12", None, &[]).description("shell"),
             "quartz12-shell"
+        );
+    }
+
+    #[test]
+    fn ownership_is_exact() {
+        let tags = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let login42 = host("login42", None, &[]);
+        let login = host("login", None, &[]);
+        let login_tagged = host("login", None, &["login"]);
+        let cases = [
+            // (host, description, tags, type it is this host's, if any)
+            (
+                &login42,
+                "login42-shell",
+                tags(&["login42", "login", "shell"]),
+                Some("shell"),
+            ),
+            // the cluster tag never makes login42's runner login's
+            (
+                &login,
+                "login42-shell",
+                tags(&["login42", "login", "shell"]),
+                None,
+            ),
+            (
+                &login,
+                "login-shell",
+                tags(&["login", "shell"]),
+                Some("shell"),
+            ),
+            // a description prefix is not a match: login-gpu's runner
+            (
+                &login_tagged,
+                "login-gpu-shell",
+                tags(&["login-gpu", "shell", "login"]),
+                None,
+            ),
+            // description and both tags: extra or missing other tags drifted
+            (
+                &login42,
+                "login42-shell",
+                tags(&["login42", "shell", "x"]),
+                Some("shell"),
+            ),
+            // description alone is not enough
+            (&login42, "login42-shell", tags(&["login", "shell"]), None),
+            // the original script's runners: the exact tag set, any description
+            (
+                &login42,
+                "whatever",
+                tags(&["shell", "login", "login42"]),
+                Some("shell"),
+            ),
+            (
+                &login42,
+                "whatever",
+                tags(&["login42", "login", "shell", "x"]),
+                None,
+            ),
+            (&login42, "renamed", tags(&["login42", "oops"]), None),
+            // tags are case-sensitive in GitLab
+            (
+                &login42,
+                "login42-shell",
+                tags(&["Login42", "login", "shell"]),
+                None,
+            ),
+            // a type not configured is still this host's (for --prune)
+            (
+                &login42,
+                "login42-gpu",
+                tags(&["login42", "gpu"]),
+                Some("gpu"),
+            ),
+        ];
+        for (h, desc, t, want) in cases {
+            assert_eq!(
+                h.owned_type(desc, &t).as_deref(),
+                want,
+                "{} {desc} {t:?}",
+                h.hostname
+            );
+            if let Some(ty) = want {
+                assert!(h.owns(desc, &t, ty));
+            }
+            assert!(!h.owns(desc, &t, "batch") || want == Some("batch"));
+        }
+        // tags that fit two types by the exact set are nobody's
+        let both = host("n1", None, &["a", "b"]);
+        assert_eq!(both.owned_type("x", &tags(&["n1", "n", "a", "b"])), None);
+        assert_eq!(
+            both.owned_type("n1-a", &tags(&["n1", "n", "a", "b"]))
+                .as_deref(),
+            Some("a")
         );
     }
 

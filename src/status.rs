@@ -110,7 +110,25 @@ pub fn unregister(
             continue;
         }
         let gone = match (&inputs.access, id, &token) {
-            (Some(pat), Some(id), _) => client.delete(pat, id)?,
+            (Some(pat), Some(id), _) => match client.runner(pat, id)? {
+                // Only this host's runner is deleted (a copied state entry
+                // may name another host's).
+                Some(d)
+                    if !inputs.host.owns(
+                        d.description.as_deref().unwrap_or(""),
+                        &d.tag_list,
+                        &ty,
+                    ) =>
+                {
+                    log::warn!(
+                        "{ty} runner {id} ('{}') is another host's: not deleted",
+                        d.description.unwrap_or_default()
+                    );
+                    false
+                }
+                Some(_) => client.delete(pat, id)?,
+                None => false,
+            },
             (_, _, Some(t)) => client.delete_by_token(t)?,
             _ => false,
         };

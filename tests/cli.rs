@@ -825,16 +825,20 @@ fn drifted_tags_and_description_are_restored_with_an_access_token() {
     p.write("access-token", ADMIN_PAT);
     assert_code(&run(&p, &gl, &[]), 0);
     let id = p.state_id("shell");
+    let batch = p.state_id("batch");
     {
         let mut w = gl.world();
+        // tags drifted (still this host's by its description and tags)
         let r = w.runners.get_mut(&id).unwrap();
-        r.tags = vec!["node12".into(), "oops".into()];
-        r.description = "renamed".into();
+        r.tags = vec!["node12".into(), "shell".into(), "oops".into()];
+        // renamed (still this host's by its exact tag set)
+        w.runners.get_mut(&batch).unwrap().description = "renamed".into();
         w.requests.clear();
     }
     let r = run(&p, &gl, &["plan"]);
     assert_code(&r, 2);
-    assert!(r.stdout.contains(&format!("shell (runner {id}): would update description and tags on GitLab: 'renamed' [node12,oops] -> 'node12-shell' [node12,node,shell]")), "{r:?}");
+    assert!(r.stdout.contains(&format!("shell (runner {id}): would update description and tags on GitLab: 'node12-shell' [node12,shell,oops] -> 'node12-shell' [node12,node,shell]")), "{r:?}");
+    assert!(r.stdout.contains(&format!("batch (runner {batch}): would update description and tags on GitLab: 'renamed' [node12,node,batch] -> 'node12-batch' [node12,node,batch]")), "{r:?}");
     assert!(
         gl.world()
             .requests
@@ -847,6 +851,7 @@ fn drifted_tags_and_description_are_restored_with_an_access_token() {
     let w = gl.world();
     assert_eq!(w.runners[&id].tags, vec!["node12", "node", "shell"]);
     assert_eq!(w.runners[&id].description, "node12-shell");
+    assert_eq!(w.runners[&batch].description, "node12-batch");
     drop(w);
     // and nothing to do afterwards: no write calls
     gl.world().requests.clear();
@@ -1030,7 +1035,7 @@ fn expired_token_is_healed_and_an_expired_access_token_is_refused() {
     assert_code(&r, 77);
     assert!(
         r.stderr.contains(&format!(
-            "POST /runners/{id}/reset_authentication_token: 401 invalid_token: Token is expired"
+            "GET /runners/{id}: 401 invalid_token: Token is expired"
         )),
         "{r:?}"
     );
@@ -1133,8 +1138,9 @@ fn prune_follows_every_page_of_the_runner_list() {
     p.write("access-token", ADMIN_PAT);
     assert_code(&run(&p, &gl, &[]), 0);
     for i in 0..130 {
+        let ty = format!("old{i}");
         gl.world()
-            .add_runner(&format!("node12-old{i}"), &["node12"], false);
+            .add_runner(&format!("node12-{ty}"), &["node12", &ty], false);
     }
     gl.world().requests.clear();
     let r = run(&p, &gl, &["--prune", "--max-delete", "500"]);

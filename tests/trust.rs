@@ -130,7 +130,7 @@ fn a_template_another_user_can_write_is_refused() {
     chmod(&p.dir, 0o755);
     chmod(&p.path("config.template"), 0o666);
     as_nobody(&format!(
-        "t=$(sed 's|https://gitlab.example.com|https://evil.example.net/|' {0}) && printf '%s\\n' \"$t\" > {0}",
+        "t=$(sed 's|http://127.0.0.1|https://evil.example.net/|' {0}) && printf '%s\\n' \"$t\" > {0}",
         p.path("config.template").display()
     ));
     assert!(p.read("config.template").contains("evil.example.net"));

@@ -15,6 +15,9 @@ pub enum Observed {
     Missing,
     /// GitLab rejected the token (403).
     Invalid,
+    /// GitLab shows the state's runner as another host's (by the ownership
+    /// rule): it is left alone.
+    Foreign { id: u64, description: String },
     /// A valid token: the state's, or one gitlab-runner rotated itself and
     /// left in `config.toml` (`adopted`).
     Valid {
@@ -53,7 +56,7 @@ pub fn decide(
     have_access_token: bool,
 ) -> Action {
     match observed {
-        Observed::Missing => Action::Create { orphan: None },
+        Observed::Missing | Observed::Foreign { .. } => Action::Create { orphan: None },
         Observed::Invalid => match entry.id {
             Some(id) if have_access_token => Action::Heal { id },
             _ => Action::Create { orphan: entry.id },
@@ -108,6 +111,9 @@ pub(super) fn describe(
     let state = match obs {
         Observed::Missing => "no token".to_string(),
         Observed::Invalid => "token rejected by GitLab".to_string(),
+        Observed::Foreign { id, description } => {
+            format!("runner {id} ('{description}') is another host's, left alone")
+        }
         Observed::Valid { expires_at, .. } => format!(
             "token valid{}",
             expires_at.map_or(", never expires".into(), |e| format!(
@@ -191,6 +197,17 @@ mod tests {
             (
                 entry(None, None, Some(now)),
                 Observed::Invalid,
+                0,
+                true,
+                Action::Create { orphan: None },
+            ),
+            // another host's runner: never healed, never named an orphan
+            (
+                entry(Some(5), None, Some(now)),
+                Observed::Foreign {
+                    id: 5,
+                    description: "login42-shell".into(),
+                },
                 0,
                 true,
                 Action::Create { orphan: None },

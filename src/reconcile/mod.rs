@@ -15,6 +15,7 @@ use crate::cli::Command;
 use crate::clock;
 use crate::error::{Error, Kind, Result};
 use crate::fsutil;
+use crate::gitlab::api::RunnerDetails;
 use crate::gitlab::{Client, IssuedToken, NewRunner, ResetById};
 use crate::host::Host;
 use crate::secret::{Secret, TokenDirs, is_access_token, mask_tokens};
@@ -22,7 +23,7 @@ use crate::settings::{Registration, Settings};
 use crate::state::{ConfigRunner, Entry, State, parse_config_runners};
 use crate::template::{RunnerValues, Template};
 use crate::trust::{self, Class};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Everything read from disk, checked before any request.
 pub struct Inputs {
@@ -102,6 +103,7 @@ impl Inputs {
                 s.prefix.display()
             )));
         }
+        check_template(s, &template, &host, state.entries.keys())?;
         let system_id = crate::host::system_id(&s.system_id);
         Ok(Inputs {
             template,
@@ -112,6 +114,73 @@ impl Inputs {
             system_id,
         })
     }
+}
+
+/// `rendered` as TOML, or an error naming the template and the place.
+fn parse_rendered(s: &Settings, rendered: &str) -> Result<toml::Table> {
+    rendered.parse::<toml::Table>().map_err(|e| {
+        Error::data(format!(
+            "{} renders to invalid TOML ({}); {} left unchanged",
+            s.template.display(),
+            crate::state::toml_error(rendered, &e),
+            s.config.display()
+        ))
+    })
+}
+
+/// Before any request: the template, filled with placeholder values, must
+/// be valid TOML (a problem found only after GitLab issued a token would
+/// lose it). Warn about a runner whose `url` is not the GitLab of
+/// `--api-url`: gitlab-runner sends its token there.
+fn check_template<'a>(
+    s: &Settings,
+    template: &Template,
+    host: &Host,
+    types: impl Iterator<Item = &'a String>,
+) -> Result<()> {
+    let types: Vec<&String> = types.collect();
+    let rendered = template.render(&host.hostname, |ty| {
+        types
+            .iter()
+            .find(|t| t.as_str() == ty)
+            .map(|_| RunnerValues {
+                token: "placeholder-token",
+                id: Some(1),
+                token_obtained_at: None,
+                token_expires_at: None,
+            })
+    })?;
+    let table = parse_rendered(s, &rendered)?;
+    let Some(api) = s.api_url.as_deref().map(url_host) else {
+        return Ok(());
+    };
+    let runners = table.get("runners").and_then(|r| r.as_array());
+    for r in runners.into_iter().flatten() {
+        let Some(url) = r.get("url").and_then(|u| u.as_str()) else {
+            continue;
+        };
+        if !url_host(url).eq_ignore_ascii_case(&api) {
+            log::warn!(
+                "{}: runner '{}' has url {url}, not the GitLab of --api-url ({api}): gitlab-runner will send its token to {}",
+                s.template.display(),
+                r.get("name").and_then(|n| n.as_str()).unwrap_or("?"),
+                url_host(url)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The host of a URL (no port), lower-cased.
+fn url_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    host.to_ascii_lowercase()
 }
 
 #[derive(Default)]
@@ -135,6 +204,10 @@ struct Engine<'a> {
     plan: Vec<String>,
     /// Runner ids deleted (or, for `plan`, to be deleted) in this run.
     deleting: Vec<u64>,
+    /// `GET /runners/:id` answers of this run, by runner id.
+    details: BTreeMap<u64, Result<Option<RunnerDetails>>>,
+    /// Runners created in this run.
+    created: Vec<u64>,
 }
 
 /// Run `run` or `plan`; the exit code on success.
@@ -225,6 +298,8 @@ impl<'a> Engine<'a> {
             tally: Tally::default(),
             plan: Vec::new(),
             deleting: Vec::new(),
+            details: BTreeMap::new(),
+            created: Vec::new(),
         }
     }
 
@@ -420,6 +495,7 @@ impl<'a> Engine<'a> {
                 let id = new.id;
                 self.store(ty, new)?;
                 self.tally.created += 1;
+                self.created.extend(id);
                 log::info!(
                     "created {ty} runner {} ({}, tags {})",
                     id.map_or("?".into(), |i| i.to_string()),
@@ -531,14 +607,7 @@ impl<'a> Engine<'a> {
                     token_expires_at: e.token_expires_at,
                 })
             })?;
-        if let Err(e) = rendered.parse::<toml::Table>() {
-            return Err(Error::data(format!(
-                "{} renders to invalid TOML ({}); {} left unchanged",
-                self.s.template.display(),
-                crate::state::toml_error(&rendered, &e),
-                self.s.config.display()
-            )));
-        }
+        parse_rendered(self.s, &rendered)?;
         let old = trust::read(&self.s.config, Class::Input)?;
         if old.as_deref() == Some(rendered.as_bytes()) {
             return Ok(false);

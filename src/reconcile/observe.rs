@@ -9,13 +9,12 @@ use crate::error::{Error, Result};
 use crate::gitlab::Verified;
 use crate::gitlab::api::RunnerDetails;
 use crate::secret::Secret;
-use crate::state::{ConfigRunner, Entry};
+use crate::state::ConfigRunner;
 use std::collections::BTreeMap;
 
 impl Engine<'_> {
-    /// Stateless: find this host's runners in GitLab (tagged with the
-    /// hostname, mapped to a type by description `<hostname>-<type>` or by
-    /// tag), take the token `config.toml` holds when it verifies for the
+    /// Stateless: find this host's runners in GitLab (listed by the hostname
+    /// tag, mapped to a type by the ownership rule), take the token `config.toml` holds when it verifies for the
     /// runner, delete extra runners of a type (keeping the one whose token is
     /// held, else the newest), and fill the in-memory state from that.
     pub(super) fn observe_gitlab(&mut self, existing: &[ConfigRunner]) -> Result<Vec<Observed>> {
@@ -62,23 +61,17 @@ impl Engine<'_> {
             .collect();
         let types: Vec<String> = self.inputs.state.entries.keys().cloned().collect();
         let host = &self.inputs.host;
-        let type_of = |d: &RunnerDetails| -> Option<&String> {
-            let desc = d.description.as_deref().unwrap_or("");
-            types
-                .iter()
-                .find(|t| desc == host.description(t))
-                .or_else(|| {
-                    let by_tag: Vec<&String> =
-                        types.iter().filter(|t| d.tag_list.contains(t)).collect();
-                    (by_tag.len() == 1).then(|| by_tag[0])
-                })
+        let type_of = |d: &RunnerDetails| {
+            host.owned_type(d.description.as_deref().unwrap_or(""), &d.tag_list)
         };
         let mut out = Vec::new();
         let mut extra = Vec::new();
         let mut chosen = Vec::new();
         for ty in &types {
-            let mut mine: Vec<&RunnerDetails> =
-                details.iter().filter(|d| type_of(d) == Some(ty)).collect();
+            let mut mine: Vec<&RunnerDetails> = details
+                .iter()
+                .filter(|d| type_of(d).as_ref() == Some(ty))
+                .collect();
             mine.sort_by_key(|d| d.id);
             let keep = mine
                 .iter()
@@ -122,6 +115,9 @@ impl Engine<'_> {
                 }
             }
         }
+        for d in details {
+            self.details.insert(d.id, Ok(Some(d)));
+        }
         self.delete_runners(
             &pat,
             &extra,
@@ -131,8 +127,10 @@ impl Engine<'_> {
         Ok(out)
     }
 
-    /// Verify every token: first those in `config.toml` that the state does
-    /// not hold (gitlab-runner may have rotated them), then the state's.
+    /// Verify every token, those in `config.toml` that the state does not
+    /// hold (gitlab-runner may have rotated them) and the state's, and with
+    /// an access token read each state runner's details (ownership, drift):
+    /// all in one parallel round.
     pub(super) fn observe(&mut self, existing: &[ConfigRunner]) -> Result<Vec<Observed>> {
         let entries = &self.inputs.state.entries;
         let known: Vec<&Secret> = entries.values().filter_map(|e| e.token.as_ref()).collect();
@@ -143,9 +141,39 @@ impl Engine<'_> {
                 !known.contains(&&r.token) && !self.inputs.template.has_literal(r.token.expose())
             })
             .collect();
+        let to_verify: Vec<(&String, &Secret)> = entries
+            .iter()
+            .filter_map(|(ty, e)| Some((ty, e.token.as_ref()?)))
+            .collect();
+        let ids: Vec<u64> = match &self.inputs.access {
+            Some(_) => entries.values().filter_map(|e| e.id).collect(),
+            None => Vec::new(),
+        };
+        let mut jobs: Vec<Job> = unknown.iter().map(|r| Job::Verify(&r.token)).collect();
+        jobs.extend(to_verify.iter().map(|(_, t)| Job::Verify(t)));
+        jobs.extend(ids.iter().map(|id| Job::Details(*id)));
+        let mut answers = self.fetch(&jobs).into_iter();
+        let unknown_answers: Vec<Result<Verified>> = answers
+            .by_ref()
+            .take(unknown.len())
+            .map(Answer::verified)
+            .collect();
+        let mut verified: BTreeMap<String, Result<Verified>> = to_verify
+            .iter()
+            .map(|(ty, _)| {
+                (
+                    (*ty).clone(),
+                    answers.next().map_or_else(missing, Answer::verified),
+                )
+            })
+            .collect();
+        for (id, a) in ids.iter().zip(answers) {
+            self.details.insert(*id, a.details());
+        }
+
         let mut adoptable: Vec<(u64, &ConfigRunner, Option<i64>)> = Vec::new();
-        for (r, verified) in unknown.iter().zip(self.verify_all(&unknown, |r| &r.token)?) {
-            match verified {
+        for (r, v) in unknown.iter().zip(unknown_answers) {
+            match v? {
                 Verified::Valid {
                     id: Some(id),
                     expires_at,
@@ -164,20 +192,15 @@ impl Engine<'_> {
                 ),
             }
         }
-        let adopted = |e: &Entry| adoptable.iter().find(|(id, _, _)| Some(*id) == e.id);
-        let to_verify: Vec<(&String, &Entry, &Secret)> = entries
-            .iter()
-            .filter(|(_, e)| adopted(e).is_none())
-            .filter_map(|(ty, e)| Some((ty, e, e.token.as_ref()?)))
-            .collect();
-        let mut answers = to_verify
-            .iter()
-            .zip(self.verify_all(&to_verify, |(_, _, t)| t)?)
-            .map(|((ty, _, _), v)| ((*ty).clone(), v))
-            .collect::<BTreeMap<String, Verified>>();
         let mut out = Vec::new();
         for (ty, entry) in entries {
-            if let Some((_, r, expires_at)) = adopted(entry) {
+            if let Some(foreign) = entry.id.and_then(|id| self.foreign(ty, id)) {
+                out.push(foreign);
+                continue;
+            }
+            if let Some((_, r, expires_at)) =
+                adoptable.iter().find(|(id, _, _)| Some(*id) == entry.id)
+            {
                 out.push(Observed::Valid {
                     token: r.token.clone(),
                     id: entry.id,
@@ -187,11 +210,11 @@ impl Engine<'_> {
                 });
                 continue;
             }
-            let (Some(token), Some(verified)) = (&entry.token, answers.remove(ty)) else {
+            let (Some(token), Some(v)) = (&entry.token, verified.remove(ty)) else {
                 out.push(Observed::Missing);
                 continue;
             };
-            let obs = match verified {
+            let obs = match v? {
                 Verified::Valid { expires_at, id } => {
                     self.tally.verified += 1;
                     if let (Some(got), Some(want)) = (id, entry.id)
@@ -221,12 +244,54 @@ impl Engine<'_> {
                     log::info!(
                         "verified {ty} runner: token rejected by GitLab (unknown, deleted or expired)"
                     );
+                    // Healing resets a token by id: only for a runner known
+                    // to be this host's.
+                    if let Some(id) = entry.id
+                        && matches!(self.details.get(&id), Some(Err(_)))
+                        && let Some(Err(e)) = self.details.remove(&id)
+                    {
+                        return Err(e.context(format!(
+                            "cannot heal the {ty} runner {id} without knowing it is this host's"
+                        )));
+                    }
                     Observed::Invalid
                 }
             };
             out.push(obs);
         }
         Ok(out)
+    }
+
+    /// `Some(Observed::Foreign)` when GitLab shows runner `id` of the state
+    /// entry `ty` as another host's (copied state, a node image), with the
+    /// warning said.
+    fn foreign(&self, ty: &str, id: u64) -> Option<Observed> {
+        let Some(Ok(Some(d))) = self.details.get(&id) else {
+            return None;
+        };
+        let description = d.description.clone().unwrap_or_default();
+        if self.inputs.host.owns(&description, &d.tag_list, ty) {
+            return None;
+        }
+        log::warn!(
+            "{} holds runner {id} ('{description}', tags {}), which GitLab shows as another host's (copied from another node?); leaving it alone and creating {}'s own {ty} runner",
+            self.s.state.display(),
+            d.tag_list.join(","),
+            self.inputs.host.hostname
+        );
+        Some(Observed::Foreign { id, description })
+    }
+
+    /// Run `jobs` several at a time; answers in order.
+    fn fetch(&self, jobs: &[Job]) -> Vec<Answer> {
+        let sid = self.inputs.system_id.as_deref();
+        parallel(jobs, |job| match job {
+            Job::Verify(token) => Answer::Verified(self.client.verify(token, sid)),
+            Job::Details(id) => match &self.inputs.access {
+                Some(pat) => Answer::Details(self.client.runner(pat, *id)),
+                None => Answer::Details(Err(Error::internal("details without access token"))),
+            },
+        })
     }
 
     /// Verify the token of every item, several at a time; answers in order.
@@ -240,6 +305,36 @@ impl Engine<'_> {
             .into_iter()
             .collect()
     }
+}
+
+/// One independent read of an observation.
+enum Job<'a> {
+    Verify(&'a Secret),
+    Details(u64),
+}
+
+enum Answer {
+    Verified(Result<Verified>),
+    Details(Result<Option<RunnerDetails>>),
+}
+
+impl Answer {
+    fn verified(self) -> Result<Verified> {
+        match self {
+            Answer::Verified(v) => v,
+            Answer::Details(_) => Err(Error::internal("answers out of order")),
+        }
+    }
+    fn details(self) -> Result<Option<RunnerDetails>> {
+        match self {
+            Answer::Details(d) => d,
+            Answer::Verified(_) => Err(Error::internal("answers out of order")),
+        }
+    }
+}
+
+fn missing<T>() -> Result<T> {
+    Err(Error::internal("an answer is missing"))
 }
 
 /// How many requests run at once when the answers are independent.

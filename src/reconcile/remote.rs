@@ -24,26 +24,42 @@ impl Engine<'_> {
             .filter(|(_, e)| e.token.is_some())
             .filter_map(|(t, e)| Some((t.clone(), e.id?)))
             .collect();
+        // Read what this run has not read yet (a runner healed by id keeps
+        // its details; one created now has the right ones).
+        let unread: Vec<u64> = ids
+            .iter()
+            .map(|(_, id)| *id)
+            .filter(|id| !self.details.contains_key(id) && !self.created.contains(id))
+            .collect();
+        for (id, d) in unread
+            .iter()
+            .zip(parallel(&unread, |id| self.client.runner(&pat, *id)))
+        {
+            self.details.insert(*id, d);
+        }
         let mut drifted = 0;
-        let found = parallel(&ids, |(_, id)| self.client.runner(&pat, *id));
-        for ((ty, id), details) in ids.into_iter().zip(found) {
+        for (ty, id) in ids {
             let host = &self.inputs.host;
             let (want_desc, want_tags) = (host.description(&ty), host.tags(&ty));
-            let details = match details {
-                Ok(Some(d)) => d,
-                Ok(None) => continue,
-                Err(e) => {
+            let details = match self.details.get(&id) {
+                Some(Ok(Some(d))) => d.clone(),
+                Some(Ok(None)) | None => continue,
+                Some(Err(e)) => {
                     log::warn!("cannot check the tags of {ty} runner {id}: {e}");
                     continue;
                 }
             };
+            let have_desc = details.description.clone().unwrap_or_default();
+            // Only this host's runner is ever renamed or re-tagged.
+            if !host.owns(&have_desc, &details.tag_list, &ty) {
+                continue;
+            }
             let sorted = |v: &[String]| {
                 let mut v = v.to_vec();
                 v.sort();
                 v.dedup();
                 v
             };
-            let have_desc = details.description.unwrap_or_default();
             if have_desc == want_desc && sorted(&details.tag_list) == sorted(&want_tags) {
                 continue;
             }
@@ -70,9 +86,8 @@ impl Engine<'_> {
         drifted
     }
 
-    /// `--prune`: delete this host's runners (tagged with the hostname,
-    /// described `<hostname>-…`) that the state does not hold, within
-    /// `--max-delete`.
+    /// `--prune`: delete this host's runners (by the ownership rule) that the
+    /// state does not hold, within `--max-delete`.
     pub(super) fn prune(&mut self) -> Result<()> {
         if !self.s.prune {
             return Ok(());
@@ -90,17 +105,35 @@ impl Engine<'_> {
             .values()
             .filter_map(|e| e.id)
             .collect();
-        let mine = format!("{hostname}-");
-        let doomed: Vec<_> = self
+        let listed: Vec<u64> = self
             .client
             .list_tagged(&pat, self.s.scope, std::slice::from_ref(&hostname))?
             .into_iter()
-            .filter(|r| !keep.contains(&r.id) && !self.deleting.contains(&r.id))
-            .filter(|r| {
-                r.description
-                    .as_deref()
-                    .is_some_and(|d| d.starts_with(&mine))
+            .map(|r| r.id)
+            .filter(|id| !keep.contains(id) && !self.deleting.contains(id))
+            .collect();
+        // List entries carry no tags: the ownership rule needs the details.
+        let unread: Vec<u64> = listed
+            .iter()
+            .copied()
+            .filter(|id| !matches!(self.details.get(id), Some(Ok(_))))
+            .collect();
+        let read = parallel(&unread, |id| self.client.runner(&pat, *id));
+        for (id, d) in unread.iter().zip(read) {
+            self.details.insert(*id, Ok(d?));
+        }
+        let host = &self.inputs.host;
+        let doomed: Vec<RunnerDetails> = listed
+            .iter()
+            .filter_map(|id| match self.details.get(id) {
+                Some(Ok(Some(d))) => Some(d),
+                _ => None,
             })
+            .filter(|d| {
+                host.owned_type(d.description.as_deref().unwrap_or(""), &d.tag_list)
+                    .is_some()
+            })
+            .cloned()
             .collect();
         self.delete_runners(&pat, &doomed, "--prune", "not configured on this host")
     }

@@ -955,7 +955,23 @@ fn list(req: &Request, w: &World, owner: Option<(&str, &str)>) -> Result<Answer,
         .iter()
         .skip((page - 1) * per_page)
         .take(per_page)
-        .map(|r| runner_json(r, false))
+        .map(|r| {
+            // list items are the `Runner` entity: no tags or other details
+            let mut v = runner_json(r, false);
+            if let Some(o) = v.as_object_mut() {
+                for k in [
+                    "tag_list",
+                    "run_untagged",
+                    "locked",
+                    "access_level",
+                    "maximum_timeout",
+                    "contacted_at",
+                ] {
+                    o.remove(k);
+                }
+            }
+            v
+        })
         .collect();
     let mut a = json_answer(200, Value::Array(items));
     let next = if page < pages {

@@ -14,12 +14,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub const HOST: &str = "node12";
 
 /// The template most tests use: both runner types, gitlab-runner's own
-/// `id`/`token_obtained_at`/`token_expires_at` keys for `shell`.
+/// `id`/`token_obtained_at`/`token_expires_at` keys for `shell`; the URL is
+/// the fake GitLab's host.
 pub const TEMPLATE: &str = r#"concurrent = 2
 
 [[runners]]
   name = "{hostname}-shell"
-  url = "https://gitlab.example.com"
+  url = "http://127.0.0.1"
   id = {shell.id}
   token = "{shell}"
   token_obtained_at = {shell.token_obtained_at}
@@ -28,7 +29,7 @@ pub const TEMPLATE: &str = r#"concurrent = 2
 
 [[runners]]
   name = "{hostname}-batch"
-  url = "https://gitlab.example.com"
+  url = "http://127.0.0.1"
   token = "{batch.token}"
   executor = "shell"
 "#;
