@@ -170,10 +170,15 @@ pub fn run_cmd(mut c: Command) -> Run {
 
 /// Run the tool against `url` in `prefix` as host `node12`, plus `args`.
 pub fn run_at(prefix: &Prefix, url: &str, args: &[&str]) -> Run {
+    run_host(prefix, url, HOST, args)
+}
+
+/// Run the tool against `url` in `prefix` as host `host`, plus `args`.
+pub fn run_host(prefix: &Prefix, url: &str, host: &str, args: &[&str]) -> Run {
     let mut c = command(prefix);
     c.args(["--api-url", url, "--prefix"])
         .arg(&prefix.dir)
-        .args(["--hostname", HOST, "--timeout", "5s"]);
+        .args(["--hostname", host, "--timeout", "5s"]);
     if !args.contains(&"--wait") {
         c.args(["--wait", "5s"]);
     }

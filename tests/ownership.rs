@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: MIT
+//! Ownership: a host touches only its own runners in GitLab (description
+//! `<host>-<type>` with both tags, or the original script's exact tag set).
+//! Each test is an attack that once worked: a host named like another's
+//! cluster, a host whose name prefixes another's, a prefix copied from
+//! another node, a state naming another team's runner; and a template that
+//! renders to invalid TOML, found only after GitLab had issued a token.
+
+mod support;
+
+use support::*;
+
+/// Every request that changes something in GitLab, as lines.
+fn writes(gl: &FakeGitlab) -> Vec<String> {
+    gl.world()
+        .requests
+        .iter()
+        .filter(|q| q.method != "GET" && q.path != "/runners/verify")
+        .map(|q| q.line())
+        .collect()
+}
+
+/// (id, token, description, tags) of every runner described `<host>-…`.
+fn runners_of(gl: &FakeGitlab, host: &str) -> Vec<(u64, String, String, Vec<String>)> {
+    gl.world()
+        .runners
+        .values()
+        .filter(|r| r.description.starts_with(&format!("{host}-")))
+        .map(|r| (r.id, r.token.clone(), r.description.clone(), r.tags.clone()))
+        .collect()
+}
+
+fn pat_prefix() -> Prefix {
+    let p = Prefix::standard(ADMIN_PAT);
+    p.write("access-token", ADMIN_PAT);
+    p
+}
+
+#[test]
+fn stateless_login_never_takes_login42s_runners() {
+    let gl = FakeGitlab::start(World::default());
+    let p42 = pat_prefix();
+    assert_code(&run_host(&p42, &gl.url(), "login42", &["--stateless"]), 0);
+    let theirs = runners_of(&gl, "login42");
+    assert_eq!(theirs.len(), 2);
+    assert!(
+        theirs.iter().all(|r| r.3.contains(&"login".to_string())),
+        "{theirs:?}"
+    );
+    let p = pat_prefix();
+    gl.world().requests.clear();
+    let r = run_host(&p, &gl.url(), "login", &["--stateless"]);
+    assert_code(&r, 0);
+    assert_eq!(
+        runners_of(&gl, "login42"),
+        theirs,
+        "login42's runners untouched"
+    );
+    for (id, ..) in &theirs {
+        assert!(
+            writes(&gl)
+                .iter()
+                .all(|l| !l.contains(&format!("/runners/{id}"))),
+            "{:?}",
+            writes(&gl)
+        );
+    }
+    assert_eq!(
+        writes(&gl),
+        vec!["POST /user/runners", "POST /user/runners"],
+        "login creates its own"
+    );
+    assert_eq!(runners_of(&gl, "login").len(), 2);
+    // both hosts keep working, with verify calls only
+    for (prefix, host) in [(&p42, "login42"), (&p, "login")] {
+        gl.world().requests.clear();
+        assert_code(&run_host(prefix, &gl.url(), host, &["--stateless"]), 0);
+        assert!(writes(&gl).is_empty(), "{host}: {:?}", writes(&gl));
+    }
+    // unregister on login deletes login's two runners, nothing of login42's
+    let r = run_host(&p, &gl.url(), "login", &["--stateless", "unregister"]);
+    assert_code(&r, 0);
+    assert_eq!(runners_of(&gl, "login42"), theirs);
+    assert_eq!(gl.world().runners.len(), 2, "{r:?}");
+}
+
+#[test]
+fn prune_on_login_never_deletes_login_gpus_runners() {
+    let gl = FakeGitlab::start(World::default());
+    let gpu = pat_prefix();
+    assert_code(
+        &run_host(&gpu, &gl.url(), "login-gpu", &["--tag", "login"]),
+        0,
+    );
+    let theirs = runners_of(&gl, "login-gpu");
+    assert_eq!(theirs.len(), 2);
+    let p = pat_prefix();
+    assert_code(&run_host(&p, &gl.url(), "login", &["--tag", "login"]), 0);
+    // one runner of login's that is no longer configured
+    let old = gl.world().add_runner("login-gpu", &["login", "gpu"], false);
+    gl.world().requests.clear();
+    let r = run_host(&p, &gl.url(), "login", &["--tag", "login", "--prune"]);
+    assert_code(&r, 0);
+    assert_eq!(writes(&gl), vec![format!("DELETE /runners/{old}")], "{r:?}");
+    assert_eq!(runners_of(&gl, "login-gpu"), theirs);
+}
+
+#[test]
+fn a_prefix_copied_from_another_node_makes_its_own_runners_without_flapping() {
+    let gl = FakeGitlab::start(World::default());
+    let p42 = pat_prefix();
+    assert_code(&run_host(&p42, &gl.url(), "login42", &[]), 0);
+    let theirs = runners_of(&gl, "login42");
+    // cp -a login42's prefix to login43 (a node image)
+    let p43 = Prefix::new();
+    for f in [
+        "admin-token",
+        "access-token",
+        "config.template",
+        "runner-data.json",
+        "config.toml",
+    ] {
+        p43.write(f, &p42.read(f));
+    }
+    gl.world().requests.clear();
+    let r = run_host(&p43, &gl.url(), "login43", &[]);
+    assert_code(&r, 0);
+    assert!(
+        r.stderr.contains("which GitLab shows as another host's (copied from another node?); leaving it alone and creating login43's own"),
+        "{r:?}"
+    );
+    assert_eq!(
+        runners_of(&gl, "login42"),
+        theirs,
+        "login42's runners untouched"
+    );
+    assert_eq!(
+        writes(&gl),
+        vec!["POST /user/runners", "POST /user/runners"]
+    );
+    let mine = runners_of(&gl, "login43");
+    assert_eq!(mine.len(), 2);
+    for ty in ["shell", "batch"] {
+        let id = p43.state_id(ty);
+        assert!(mine.iter().any(|r| r.0 == id), "{ty}");
+        assert!(!p43.read("config.toml").contains(&p42.state_token(ty)));
+    }
+    // and both keep their own, run after run
+    for _ in 0..2 {
+        for (prefix, host) in [(&p42, "login42"), (&p43, "login43")] {
+            gl.world().requests.clear();
+            let r = run_host(prefix, &gl.url(), host, &[]);
+            assert_code(&r, 0);
+            assert!(writes(&gl).is_empty(), "{host}: {:?} {r:?}", writes(&gl));
+        }
+    }
+    assert_eq!(runners_of(&gl, "login42"), theirs);
+    assert_eq!(runners_of(&gl, "login43"), mine);
+}
+
+#[test]
+fn a_state_naming_another_teams_runner_is_never_healed_or_retagged() {
+    let gl = FakeGitlab::start(World::default());
+    let theirs = gl
+        .world()
+        .add_runner("team-x-gpu", &["team-x", "gpu", "shell"], true);
+    let before = gl.world().runners[&theirs].clone();
+    let p = pat_prefix();
+    p.write(
+        "runner-data.json",
+        &format!(r#"{{"shell": {{"id": {theirs}, "token": "glrt-not-valid-any-more-0000"}}, "batch": {{}}}}"#),
+    );
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 0);
+    assert_eq!(
+        gl.world().runners[&theirs],
+        before,
+        "not reset, renamed or re-tagged"
+    );
+    assert!(
+        writes(&gl).iter().all(|l| !l.contains(&theirs.to_string())),
+        "{:?}",
+        writes(&gl)
+    );
+    assert_ne!(p.state_id("shell"), theirs);
+    assert!(r.stderr.contains("another host's"), "{r:?}");
+    // unregister leaves it alone too
+    p.write(
+        "runner-data.json",
+        &format!(r#"{{"shell": {{"id": {theirs}}}, "batch": {{}}}}"#),
+    );
+    let r = run(&p, &gl, &["unregister"]);
+    assert_code(&r, 0);
+    assert!(gl.world().runners.contains_key(&theirs), "{r:?}");
+    assert!(r.stderr.contains("is another host's: not deleted"), "{r:?}");
+}
+
+#[test]
+fn a_template_that_renders_to_invalid_toml_stops_before_any_request() {
+    let gl = FakeGitlab::start(World::default());
+    let bad = TEMPLATE.replace("token = \"{shell}\"", "token = {shell}");
+    for args in [&[][..], &["--stateless"][..]] {
+        let p = pat_prefix();
+        p.write("config.template", &bad);
+        let r = run(&p, &gl, args);
+        assert_code(&r, 65);
+        assert!(
+            r.stderr.contains("renders to invalid TOML (line 7, column"),
+            "{r:?}"
+        );
+        assert!(gl.world().requests.is_empty(), "{:?}", gl.world().lines());
+        assert!(!p.exists("runner-data.json") && !p.exists("config.toml"));
+    }
+    // a stateless host with runners: no reset on every start
+    let p = pat_prefix();
+    assert_code(&run(&p, &gl, &["--stateless"]), 0);
+    p.write("config.template", &bad);
+    gl.world().requests.clear();
+    assert_code(&run(&p, &gl, &["--stateless"]), 65);
+    assert!(gl.world().requests.is_empty());
+}
+
+#[test]
+fn a_runner_url_that_is_not_the_api_host_is_warned_about() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    p.write(
+        "config.template",
+        &TEMPLATE.replacen("http://127.0.0.1", "https://evil.example.net/", 1),
+    );
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 0);
+    assert!(
+        r.stderr.contains("runner 'node12-shell' has url https://evil.example.net/, not the GitLab of --api-url (127.0.0.1): gitlab-runner will send its token to evil.example.net"),
+        "{r:?}"
+    );
+    assert_eq!(r.stderr.matches("not the GitLab of --api-url").count(), 1);
+}
