@@ -21,31 +21,77 @@ impl Secret {
         &self.0
     }
 
-    /// A masked form: the token's prefix (up to its last `-`, when that is a
-    /// short word prefix such as `glrt-`) and, for long tokens, the last four
-    /// characters.
+    /// A masked form: the token's known prefix (see [`mask`]) and, for long
+    /// tokens, the last four characters.
     pub fn hint(&self) -> String {
         mask(&self.0)
     }
 }
 
-/// Mask any token-like string (see [`Secret::hint`]).
-pub fn mask(value: &str) -> String {
-    let prefix = match value.rfind('-') {
-        Some(i)
-            if i <= 24
-                && value[..i]
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c == '-') =>
-        {
-            &value[..=i]
-        }
-        _ => "",
+/// The prefixes GitLab gives its tokens (gitlab-api.md §1): runner
+/// (`glrt-`, `glrtr-`), access, OAuth, feed, mail, trigger, SCIM and deploy
+/// tokens, and registration tokens (`GR1348941`). They are not secret.
+const TOKEN_PREFIXES: &[&str] = &[
+    "glrt-",
+    "glrtr-",
+    "glpat-",
+    "glgat-",
+    "glpt-",
+    "gloas-",
+    "glft-",
+    "glimt-",
+    "glptt-",
+    "glsoat-",
+    "gldt-",
+    "GR1348941",
+];
+
+/// Runner-token partition prefixes (instance, group, project), shown after
+/// a known prefix.
+const PARTITIONS: &[&str] = &["t1_", "t2_", "t3_"];
+
+/// The length of the part of `value` that [`mask`] may show: a known prefix,
+/// optionally preceded by a custom instance prefix (`mycompany-glrt-`) and
+/// followed by a partition prefix (`glrt-t3_`); 0 when there is none.
+fn shown_prefix_len(value: &str) -> usize {
+    let known = |v: &str| {
+        TOKEN_PREFIXES
+            .iter()
+            .find(|p| v.starts_with(*p))
+            .map(|p| p.len())
     };
-    let rest = &value[prefix.len()..];
-    let chars: Vec<char> = rest.chars().collect();
-    if chars.len() >= 16 {
-        let tail: String = chars[chars.len() - 4..].iter().collect();
+    let custom = || {
+        let (word, after) = value.split_once('-')?;
+        let is_word = !word.is_empty()
+            && word
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let p = TOKEN_PREFIXES
+            .iter()
+            .find(|p| p.starts_with("gl") && after.starts_with(*p))?;
+        is_word.then(|| word.len() + 1 + p.len())
+    };
+    match known(value).or_else(custom) {
+        // the prefixes are ASCII: `n` is a char boundary
+        Some(n) => {
+            let rest = &value[n..];
+            n + PARTITIONS
+                .iter()
+                .find(|t| rest.starts_with(*t))
+                .map_or(0, |t| t.len())
+        }
+        None => 0,
+    }
+}
+
+/// Mask any token-like string: its known prefix (only GitLab's own, see
+/// `TOKEN_PREFIXES`) and, when at least 16 characters follow it, the last
+/// four: `glrt-t3_…abcd`, `…wxyz`.
+pub fn mask(value: &str) -> String {
+    let (prefix, rest) = value.split_at(shown_prefix_len(value));
+    let count = rest.chars().count();
+    if count >= 16 {
+        let tail: String = rest.chars().skip(count - 4).collect();
         format!("{prefix}…{tail}")
     } else {
         format!("{prefix}…")
@@ -183,15 +229,43 @@ mod tests {
     #[test]
     fn masks_keep_prefix_and_tail_only() {
         let cases = [
-            ("glrt-t3_abcdefghijklmnopqrst", "glrt-…qrst"),
+            ("glrt-t3_abcdefghijklmnopqrst", "glrt-t3_…qrst"),
+            ("glrt-abcdefghijklmnopqrst", "glrt-…qrst"),
+            ("glrtr-abcdefghijklmnopqrst", "glrtr-…qrst"),
             ("glpat-0123456789abcdefghij", "glpat-…ghij"),
-            ("GR1348941abcdefghijklmnop", "…mnop"),
+            ("glptt-0123456789abcdefghij", "glptt-…ghij"),
+            ("GR1348941abcdefghijklmnop", "GR1348941…mnop"),
+            ("t3_abcdefghijklmnopqrst", "…qrst"),
             ("short", "…"),
+            ("", "…"),
+            ("glrt-", "glrt-…"),
             ("glrt-short", "glrt-…"),
+            ("glrt-t1_short", "glrt-t1_…"),
             (
                 "mycompany-glrt-abcdefghijklmnopqrst",
                 "mycompany-glrt-…qrst",
             ),
+            (
+                "mycompany-glrt-t2_abcdefghijklmnopqrst",
+                "mycompany-glrt-t2_…qrst",
+            ),
+            // only GitLab's prefixes are shown, never a word of the token
+            ("glrt-abcd-efghijklmnopqrstu", "glrt-…rstu"),
+            ("abcd-efgh-ijklmnopqrstuvwx", "…uvwx"),
+            ("abcd-efghijklmnopqrstuvwx", "…uvwx"),
+            ("Abcd-glrt-efghijklmnopqrstuvwx", "…uvwx"),
+            ("abcd-GR1348941efghijklmnopqrst", "…qrst"),
+            ("glrt_abcdefghijklmnopqrst", "…qrst"),
+            ("GLRT-abcdefghijklmnopqrst", "…qrst"),
+            // 15 characters after the prefix: no tail
+            ("glrt-abcdefghijklmno", "glrt-…"),
+            ("glrt-abcdefghijklmnop", "glrt-…mnop"),
+            // characters, not bytes
+            ("glrt-ééééééééééééééééé", "glrt-…éééé"),
+            ("ééééééééééééééé", "…"),
+            ("€€€€-glrt-abcdefghijklmnopqrst", "…qrst"),
+            ("glrt-€", "glrt-…"),
+            ("g", "…"),
         ];
         for (token, want) in cases {
             assert_eq!(Secret::new(token).hint(), want, "{token}");
