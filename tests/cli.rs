@@ -1751,3 +1751,47 @@ fn a_retried_gitlab_error_echoing_the_runner_token_is_masked() {
     assert!(r.stderr.contains("gave up after"), "{r:?}");
     assert_no_secrets(&r, &gl);
 }
+
+#[test]
+fn plan_prints_no_token_of_config_toml_in_any_quoting() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let config = p.read("config.toml");
+    let shell = p.state_token("shell");
+
+    // every string in single quotes (TOML literal strings)
+    p.write("config.toml", &config.replace('"', "'"));
+    let r = run(&p, &gl, &["plan"]);
+    assert_code(&r, 2);
+    assert!(r.stdout.contains("-  token = '…"), "{r:?}");
+    assert_no_secrets(&r, &gl);
+
+    // a token this host never stored (gitlab-runner rotated it), written in
+    // ways that TOML may or may not accept
+    let rotated = gl.world().rotate(p.state_id("shell"));
+    let shown = format!("…{}", &rotated[rotated.len() - 4..]);
+    let line = format!("token = \"{shell}\"");
+    let variants = [
+        format!("token = '{rotated}'"),
+        format!("token = '{rotated}"),
+        format!("token = \"{rotated}"),
+        format!("token = \"\"\"\n{rotated}\n\"\"\""),
+        format!("token = '''{rotated}"),
+        format!("token = {rotated}"),
+        format!("\"token\" = '{rotated}'"),
+        format!("{line}\n  environment = [\"RUNNER_TOKEN={rotated}\", \"X=glrt-{rotated}\"]"),
+        format!("{line}\n  [[runners]\n  token = '{rotated}"),
+    ];
+    for v in variants {
+        p.write("config.toml", &config.replace(&line, &v));
+        let r = run(&p, &gl, &["plan"]);
+        assert_code(&r, 2);
+        assert!(r.stdout.contains("would rewrite"), "{v}: {r:?}");
+        assert!(
+            r.stdout.contains(&shown),
+            "the old line, masked: {v}: {r:?}"
+        );
+        assert_no_secrets(&r, &gl);
+    }
+}
