@@ -21,31 +21,77 @@ impl Secret {
         &self.0
     }
 
-    /// A masked form: the token's prefix (up to its last `-`, when that is a
-    /// short word prefix such as `glrt-`) and, for long tokens, the last four
-    /// characters.
+    /// A masked form: the token's known prefix (see [`mask`]) and, for long
+    /// tokens, the last four characters.
     pub fn hint(&self) -> String {
         mask(&self.0)
     }
 }
 
-/// Mask any token-like string (see [`Secret::hint`]).
-pub fn mask(value: &str) -> String {
-    let prefix = match value.rfind('-') {
-        Some(i)
-            if i <= 24
-                && value[..i]
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c == '-') =>
-        {
-            &value[..=i]
-        }
-        _ => "",
+/// The prefixes GitLab gives its tokens (gitlab-api.md §1): runner
+/// (`glrt-`, `glrtr-`), access, OAuth, feed, mail, trigger, SCIM and deploy
+/// tokens, and registration tokens (`GR1348941`). They are not secret.
+const TOKEN_PREFIXES: &[&str] = &[
+    "glrt-",
+    "glrtr-",
+    "glpat-",
+    "glgat-",
+    "glpt-",
+    "gloas-",
+    "glft-",
+    "glimt-",
+    "glptt-",
+    "glsoat-",
+    "gldt-",
+    "GR1348941",
+];
+
+/// Runner-token partition prefixes (instance, group, project), shown after
+/// a known prefix.
+const PARTITIONS: &[&str] = &["t1_", "t2_", "t3_"];
+
+/// The length of the part of `value` that [`mask`] may show: a known prefix,
+/// optionally preceded by a custom instance prefix (`mycompany-glrt-`) and
+/// followed by a partition prefix (`glrt-t3_`); 0 when there is none.
+fn shown_prefix_len(value: &str) -> usize {
+    let known = |v: &str| {
+        TOKEN_PREFIXES
+            .iter()
+            .find(|p| v.starts_with(*p))
+            .map(|p| p.len())
     };
-    let rest = &value[prefix.len()..];
-    let chars: Vec<char> = rest.chars().collect();
-    if chars.len() >= 16 {
-        let tail: String = chars[chars.len() - 4..].iter().collect();
+    let custom = || {
+        let (word, after) = value.split_once('-')?;
+        let is_word = !word.is_empty()
+            && word
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let p = TOKEN_PREFIXES
+            .iter()
+            .find(|p| p.starts_with("gl") && after.starts_with(*p))?;
+        is_word.then(|| word.len() + 1 + p.len())
+    };
+    match known(value).or_else(custom) {
+        // the prefixes are ASCII: `n` is a char boundary
+        Some(n) => {
+            let rest = &value[n..];
+            n + PARTITIONS
+                .iter()
+                .find(|t| rest.starts_with(*t))
+                .map_or(0, |t| t.len())
+        }
+        None => 0,
+    }
+}
+
+/// Mask any token-like string: its known prefix (only GitLab's own, see
+/// `TOKEN_PREFIXES`) and, when at least 16 characters follow it, the last
+/// four: `glrt-t3_…abcd`, `…wxyz`.
+pub fn mask(value: &str) -> String {
+    let (prefix, rest) = value.split_at(shown_prefix_len(value));
+    let count = rest.chars().count();
+    if count >= 16 {
+        let tail: String = rest.chars().skip(count - 4).collect();
         format!("{prefix}…{tail}")
     } else {
         format!("{prefix}…")
@@ -105,33 +151,203 @@ fn parse_token(path: &Path, text: &str) -> Result<Secret> {
     Ok(Secret::new(token))
 }
 
-/// Replace every known token, and every `token = "…"` value, by its mask.
+/// Mask every token in `text`, whatever its quoting and even when it is
+/// not valid TOML (the old `config.toml`, an error text from GitLab):
+/// - the value of every `token` key (`"token"`, `*_token`, `*-token`, also
+///   `NAME_TOKEN=…` inside a string), in double, single or triple quotes,
+///   bare or unterminated;
+/// - every word that starts with a known token prefix (`glrt-…`, `glpat-…`,
+///   `GR1348941…`) anywhere;
+/// - every one of `secrets`, wherever it occurs.
+///
+/// Placeholders such as `<new token for shell>` and masks (`glrt-…abcd`)
+/// are kept.
 pub fn mask_tokens(text: &str, secrets: &[&str]) -> String {
-    let mut out = text.to_string();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        out = out.replace(s, &mask(s));
+    let mut out = mask_prefixed(&mask_keyed(text));
+    let mut known: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
+    // longest first: a secret inside another must not leave the other's rest
+    known.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for s in known {
+        if out.contains(s) {
+            out = out.replace(s, &mask(s));
+        }
     }
-    out.lines()
-        .map(|line| {
-            let t = line.trim_start();
-            match t
-                .strip_prefix("token")
-                .map(str::trim_start)
-                .and_then(|r| r.strip_prefix('='))
-            {
-                Some(v) if v.trim().starts_with('"') && !v.contains('…') && !v.contains("\"<") => {
-                    let value = v.trim().trim_matches('"');
-                    format!(
-                        "{}token = \"{}\"",
-                        &line[..line.len() - t.len()],
-                        mask(value)
-                    )
+    out
+}
+
+/// Mask a value found after a token key, keeping its surrounding whitespace,
+/// a placeholder (`<new token for shell>`) and an already masked value.
+fn mask_value(value: &str) -> String {
+    let core = value.trim();
+    if core.is_empty() || core.contains('…') || (core.starts_with('<') && core.ends_with('>')) {
+        return value.to_string();
+    }
+    let start = value.len() - value.trim_start().len();
+    format!(
+        "{}{}{}",
+        &value[..start],
+        mask(core),
+        &value[start + core.len()..]
+    )
+}
+
+fn is_token_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k == "token" || k.ends_with("_token") || k.ends_with("-token")
+}
+
+/// Rule "token key": every line of `text`, and the lines of a multi-line
+/// string that such a key opens.
+fn mask_keyed(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    // the closing delimiter of a multi-line token string still open
+    let mut open: Option<&'static str> = None;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let eol = &line[body.len()..];
+        let mut from = 0;
+        if let Some(close) = open {
+            match body.find(close) {
+                Some(i) => {
+                    out.push_str(&mask_value(&body[..i]));
+                    from = i;
+                    open = None;
                 }
-                _ => line.to_string(),
+                None => {
+                    out.push_str(&mask_value(body));
+                    out.push_str(eol);
+                    continue;
+                }
             }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+        }
+        mask_assignments(&body[from..], &mut out, &mut open);
+        out.push_str(eol);
+    }
+    out
+}
+
+/// Where a key may start: after these (and at the start of a line).
+const KEY_START: &[char] = &['{', ',', '[', '"', '\'', '?', '&', ';', '(', ' ', '\t'];
+/// Where a bare (unquoted) value ends.
+const BARE_END: &[char] = &[' ', '\t', ',', '}', ']', ')', '#', '&', ';', '"', '\''];
+
+/// Append `line` to `out` with the value of every token key masked; set
+/// `open` when the line opens a multi-line token string.
+fn mask_assignments(line: &str, out: &mut String, open: &mut Option<&'static str>) {
+    let mut start = 0;
+    let mut copied = 0;
+    loop {
+        if let Some((value, opens)) = token_value(&line[start..]) {
+            let (vs, ve) = (start + value.start, start + value.end);
+            out.push_str(&line[copied..vs]);
+            out.push_str(&mask_value(&line[vs..ve]));
+            copied = ve;
+            start = ve;
+            if opens.is_some() {
+                *open = opens;
+                break;
+            }
+        }
+        match line[start..].find(KEY_START) {
+            // the delimiters are ASCII: `+ 1` stays on a char boundary
+            Some(i) => start += i + 1,
+            None => break,
+        }
+    }
+    out.push_str(&line[copied..]);
+}
+
+/// When `s` starts with `<token key> =`: the byte range of its value, and
+/// the closing delimiter when the value is a multi-line string left open.
+fn token_value(s: &str) -> Option<(std::ops::Range<usize>, Option<&'static str>)> {
+    let ws = |from: usize| s.len() - s[from..].trim_start_matches([' ', '\t']).len();
+    // the key: bare or quoted segments joined by dots; the last one counts
+    let mut p = ws(0);
+    let mut last;
+    loop {
+        let r = &s[p..];
+        if let Some(q) = r.chars().next().filter(|c| *c == '"' || *c == '\'') {
+            let end = r[1..].find(q)?;
+            last = &r[1..=end];
+            p += end + 2;
+        } else {
+            let len = r
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                .unwrap_or(r.len());
+            if len == 0 {
+                return None;
+            }
+            last = &r[..len];
+            p += len;
+        }
+        p = ws(p);
+        if s[p..].starts_with('.') {
+            p = ws(p + 1);
+        } else {
+            break;
+        }
+    }
+    if !is_token_key(last) || !s[p..].starts_with('=') {
+        return None;
+    }
+    p = ws(p + 1);
+    let r = &s[p..];
+    for delim in ["\"\"\"", "'''"] {
+        if let Some(inner) = r.strip_prefix(delim) {
+            let v = p + 3;
+            return Some(match inner.find(delim) {
+                Some(end) => (v..v + end, None),
+                None => (v..s.len(), Some(delim)),
+            });
+        }
+    }
+    if let Some(inner) = r.strip_prefix('"') {
+        // a basic string: `\"` does not close it
+        let mut escaped = false;
+        let end = inner
+            .char_indices()
+            .find(|&(_, c)| {
+                let close = c == '"' && !escaped;
+                escaped = c == '\\' && !escaped;
+                close
+            })
+            .map_or(inner.len(), |(i, _)| i);
+        return Some((p + 1..p + 1 + end, None));
+    }
+    if let Some(inner) = r.strip_prefix('\'') {
+        let end = inner.find('\'').unwrap_or(inner.len());
+        return Some((p + 1..p + 1 + end, None));
+    }
+    let end = r.find(BARE_END).unwrap_or(r.len());
+    Some((p..p + end, None))
+}
+
+/// Rule "token prefix": every word that starts with a known prefix, up to
+/// its last token character (`[A-Za-z0-9_.-]`), wherever it is.
+fn mask_prefixed(text: &str) -> String {
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (i, c) in text.char_indices() {
+        if i < copied
+            || !(c == 'g' || c == 'G')
+            || !TOKEN_PREFIXES.iter().any(|p| text[i..].starts_with(p))
+        {
+            continue;
+        }
+        let rest = &text[i..];
+        let end = rest.find(|c: char| !is_token_char(c)).unwrap_or(rest.len());
+        let word = &rest[..end];
+        // nothing after the prefix: a mask (`glrt-…abcd`) or prose ("glrt- tokens")
+        if shown_prefix_len(word) == word.len() {
+            continue;
+        }
+        out.push_str(&text[copied..i]);
+        out.push_str(&mask(word));
+        copied = i + end;
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 /// Does this admin-token look like an access token (for `POST /user/runners`)?
@@ -148,15 +364,43 @@ mod tests {
     #[test]
     fn masks_keep_prefix_and_tail_only() {
         let cases = [
-            ("glrt-t3_abcdefghijklmnopqrst", "glrt-…qrst"),
+            ("glrt-t3_abcdefghijklmnopqrst", "glrt-t3_…qrst"),
+            ("glrt-abcdefghijklmnopqrst", "glrt-…qrst"),
+            ("glrtr-abcdefghijklmnopqrst", "glrtr-…qrst"),
             ("glpat-0123456789abcdefghij", "glpat-…ghij"),
-            ("GR1348941abcdefghijklmnop", "…mnop"),
+            ("glptt-0123456789abcdefghij", "glptt-…ghij"),
+            ("GR1348941abcdefghijklmnop", "GR1348941…mnop"),
+            ("t3_abcdefghijklmnopqrst", "…qrst"),
             ("short", "…"),
+            ("", "…"),
+            ("glrt-", "glrt-…"),
             ("glrt-short", "glrt-…"),
+            ("glrt-t1_short", "glrt-t1_…"),
             (
                 "mycompany-glrt-abcdefghijklmnopqrst",
                 "mycompany-glrt-…qrst",
             ),
+            (
+                "mycompany-glrt-t2_abcdefghijklmnopqrst",
+                "mycompany-glrt-t2_…qrst",
+            ),
+            // only GitLab's prefixes are shown, never a word of the token
+            ("glrt-abcd-efghijklmnopqrstu", "glrt-…rstu"),
+            ("abcd-efgh-ijklmnopqrstuvwx", "…uvwx"),
+            ("abcd-efghijklmnopqrstuvwx", "…uvwx"),
+            ("Abcd-glrt-efghijklmnopqrstuvwx", "…uvwx"),
+            ("abcd-GR1348941efghijklmnopqrst", "…qrst"),
+            ("glrt_abcdefghijklmnopqrst", "…qrst"),
+            ("GLRT-abcdefghijklmnopqrst", "…qrst"),
+            // 15 characters after the prefix: no tail
+            ("glrt-abcdefghijklmno", "glrt-…"),
+            ("glrt-abcdefghijklmnop", "glrt-…mnop"),
+            // characters, not bytes
+            ("glrt-ééééééééééééééééé", "glrt-…éééé"),
+            ("ééééééééééééééé", "…"),
+            ("€€€€-glrt-abcdefghijklmnopqrst", "…qrst"),
+            ("glrt-€", "glrt-…"),
+            ("g", "…"),
         ];
         for (token, want) in cases {
             assert_eq!(Secret::new(token).hint(), want, "{token}");
@@ -190,5 +434,151 @@ mod tests {
         assert!(!out.contains("secretsecretsecret1234"));
         assert!(out.contains("  token = \"glrt-…qrst\""));
         assert!(out.contains("T=…1234"));
+    }
+
+    #[test]
+    fn masks_token_values_in_any_quoting_and_invalid_toml() {
+        // `%`: a token without a known prefix that is not among the secrets
+        const T: &str = "abcdefghijklmnopqrst";
+        let cases = [
+            ("token = \"%\"", "token = \"…qrst\""),
+            ("token = '%'", "token = '…qrst'"),
+            ("  token='%'", "  token='…qrst'"),
+            ("token   =   \"%\"  # old", "token   =   \"…qrst\"  # old"),
+            ("token = \"\"\"%\"\"\"", "token = \"\"\"…qrst\"\"\""),
+            ("token = '''%'''", "token = '''…qrst'''"),
+            (
+                "token = \"\"\"\n  %\n\"\"\"\nurl = \"%\"",
+                "token = \"\"\"\n  …qrst\n\"\"\"\nurl = \"%\"",
+            ),
+            ("token = '''\n%'''", "token = '''\n…qrst'''"),
+            ("token = %", "token = …qrst"),
+            ("token = % # bare", "token = …qrst # bare"),
+            ("token = \"a\\\"bcdefghijklmnopqrst\"", "token = \"…qrst\""),
+            // unterminated
+            ("token = \"%", "token = \"…qrst"),
+            ("token = '%", "token = '…qrst"),
+            (
+                "token = \"%\r\nurl = 'u'\r\n",
+                "token = \"…qrst\r\nurl = 'u'\r\n",
+            ),
+            // quoted, dotted, `*_token` and `*-token` keys
+            ("\"token\" = \"%\"", "\"token\" = \"…qrst\""),
+            ("'token' = '%'", "'token' = '…qrst'"),
+            ("runners . token = '%'", "runners . token = '…qrst'"),
+            ("registration_token = '%'", "registration_token = '…qrst'"),
+            ("PRIVATE-TOKEN=% x", "PRIVATE-TOKEN=…qrst x"),
+            (
+                "x = { token = '%', id = 1 }",
+                "x = { token = '…qrst', id = 1 }",
+            ),
+            (
+                "env = [\"RUNNER_TOKEN=%\"]",
+                "env = [\"RUNNER_TOKEN=…qrst\"]",
+            ),
+            // keys that only start with token, and prose, are left alone
+            (
+                "token_expires_at = 2030-01-01T00:00:00Z",
+                "token_expires_at = 2030-01-01T00:00:00Z",
+            ),
+            ("tokens = '%'", "tokens = '%'"),
+            ("token: %", "token: %"),
+            (
+                "invalid_token: Token is expired",
+                "invalid_token: Token is expired",
+            ),
+            // invalid TOML
+            (
+                "[[runners]\ntoken = \"%\"\n",
+                "[[runners]\ntoken = \"…qrst\"\n",
+            ),
+            ("= token = '%", "= token = '…qrst"),
+            // placeholders and masks stay readable
+            (
+                "token = \"<new token for shell>\"",
+                "token = \"<new token for shell>\"",
+            ),
+            ("token = 'glrt-t3_…qrst'", "token = 'glrt-t3_…qrst'"),
+            ("token = ''", "token = ''"),
+            // characters, not bytes
+            ("token = \"ééééééééééééééééé\" # ü", "token = \"…éééé\" # ü"),
+        ];
+        for (text, want) in cases {
+            let (text, want) = (text.replace('%', T), want.replace('%', T));
+            assert_eq!(mask_tokens(&text, &[]), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn masks_prefixed_and_known_tokens_anywhere() {
+        let cases: [(&str, &[&str], &str); 12] = [
+            (
+                "env = [\"X=glpat-abcdefghijklmnopqrst\", \"Y=1\"]",
+                &[],
+                "env = [\"X=glpat-…qrst\", \"Y=1\"]",
+            ),
+            (
+                "url = \"https://oauth2:glpat-abcdefghijklmnopqrst@gitlab.example.com\"",
+                &[],
+                "url = \"https://oauth2:glpat-…qrst@gitlab.example.com\"",
+            ),
+            (
+                "# registered with GR1348941abcdefghijklmnop",
+                &[],
+                "# registered with GR1348941…mnop",
+            ),
+            (
+                "name = \"mycompany-glrt-t3_abcdefghijklmnopqrst\"",
+                &[],
+                "name = \"mycompany-glrt-t3_…qrst\"",
+            ),
+            // a trailing `.` is a token character
+            ("a=glrtr-abcdefghijklmnopqrst.", &[], "a=glrtr-…rst."),
+            ("FOO_glrt-abc", &[], "FOO_glrt-…"),
+            // masks and prose are kept
+            (
+                "put an access token (glpat-…) here; glrt- tokens; glrt-t3_…qrst",
+                &[],
+                "put an access token (glpat-…) here; glrt- tokens; glrt-t3_…qrst",
+            ),
+            // every known secret, wherever it is
+            (
+                "description = \"xyzabcdefghijklmnopqrst\"",
+                &["abcdefghijklmnopqrst"],
+                "description = \"xyz…qrst\"",
+            ),
+            // the longest first: no rest of a longer secret is left
+            (
+                "x abcdefghijklmnopqrstuv y",
+                &["abcdefghij", "abcdefghijklmnopqrstuv", ""],
+                "x …stuv y",
+            ),
+            // what GitLab or a proxy may echo
+            (
+                "bad request: token=GR1348941abcdefghijklmnop PRIVATE-TOKEN=glpat-abcdefghijklmnopqrst",
+                &[],
+                "bad request: token=GR1348941…mnop PRIVATE-TOKEN=glpat-…qrst",
+            ),
+            (
+                "{\"token\":\"abcdefghijklmnopqrst\"}",
+                &["abcdefghijklmnopqrst"],
+                "{\"token\":\"…qrst\"}",
+            ),
+            ("ü glrt-abcdefghijklmnopqrst ü", &[], "ü glrt-…qrst ü"),
+        ];
+        for (text, secrets, want) in cases {
+            assert_eq!(mask_tokens(text, secrets), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn masking_any_text_never_panics() {
+        let text =
+            "token = \"\"\"é\n'ü glrt-t3_ééé\" = token='€GR1348941 x_token=\"\r\n{ token = é, ";
+        for (i, _) in text.char_indices() {
+            for (j, _) in text[i..].char_indices() {
+                mask_tokens(&text[i..i + j], &["é", "token"]);
+            }
+        }
     }
 }

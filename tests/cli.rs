@@ -1622,3 +1622,187 @@ fn stateless_status_and_unregister_work_from_gitlab() {
     assert_eq!(p.snapshot("config.toml"), before);
     assert_no_secrets(&r, &gl);
 }
+
+/// A JSON error body (GitLab's, or a proxy's) with this message.
+fn echo(status: u16, message: &str) -> FaultKind {
+    FaultKind::Raw {
+        status,
+        content_type: "application/json".into(),
+        body: serde_json::json!({ "message": message }).to_string(),
+    }
+}
+
+#[test]
+fn a_gitlab_error_echoing_the_registration_token_is_masked() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    gl.world().fault(
+        Some("POST"),
+        "/runners",
+        echo(
+            400,
+            &format!("bad request: token={REGISTRATION_TOKEN} PRIVATE-TOKEN={ADMIN_PAT}"),
+        ),
+        1,
+    );
+    let r = run(&p, &gl, &["-vv"]);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr.contains(
+            "POST /runners: 400 bad request: token=GR1348941…tK8a PRIVATE-TOKEN=glpat-…6789"
+        ),
+        "{r:?}"
+    );
+    assert_no_secrets(&r, &gl);
+
+    // without a known prefix or a key: only knowing what was sent masks it
+    let p = Prefix::standard("OldRegistrationToken0123");
+    gl.world().instance_registration_token = "OldRegistrationToken0123".into();
+    gl.world().fault(
+        Some("POST"),
+        "/runners",
+        echo(
+            400,
+            "400 Bad request - OldRegistrationToken0123 (from body)",
+        ),
+        1,
+    );
+    let r = run(&p, &gl, &["-vv"]);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr
+            .contains("POST /runners: 400 400 Bad request - …0123 (from body)"),
+        "{r:?}"
+    );
+    assert_no_secrets(&r, &gl);
+}
+
+#[test]
+fn a_gitlab_error_echoing_the_access_token_is_masked() {
+    // an access token from before GitLab 14.5: no glpat- prefix
+    const OLD_PAT: &str = "OldAccessToken0123456789";
+    let mut world = World::default();
+    let admin = world.pats[ADMIN_PAT].clone();
+    world.pats.insert(OLD_PAT.into(), admin);
+    let gl = FakeGitlab::start(world);
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    p.write("access-token", OLD_PAT);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let id = p.state_id("shell");
+    gl.world().rotate(id);
+    // the heal: POST /runners/:id/reset_authentication_token with the access token
+    gl.world().fault(
+        Some("POST"),
+        &format!("/runners/{id}/reset_authentication_token"),
+        echo(400, &format!("400 Bad request - {OLD_PAT} {ADMIN_PAT}")),
+        1,
+    );
+    let r = run(&p, &gl, &["-vv"]);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr.contains(&format!(
+            "POST /runners/{id}/reset_authentication_token: 400 400 Bad request - …6789 glpat-…6789"
+        )),
+        "{r:?}"
+    );
+    assert_no_secrets(&r, &gl);
+
+    // stateless: GET /runners/all
+    let p = Prefix::standard(ADMIN_PAT);
+    p.write("access-token", OLD_PAT);
+    gl.world()
+        .fault(Some("GET"), "/runners/all", echo(400, OLD_PAT), 1);
+    let r = run(&p, &gl, &["--stateless", "-vv"]);
+    assert_code(&r, 78);
+    assert!(r.stderr.contains("GET /runners/all"), "{r:?}");
+    assert_no_secrets(&r, &gl);
+}
+
+#[test]
+fn a_retried_gitlab_error_echoing_the_runner_token_is_masked() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    // one runner, so the fault surely hits the request whose token it echoes
+    p.write("runner-data.json", "{\"shell\": {}}");
+    p.write(
+        "config.template",
+        "[[runners]]\n  name = \"{hostname}-shell\"\n  token = \"{shell}\"\n",
+    );
+    assert_code(&run(&p, &gl, &[]), 0);
+    let token = p.state_token("shell");
+    assert!(!token.starts_with("gl"), "a token without a known prefix");
+    gl.world().requests.clear();
+    gl.world().fault(
+        Some("POST"),
+        "/runners/verify",
+        echo(502, &format!("502 Bad Gateway: upstream got {token}")),
+        1,
+    );
+    let r = run(&p, &gl, &["-vv"]);
+    assert_code(&r, 0);
+    assert_eq!(gl.world().lines().len(), 2, "{r:?}");
+    let tail = &token[token.len() - 4..];
+    assert!(
+        r.stderr.contains(&format!(
+            "POST /runners/verify: 502 502 Bad Gateway: upstream got …{tail}; retrying in"
+        )),
+        "{r:?}"
+    );
+    assert_no_secrets(&r, &gl);
+
+    // until --wait runs out
+    gl.world().fault(
+        Some("POST"),
+        "/runners/verify",
+        echo(502, &format!("502 Bad Gateway: upstream got {token}")),
+        100,
+    );
+    let r = run(&p, &gl, &["--wait", "1s"]);
+    assert_code(&r, 69);
+    assert!(r.stderr.contains("gave up after"), "{r:?}");
+    assert_no_secrets(&r, &gl);
+}
+
+#[test]
+fn plan_prints_no_token_of_config_toml_in_any_quoting() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let config = p.read("config.toml");
+    let shell = p.state_token("shell");
+
+    // every string in single quotes (TOML literal strings)
+    p.write("config.toml", &config.replace('"', "'"));
+    let r = run(&p, &gl, &["plan"]);
+    assert_code(&r, 2);
+    assert!(r.stdout.contains("-  token = '…"), "{r:?}");
+    assert_no_secrets(&r, &gl);
+
+    // a token this host never stored (gitlab-runner rotated it), written in
+    // ways that TOML may or may not accept
+    let rotated = gl.world().rotate(p.state_id("shell"));
+    let shown = format!("…{}", &rotated[rotated.len() - 4..]);
+    let line = format!("token = \"{shell}\"");
+    let variants = [
+        format!("token = '{rotated}'"),
+        format!("token = '{rotated}"),
+        format!("token = \"{rotated}"),
+        format!("token = \"\"\"\n{rotated}\n\"\"\""),
+        format!("token = '''{rotated}"),
+        format!("token = {rotated}"),
+        format!("\"token\" = '{rotated}'"),
+        format!("{line}\n  environment = [\"RUNNER_TOKEN={rotated}\", \"X=glrt-{rotated}\"]"),
+        format!("{line}\n  [[runners]\n  token = '{rotated}"),
+    ];
+    for v in variants {
+        p.write("config.toml", &config.replace(&line, &v));
+        let r = run(&p, &gl, &["plan"]);
+        assert_code(&r, 2);
+        assert!(r.stdout.contains("would rewrite"), "{v}: {r:?}");
+        assert!(
+            r.stdout.contains(&shown),
+            "the old line, masked: {v}: {r:?}"
+        );
+        assert_no_secrets(&r, &gl);
+    }
+}

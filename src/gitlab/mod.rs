@@ -7,7 +7,7 @@ pub mod api;
 
 use crate::clock;
 use crate::error::{Error, Kind, Result};
-use crate::secret::Secret;
+use crate::secret::{Secret, mask_tokens};
 use crate::settings::Scope;
 use api::{ErrorBody, RunnerDetails, TokenAnswer};
 use serde_json::{Value, json};
@@ -66,8 +66,13 @@ enum Repeat {
 
 struct Reply {
     status: u16,
+    /// As GitLab sent it, for decoding; shown only through `message()` and
+    /// `redacted()`, which mask it.
     body: String,
     next_page: Option<String>,
+    /// What the request sent that is secret (its `token`, the
+    /// `PRIVATE-TOKEN`): GitLab or a proxy may echo it in an error.
+    secrets: Vec<Secret>,
 }
 
 pub struct Client {
@@ -427,8 +432,9 @@ impl Client {
             None => builder,
         };
         let shown = path.split('?').next().unwrap_or(path);
+        let secrets = sent_secrets(pat, body);
         if let Some(b) = body {
-            log::trace!("{method} {shown} -> {}", redacted(&b.to_string()));
+            log::trace!("{method} {shown} -> {}", redacted(&b.to_string(), &secrets));
         }
         let response = match body {
             Some(b) => {
@@ -461,12 +467,13 @@ impl Client {
             .with_config()
             .limit(16 * 1024 * 1024)
             .read_to_string()?;
-        log::trace!("{method} {shown} <- {status} {}", redacted(&body));
+        log::trace!("{method} {shown} <- {status} {}", redacted(&body, &secrets));
         Ok((
             Reply {
                 status,
                 body,
                 next_page,
+                secrets,
             },
             retry_after,
         ))
@@ -506,9 +513,30 @@ fn tls_refusal(e: &ureq::Error) -> Option<String> {
     }
 }
 
-/// A body for trace logs: JSON with every `token` value masked; anything
-/// else only by size.
-fn redacted(body: &str) -> String {
+/// The secrets a request sends: the `PRIVATE-TOKEN` and every `token` or
+/// `*_token` value of its JSON body.
+fn sent_secrets(pat: Option<&Secret>, body: Option<&Value>) -> Vec<Secret> {
+    let mut out: Vec<Secret> = pat.into_iter().cloned().collect();
+    if let Some(Value::Object(map)) = body {
+        out.extend(
+            map.iter()
+                .filter(|(k, _)| *k == "token" || k.ends_with("_token"))
+                .filter_map(|(_, v)| v.as_str())
+                .map(Secret::new),
+        );
+    }
+    out
+}
+
+/// Mask `secrets` and anything token-like in a text from GitLab.
+fn masked(text: &str, secrets: &[Secret]) -> String {
+    let secrets: Vec<&str> = secrets.iter().map(Secret::expose).collect();
+    mask_tokens(text, &secrets)
+}
+
+/// A body for trace logs: JSON with every `token` value, every secret of
+/// the request and anything token-like masked; anything else only by size.
+fn redacted(body: &str, secrets: &[Secret]) -> String {
     fn walk(v: &mut Value) {
         match v {
             Value::Object(map) => {
@@ -528,7 +556,7 @@ fn redacted(body: &str) -> String {
     match serde_json::from_str::<Value>(body) {
         Ok(mut v) => {
             walk(&mut v);
-            v.to_string()
+            masked(&v.to_string(), secrets)
         }
         Err(_) => format!("({} bytes, not JSON)", body.len()),
     }
@@ -603,9 +631,14 @@ fn issued(what: &str, reply: &Reply) -> Result<IssuedToken> {
     })
 }
 
-/// GitLab's error text from a JSON error body, if there is one.
+/// GitLab's error text from a JSON error body, if there is one, with the
+/// request's secrets and anything token-like masked. Every error and log
+/// line that quotes GitLab takes its words from here.
 fn message(reply: &Reply) -> Option<String> {
-    serde_json::from_str::<ErrorBody>(&reply.body).ok()?.text()
+    let text = serde_json::from_str::<ErrorBody>(&reply.body)
+        .ok()?
+        .text()?;
+    Some(masked(&text, &reply.secrets))
 }
 
 fn describe_body(body: &str) -> String {
@@ -692,7 +725,7 @@ mod tests {
     #[test]
     fn trace_bodies_mask_tokens() {
         let body = r#"{"id":7,"token":"glrt-abcdefghijklmnopqrst","runners":[{"registration_token":"GR1348941abcdefghijklmnop"}]}"#;
-        let out = redacted(body);
+        let out = redacted(body, &[]);
         assert!(
             !out.contains("abcdefghijklmnopqrst") && !out.contains("GR1348941abcdefghijklmnop"),
             "{out}"
@@ -701,7 +734,53 @@ mod tests {
             out.contains(r#""token":"glrt-…qrst""#) && out.contains(r#""id":7"#),
             "{out}"
         );
-        assert_eq!(redacted("<html>"), "(6 bytes, not JSON)");
+        assert_eq!(redacted("<html>", &[]), "(6 bytes, not JSON)");
+        let echo = r#"{"message":"bad: abcdefghijklmnopqrst, glpat-0123456789abcdefghij"}"#;
+        let out = redacted(echo, &[Secret::new("abcdefghijklmnopqrst")]);
+        assert_eq!(out, r#"{"message":"bad: …qrst, glpat-…ghij"}"#);
+    }
+
+    #[test]
+    fn error_texts_mask_what_the_request_sent() {
+        let body = json!({ "token": "abcdefghij0123456789", "description": "node12-shell" });
+        let pat = Secret::new("notaprefix0123456789xyz");
+        let reply = |text: &str| Reply {
+            status: 400,
+            body: text.to_string(),
+            next_page: None,
+            secrets: sent_secrets(Some(&pat), Some(&body)),
+        };
+        let cases = [
+            (
+                r#"{"message":"400 Bad request - token abcdefghij0123456789 from notaprefix0123456789xyz"}"#,
+                "400 Bad request - token …6789 from …9xyz",
+            ),
+            (
+                r#"{"message":{"token":["abcdefghij0123456789 is invalid"]}}"#,
+                r#"{"token":["…6789 is invalid"]}"#,
+            ),
+            (
+                r#"{"error":"invalid_token","error_description":"Token is expired."}"#,
+                "invalid_token: Token is expired.",
+            ),
+            (
+                r#"{"message":"404 Runner Not Found"}"#,
+                "404 Runner Not Found",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(message(&reply(text)).as_deref(), Some(want), "{text}");
+        }
+        let r = reply(r#"{"message":"echo abcdefghij0123456789"}"#);
+        let e = unexpected("POST /runners", &r).to_string();
+        assert!(
+            !e.contains("abcdefghij0123456789") && e.contains("…6789"),
+            "{e}"
+        );
+        assert_eq!(
+            r.body, r#"{"message":"echo abcdefghij0123456789"}"#,
+            "raw body kept"
+        );
     }
 
     #[test]
