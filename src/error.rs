@@ -23,6 +23,10 @@ pub enum Kind {
     Denied,
     /// A configuration problem (78).
     Config,
+    /// Stopped by SIGINT (130).
+    Interrupted,
+    /// Stopped by SIGTERM (143).
+    Terminated,
 }
 
 impl Kind {
@@ -36,6 +40,8 @@ impl Kind {
             Kind::LockBusy => 75,
             Kind::Denied => 77,
             Kind::Config => 78,
+            Kind::Interrupted => 130,
+            Kind::Terminated => 143,
         }
     }
 }
@@ -128,7 +134,8 @@ pub const EXIT_CODES: &str = "\
   73  cannot write an output file
   75  another run holds the lock
   77  permission or authentication refused
-  78  configuration error";
+  78  configuration error
+  130 stopped by SIGINT, 143 by SIGTERM (every token GitLab issued is saved)";
 
 #[cfg(test)]
 mod tests {
@@ -145,10 +152,17 @@ mod tests {
             (Kind::LockBusy, 75),
             (Kind::Denied, 77),
             (Kind::Config, 78),
+            (Kind::Interrupted, 130),
+            (Kind::Terminated, 143),
         ];
         for (kind, code) in table {
             assert_eq!(kind.exit_code(), code);
-            assert!(EXIT_CODES.contains(&format!("  {code}  ")));
+            assert!(
+                EXIT_CODES.contains(&format!("  {code}  "))
+                    || EXIT_CODES.contains(&format!("  {code} "))
+                    || EXIT_CODES.contains(&format!(", {code} ")),
+                "{code}"
+            );
         }
     }
 

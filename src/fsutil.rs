@@ -27,24 +27,83 @@ pub fn same_content(path: &Path, bytes: &[u8]) -> bool {
     trust::read(path, Class::Input).is_ok_and(|b| b.as_deref() == Some(bytes))
 }
 
+/// The directory of `path` (`.` for a bare name).
+pub fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// The temporary file [`write_atomic`] uses for `path` in process `pid`.
+fn temp_path(path: &Path, pid: u32) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    dir_of(path).join(format!(".{name}.tmp-{pid}"))
+}
+
+/// Temporary files of [`write_atomic`] for `path` that an earlier run left
+/// behind (killed between writing and renaming): `.NAME.tmp-PID`.
+pub fn leftover_temps(path: &Path) -> Vec<PathBuf> {
+    let Some(name) = path.file_name() else {
+        return Vec::new();
+    };
+    let stem = format!(".{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir_of(path)) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix(&stem))
+                .is_some_and(|pid| !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit()))
+        })
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Prove that `dir` accepts a write of `bytes` bytes before GitLab issues a
+/// token that would have to be written there: create, fill, fsync and
+/// remove a probe file.
+pub fn probe_writable(dir: &Path, bytes: usize) -> Result<()> {
+    let probe = dir.join(format!(".gitlab-runner-auth.probe-{}", std::process::id()));
+    let _ = std::fs::remove_file(&probe);
+    let guard = TempGuard(Some(probe.clone()));
+    let fail = |e: std::io::Error| {
+        Error::write(dir, e).context("cannot persist a new token, so none was asked for")
+    };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(trust::OPEN_FLAGS)
+        .open(&probe)
+        .map_err(fail)?;
+    file.write_all(&vec![0u8; bytes]).map_err(fail)?;
+    file.sync_all().map_err(fail)?;
+    drop(file);
+    drop(guard);
+    Ok(())
+}
+
 /// Replace `path` with `bytes`, mode `0600`. A file that already exists keeps
 /// its owner and group. Never leaves a truncated file behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::write(path, "not a file path"))?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let dir = dir_of(path);
+    if path.file_name().is_none() {
+        return Err(Error::write(path, "not a file path"));
+    }
+    let tmp = temp_path(path, std::process::id());
     let _ = std::fs::remove_file(&tmp);
     let mut guard = TempGuard(Some(tmp.clone()));
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
+        .custom_flags(trust::OPEN_FLAGS)
         .open(&tmp)
         .map_err(|e| Error::write(path, e))?;
     file.write_all(bytes).map_err(|e| Error::write(path, e))?;
@@ -94,7 +153,7 @@ pub fn lock(path: &Path, wait: Duration) -> Result<Lock> {
         match file.try_lock() {
             Ok(()) => return Ok(Lock { _file: file }),
             Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(100));
+                crate::signals::sleep(Duration::from_millis(100), "taking the lock")?;
             }
             Err(TryLockError::WouldBlock) => {
                 return Err(Error::new(
@@ -140,6 +199,20 @@ mod tests {
             1,
             "no temp file left"
         );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn leftovers_and_probes() {
+        let d = scratch("t");
+        let p = d.join("runner-data.json");
+        for n in [".runner-data.json.tmp-12", ".runner-data.json.tmp-x", "runner-data.json", ".config.toml.tmp-3"] {
+            std::fs::write(d.join(n), "x").unwrap();
+        }
+        assert_eq!(leftover_temps(&p), vec![d.join(".runner-data.json.tmp-12")]);
+        probe_writable(&d, 4096).unwrap();
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 4, "the probe is gone");
+        assert_eq!(probe_writable(&d.join("missing"), 1).unwrap_err().kind(), Kind::Write);
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -12,6 +12,7 @@ mod host;
 mod reconcile;
 mod secret;
 mod settings;
+mod signals;
 mod state;
 mod status;
 mod template;
@@ -58,6 +59,7 @@ fn run() -> i32 {
         return 0;
     }
     init_logging(args.verbose, args.quiet);
+    signals::install();
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
     let result = settings::Settings::from_args(&args, credentials).and_then(|s| reconcile::run(&s));
     match result {
