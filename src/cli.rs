@@ -134,17 +134,46 @@ fn parse_bool(name: &str, value: &str) -> Result<bool> {
     }
 }
 
+/// `--tag=T` as `--tag T` (one pair of matching quotes dropped, as pico-args
+/// does), so tags keep their command-line order: pico-args finds every
+/// `--tag T` before any `--tag=T`.
+fn split_tag_eq(argv: Vec<OsString>) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(argv.len());
+    for arg in argv {
+        let value = arg
+            .to_str()
+            .and_then(|a| a.strip_prefix("--tag="))
+            .map(|v| match v.as_bytes() {
+                [q @ (b'"' | b'\''), .., last] if q == last => &v[1..v.len() - 1],
+                _ => v,
+            });
+        match value {
+            Some(v) if !v.is_empty() => {
+                out.push(OsString::from("--tag"));
+                out.push(OsString::from(v));
+            }
+            _ => out.push(arg),
+        }
+    }
+    out
+}
+
 /// Parse `argv` (without the program name); `env` looks up variables.
 pub fn parse(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Result<Args> {
-    let mut p = pico_args::Arguments::from_vec(argv);
+    let mut p = pico_args::Arguments::from_vec(split_tag_eq(argv));
     let usage = |e: pico_args::Error| Error::usage(format!("{e}; see --help"));
+    // A single-value option: `--key value` or `--key=value`, at most once.
     let text = |p: &mut pico_args::Arguments, keys: &[&'static str]| -> Result<Option<String>> {
         let long = keys[keys.len() - 1];
-        let flag = match keys {
+        let mut take = || match keys {
             [s, l] => p.opt_value_from_str::<_, String>([*s, *l]),
             _ => p.opt_value_from_str::<_, String>(long),
+        };
+        let flag = take().map_err(usage)?;
+        // pico-args takes the first occurrence; anything left is a repeat
+        if flag.is_some() && !matches!(take(), Ok(None)) {
+            return Err(Error::usage(format!("{long} given twice")));
         }
-        .map_err(usage)?;
         Ok(flag.or_else(|| env(&env_name(&long[2..])).filter(|v| !v.is_empty())))
     };
     let flag = |p: &mut pico_args::Arguments, keys: &[&'static str]| -> Result<bool> {
@@ -321,6 +350,80 @@ mod tests {
             let e = run(argv, env).unwrap_err();
             assert_eq!(e.exit_code(), 64);
             assert!(e.to_string().contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_single_value_option_given_twice() {
+        let options = [
+            "--api-url",
+            "--prefix",
+            "--config",
+            "--template",
+            "--hostname",
+            "--registration",
+            "--runner-type",
+            "--group-id",
+            "--project-id",
+            "--max-delete",
+            "--rotate-before",
+            "--ca-file",
+            "--timeout",
+            "--wait",
+        ];
+        for opt in options {
+            let eq = format!("{opt}=b");
+            for argv in [
+                vec![opt, "a", opt, "b"],
+                vec![opt, "a", "plan", &eq],
+                vec![&eq, opt, "a"],
+            ] {
+                let e = run(&argv, &[]).unwrap_err();
+                assert_eq!(e.exit_code(), 64, "{argv:?}");
+                assert_eq!(e.to_string(), format!("{opt} given twice"), "{argv:?}");
+            }
+        }
+        for argv in [
+            ["-p", "/a", "--prefix", "/b"],
+            ["--prefix", "/a", "-p", "/b"],
+        ] {
+            let e = run(&argv, &[]).unwrap_err();
+            assert_eq!(e.to_string(), "--prefix given twice", "{argv:?}");
+        }
+        let e = run(&["--hostname", "a", "--hostname"], &[]).unwrap_err();
+        assert_eq!(e.to_string(), "--hostname given twice");
+        // once on the command line and once in the environment: the flag wins
+        let a = run(
+            &["--hostname", "a"],
+            &[("GITLAB_RUNNER_AUTH_HOSTNAME", "b")],
+        )
+        .unwrap();
+        assert_eq!(a.hostname.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn key_equals_value_forms() {
+        let a = run(
+            &[
+                "--hostname=h1",
+                "-p=/x",
+                "--wait=5s",
+                "--tag=a",
+                "--tag",
+                "b",
+                "--tag='c'",
+                "status",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(a.hostname.as_deref(), Some("h1"));
+        assert_eq!(a.prefix, Some(PathBuf::from("/x")));
+        assert_eq!(a.wait.as_deref(), Some("5s"));
+        assert_eq!(a.tags, vec!["a", "b", "c"], "in command-line order");
+        assert_eq!(a.command, Command::Status);
+        for argv in [["--hostname="], ["--tag="], ["--tag=''"]] {
+            assert_eq!(run(&argv, &[]).unwrap_err().exit_code(), 64, "{argv:?}");
         }
     }
 
