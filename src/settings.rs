@@ -97,15 +97,28 @@ pub fn normalize_api_url(url: &str) -> Result<(String, String)> {
     Ok((base.to_string(), format!("{base}/api/v4")))
 }
 
-fn duration(name: &str, value: Option<&str>, default: Duration) -> Result<Duration> {
-    match value {
-        None => Ok(default),
-        Some(v) => parse_duration(v).ok_or_else(|| {
-            Error::usage(format!(
-                "invalid {name} '{v}': expected a duration such as 30s, 5m, 2h, 7d"
-            ))
-        }),
+/// The longest `--wait` and `--timeout`: a boot never waits longer.
+pub const MAX_WAIT: Duration = Duration::from_secs(7 * 86_400);
+/// The longest `--rotate-before`: ten years, past any token lifetime.
+pub const MAX_ROTATE_BEFORE: Duration = Duration::from_secs(3650 * 86_400);
+
+/// A duration option, at most `max` (shown in days in the message).
+fn duration(name: &str, value: Option<&str>, default: Duration, max: Duration) -> Result<Duration> {
+    let Some(v) = value else {
+        return Ok(default);
+    };
+    let d = parse_duration(v).ok_or_else(|| {
+        Error::usage(format!(
+            "invalid {name} '{v}': expected a duration such as 30s, 5m, 2h, 7d"
+        ))
+    })?;
+    if d > max {
+        return Err(Error::usage(format!(
+            "invalid {name} '{v}': at most {}d",
+            max.as_secs() / 86_400
+        )));
     }
+    Ok(d)
 }
 
 fn id(name: &str, value: Option<&str>) -> Result<Option<u64>> {
@@ -206,10 +219,11 @@ impl Settings {
                 "--rotate-before",
                 a.rotate_before.as_deref(),
                 Duration::ZERO,
+                MAX_ROTATE_BEFORE,
             )?,
             ca_file: a.ca_file.clone(),
-            timeout: duration("--timeout", a.timeout.as_deref(), DEFAULT_TIMEOUT)?,
-            wait: duration("--wait", a.wait.as_deref(), DEFAULT_WAIT)?,
+            timeout: duration("--timeout", a.timeout.as_deref(), DEFAULT_TIMEOUT, MAX_WAIT)?,
+            wait: duration("--wait", a.wait.as_deref(), DEFAULT_WAIT, MAX_WAIT)?,
             json: a.json,
         })
     }
@@ -251,6 +265,68 @@ mod tests {
         ] {
             assert_eq!(normalize_api_url(bad).unwrap_err().exit_code(), 64, "{bad}");
         }
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        type Case<'a> = (&'a str, &'a str, Option<u64>);
+        let cases: [Case; 12] = [
+            ("--wait", "7d", Some(604_800)),
+            ("--wait", "1w", Some(604_800)),
+            ("--wait", "604801", None),
+            ("--wait", "18446744073709551615s", None),
+            ("--wait", "18446744073709551616s", None),
+            ("--wait", "99999999999999999999999d", None),
+            ("--timeout", "99999d", None),
+            ("--timeout", "0s", Some(0)),
+            ("--rotate-before", "3650d", Some(3650 * 86_400)),
+            ("--rotate-before", "3651d", None),
+            ("--rotate-before", "18446744073709551615w", None),
+            ("--rotate-before", "30d", Some(30 * 86_400)),
+        ];
+        for (name, value, want) in cases {
+            let mut a = Args::default();
+            let field = match name {
+                "--wait" => &mut a.wait,
+                "--timeout" => &mut a.timeout,
+                _ => &mut a.rotate_before,
+            };
+            *field = Some(value.to_string());
+            let got = Settings::from_args(&a, None);
+            match want {
+                Some(secs) => {
+                    let s = got.unwrap();
+                    let d = match name {
+                        "--wait" => s.wait,
+                        "--timeout" => s.timeout,
+                        _ => s.rotate_before,
+                    };
+                    assert_eq!(d.as_secs(), secs, "{name} {value}");
+                }
+                None => {
+                    let e = got.unwrap_err();
+                    assert_eq!(e.exit_code(), 64, "{name} {value}");
+                    assert!(
+                        e.to_string()
+                            .starts_with(&format!("invalid {name} '{value}': ")),
+                        "{e}"
+                    );
+                }
+            }
+        }
+        let mut a = Args {
+            wait: Some("8d".into()),
+            ..Args::default()
+        };
+        let e = Settings::from_args(&a, None).unwrap_err();
+        assert_eq!(e.to_string(), "invalid --wait '8d': at most 7d");
+        a.wait = None;
+        a.rotate_before = Some("5000d".into());
+        let e = Settings::from_args(&a, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid --rotate-before '5000d': at most 3650d"
+        );
     }
 
     #[test]

@@ -795,6 +795,55 @@ fn usage_errors_help_and_version() {
 }
 
 #[test]
+fn huge_durations_are_usage_errors_before_any_request() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    let r = run(&p, &gl, &["--wait", "18446744073709551615s"]);
+    assert_code(&r, 64);
+    assert!(
+        r.stderr
+            .contains("invalid --wait '18446744073709551615s': at most 7d"),
+        "{r:?}"
+    );
+    // run() passes its own --timeout: build this command by hand
+    let r = run_cmd({
+        let mut c = command(&p);
+        c.args(["--api-url", &gl.url(), "--prefix"])
+            .arg(&p.dir)
+            .args(["--hostname", HOST, "--timeout", "99999d"]);
+        c
+    });
+    assert_code(&r, 64);
+    assert!(
+        r.stderr.contains("invalid --timeout '99999d': at most 7d"),
+        "{r:?}"
+    );
+    let r = run(&p, &gl, &["--rotate-before", "99999d"]);
+    assert_code(&r, 64);
+    assert!(gl.world().lines().is_empty(), "{:?}", gl.world().lines());
+    assert!(!p.exists("config.toml"));
+}
+
+#[test]
+fn a_huge_retry_after_gives_up_instead_of_panicking() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    gl.world().fault(
+        None,
+        "/runners/verify",
+        FaultKind::Status {
+            status: 429,
+            retry_after: Some(u64::MAX),
+        },
+        1,
+    );
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 69);
+    assert!(r.stderr.contains("gave up after 1 attempt"), "{r:?}");
+}
+
+#[test]
 fn environment_variables_configure_the_run() {
     let gl = FakeGitlab::start(World::default());
     let p = Prefix::standard(REGISTRATION_TOKEN);

@@ -386,7 +386,11 @@ impl Client {
                 }
             };
             let sleep = retry_after.unwrap_or_else(|| jitter(delay));
-            if Instant::now() + sleep > self.deadline {
+            // checked: a `Retry-After` near u64::MAX seconds overflows an Instant
+            if Instant::now()
+                .checked_add(sleep)
+                .is_none_or(|t| t > self.deadline)
+            {
                 return Err(Error::new(
                     Kind::Unreachable,
                     format!(
