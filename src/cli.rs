@@ -34,6 +34,7 @@ pub struct Args {
     pub max_delete: Option<String>,
     pub dry_run: bool,
     pub offline_ok: bool,
+    pub allow_http: bool,
     pub rotate_before: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub timeout: Option<String>,
@@ -90,6 +91,8 @@ OPTIONS (each also read from the environment variable shown; flags win):
   --dry-run               same as the plan command        [GITLAB_RUNNER_AUTH_DRY_RUN]
   --offline-ok            GitLab unreachable and config.toml present: keep
                           it, warn, exit 0                [GITLAB_RUNNER_AUTH_OFFLINE_OK]
+  --allow-http            allow plain http:// (tokens unencrypted) to a
+                          host that is not loopback       [GITLAB_RUNNER_AUTH_ALLOW_HTTP]
   --rotate-before DUR     also rotate tokens expiring within DUR (default 0)
                                                           [GITLAB_RUNNER_AUTH_ROTATE_BEFORE]
   --ca-file FILE          extra CA certificates (PEM) to trust
@@ -218,6 +221,7 @@ pub fn parse(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
     args.max_delete = text(&mut p, &["--max-delete"])?;
     args.dry_run = flag(&mut p, &["--dry-run"])?;
     args.offline_ok = flag(&mut p, &["--offline-ok"])?;
+    args.allow_http = flag(&mut p, &["--allow-http"])?;
     args.rotate_before = text(&mut p, &["--rotate-before"])?;
     args.ca_file = text(&mut p, &["--ca-file"])?.map(PathBuf::from);
     args.timeout = text(&mut p, &["--timeout"])?;
@@ -445,6 +449,7 @@ mod tests {
             "max-delete",
             "dry-run",
             "offline-ok",
+            "allow-http",
             "rotate-before",
             "ca-file",
             "timeout",

@@ -97,6 +97,43 @@ pub fn normalize_api_url(url: &str) -> Result<(String, String)> {
     Ok((base.to_string(), format!("{base}/api/v4")))
 }
 
+/// The host of `host[:port]/path` (IPv6 literals keep their brackets).
+fn host_of(authority_and_path: &str) -> &str {
+    let authority = authority_and_path.split('/').next().unwrap_or("");
+    match authority.strip_prefix('[') {
+        Some(v6) => v6
+            .split(']')
+            .next()
+            .map_or("", |h| &authority[..h.len() + 2]),
+        None => authority.split(':').next().unwrap_or(""),
+    }
+}
+
+/// 127.0.0.0/8, ::1 and localhost.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The host of a plain `http://` URL to a host that is not loopback: tokens
+/// sent there cross the network unencrypted.
+pub fn plain_http_host(url: &str) -> Option<&str> {
+    let host = host_of(url.strip_prefix("http://")?);
+    (!is_loopback(host)).then_some(host)
+}
+
+/// The refusal of plain `http://` to a host that is not loopback, unless
+/// `--allow-http` (SPEC §6).
+pub fn plain_http_refused(api_base: &str, allow_http: bool) -> Option<Error> {
+    let host = plain_http_host(api_base).filter(|_| !allow_http)?;
+    Some(Error::config(format!(
+        "refusing plain http:// to {host}: tokens would cross the network unencrypted; use https:// or pass --allow-http"
+    )))
+}
+
 /// The longest `--wait` and `--timeout`: a boot never waits longer.
 pub const MAX_WAIT: Duration = Duration::from_secs(7 * 86_400);
 /// The longest `--rotate-before`: ten years, past any token lifetime.
@@ -136,6 +173,9 @@ impl Settings {
         let (api_url, api_base) = match &a.api_url {
             Some(u) => {
                 let (url, base) = normalize_api_url(u)?;
+                if let Some(e) = plain_http_refused(&base, a.allow_http) {
+                    return Err(e);
+                }
                 (Some(url), Some(base))
             }
             None => (None, None),
@@ -265,6 +305,80 @@ mod tests {
         ] {
             assert_eq!(normalize_api_url(bad).unwrap_err().exit_code(), 64, "{bad}");
         }
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_or_with_allow_http() {
+        // (URL, allowed without --allow-http, host named in the refusal)
+        let cases = [
+            ("https://gitlab.example.com/api/v4", true, ""),
+            ("https://10.0.0.1:8443/api/v4", true, ""),
+            ("http://127.0.0.1:8080/api/v4", true, ""),
+            ("http://127.1.2.3/api/v4", true, ""),
+            ("http://localhost:80/x/api/v4", true, ""),
+            ("http://LocalHost/api/v4", true, ""),
+            ("http://[::1]:8080/api/v4", true, ""),
+            ("http://[::1]/api/v4", true, ""),
+            (
+                "http://gitlab.example.com/api/v4",
+                false,
+                "gitlab.example.com",
+            ),
+            (
+                "http://gitlab.example.com:8080/api/v4",
+                false,
+                "gitlab.example.com",
+            ),
+            ("http://127.example.com/api/v4", false, "127.example.com"),
+            ("http://127.0.0.1.nip.io/api/v4", false, "127.0.0.1.nip.io"),
+            (
+                "http://localhost.example.com/api/v4",
+                false,
+                "localhost.example.com",
+            ),
+            ("http://10.0.0.1/api/v4", false, "10.0.0.1"),
+            ("http://[2001:db8::1]:80/api/v4", false, "[2001:db8::1]"),
+            (
+                "http://[::ffff:127.0.0.1]/api/v4",
+                false,
+                "[::ffff:127.0.0.1]",
+            ),
+            ("http://0.0.0.0/api/v4", false, "0.0.0.0"),
+        ];
+        for (url, allowed, host) in cases {
+            assert!(plain_http_refused(url, true).is_none(), "{url}");
+            match plain_http_refused(url, false) {
+                None => assert!(allowed, "{url} should be refused"),
+                Some(e) => {
+                    assert!(!allowed, "{url} should be allowed: {e}");
+                    assert_eq!(e.exit_code(), 78, "{url}");
+                    assert_eq!(
+                        e.to_string(),
+                        format!(
+                            "refusing plain http:// to {host}: tokens would cross the network unencrypted; use https:// or pass --allow-http"
+                        )
+                    );
+                }
+            }
+            assert_eq!(plain_http_host(url).is_none(), allowed, "{url}");
+        }
+        let refused = Args {
+            api_url: Some("http://gitlab.example.com/".into()),
+            ..Args::default()
+        };
+        assert_eq!(
+            Settings::from_args(&refused, None).unwrap_err().exit_code(),
+            78
+        );
+        let allowed = Args {
+            allow_http: true,
+            ..refused
+        };
+        let s = Settings::from_args(&allowed, None).unwrap();
+        assert_eq!(
+            s.api_base.as_deref(),
+            Some("http://gitlab.example.com/api/v4")
+        );
     }
 
     #[test]

@@ -844,6 +844,57 @@ fn a_huge_retry_after_gives_up_instead_of_panicking() {
 }
 
 #[test]
+fn plain_http_to_a_remote_host_is_refused_unless_allow_http() {
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    // .invalid never resolves: nothing leaves the machine even if the refusal broke
+    let url = "http://gitlab.invalid";
+    let r = run_at(&p, url, &[]);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr.contains(
+            "refusing plain http:// to gitlab.invalid: tokens would cross the network unencrypted; use https:// or pass --allow-http"
+        ),
+        "{r:?}"
+    );
+    assert!(!r.stderr.contains("POST /runners"), "{r:?}");
+    assert_eq!(
+        p.files(),
+        vec!["admin-token", "config.template"],
+        "no lock taken"
+    );
+    for allow in [
+        run_at(&p, url, &["--allow-http", "--wait", "1s"]),
+        run_cmd({
+            let mut c = command(&p);
+            c.env("GITLAB_RUNNER_AUTH_ALLOW_HTTP", "yes")
+                .args(["--api-url", url, "--prefix"])
+                .arg(&p.dir)
+                .args(["--hostname", HOST, "--wait", "1s"]);
+            c
+        }),
+    ] {
+        assert_code(&allow, 69);
+        assert!(
+            allow
+                .stderr
+                .contains("using plain http:// to gitlab.invalid (--allow-http): tokens cross the network unencrypted"),
+            "{allow:?}"
+        );
+    }
+    // loopback needs no flag, and a missing URL is still "not configured"
+    let gl = FakeGitlab::start(World::default());
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 0);
+    assert!(!r.stderr.contains("plain http"), "{r:?}");
+    let r = run_cmd({
+        let mut c = command(&p);
+        c.arg("--prefix").arg(&p.dir);
+        c
+    });
+    assert_code(&r, 0);
+}
+
+#[test]
 fn environment_variables_configure_the_run() {
     let gl = FakeGitlab::start(World::default());
     let p = Prefix::standard(REGISTRATION_TOKEN);

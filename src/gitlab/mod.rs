@@ -106,11 +106,11 @@ impl Client {
             .max_redirects(0)
             .tls_config(tls)
             .build();
-        if let Some(rest) = base.strip_prefix("http://") {
-            let host = host_of(rest);
-            if !is_loopback(host) {
-                log::warn!("using plain http:// to {host}: tokens cross the network unencrypted");
-            }
+        // settings refused this unless --allow-http
+        if let Some(host) = crate::settings::plain_http_host(base) {
+            log::warn!(
+                "using plain http:// to {host} (--allow-http): tokens cross the network unencrypted"
+            );
         }
         Ok(Client {
             agent: config.into(),
@@ -477,26 +477,6 @@ impl Client {
     }
 }
 
-/// The host of `host[:port]/path` (IPv6 literals keep their brackets).
-fn host_of(authority_and_path: &str) -> &str {
-    let authority = authority_and_path.split('/').next().unwrap_or("");
-    match authority.strip_prefix('[') {
-        Some(v6) => v6
-            .split(']')
-            .next()
-            .map_or("", |h| &authority[..h.len() + 2]),
-        None => authority.split(':').next().unwrap_or(""),
-    }
-}
-
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// A TLS verification failure (never transient), with its cause.
 fn tls_refusal(e: &ureq::Error) -> Option<String> {
     match e {
@@ -705,22 +685,5 @@ mod tests {
             "{out}"
         );
         assert_eq!(redacted("<html>"), "(6 bytes, not JSON)");
-    }
-
-    #[test]
-    fn loopback_hosts() {
-        let cases = [
-            ("127.0.0.1:8080/api/v4", "127.0.0.1", true),
-            ("127.1.2.3/api/v4", "127.1.2.3", true),
-            ("localhost:80/x", "localhost", true),
-            ("[::1]:8080/api/v4", "[::1]", true),
-            ("[2001:db8::1]:80/api/v4", "[2001:db8::1]", false),
-            ("gitlab.example.com/api/v4", "gitlab.example.com", false),
-            ("127.example.com/api/v4", "127.example.com", false),
-        ];
-        for (rest, host, loopback) in cases {
-            assert_eq!(host_of(rest), host);
-            assert_eq!(is_loopback(host_of(rest)), loopback, "{rest}");
-        }
     }
 }
