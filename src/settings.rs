@@ -225,12 +225,11 @@ impl Settings {
                 Error::usage(format!("invalid --max-delete '{v}': expected a number"))
             })?,
         };
+        if let Some(h) = &a.hostname {
+            crate::host::check_tag("--hostname", h)?;
+        }
         for t in &a.tags {
-            if t.trim().is_empty() || t.contains(',') {
-                return Err(Error::usage(format!(
-                    "invalid --tag '{t}': tags cannot be empty or hold commas"
-                )));
-            }
+            crate::host::check_tag("--tag", t)?;
         }
         Ok(Settings {
             command: a.command,
@@ -473,6 +472,30 @@ mod tests {
             },
             Args {
                 tags: vec!["a,b".into()],
+                ..Args::default()
+            },
+            Args {
+                tags: vec![" ".into()],
+                ..Args::default()
+            },
+            Args {
+                tags: vec!["a\u{1b}b".into()],
+                ..Args::default()
+            },
+            Args {
+                hostname: Some("".into()),
+                ..Args::default()
+            },
+            Args {
+                hostname: Some("node 12".into()),
+                ..Args::default()
+            },
+            Args {
+                hostname: Some("a,b".into()),
+                ..Args::default()
+            },
+            Args {
+                hostname: Some("x".repeat(256)),
                 ..Args::default()
             },
         ];

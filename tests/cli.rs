@@ -1304,6 +1304,107 @@ fn stateless_first_run_creates_then_only_reads() {
 }
 
 #[test]
+fn stateless_list_query_encodes_the_hostname_tag() {
+    let mut world = World::default();
+    world.registration_enabled = false;
+    let gl = FakeGitlab::start(world);
+    let others: Vec<_> = [
+        ("other1-shell", ["other1", "other", "shell"]),
+        ("other1-batch", ["other1", "other", "batch"]),
+        ("other2-shell", ["other2", "other", "shell"]),
+    ]
+    .iter()
+    .map(|(d, tags)| gl.world().add_runner(d, tags, true))
+    .collect();
+    let before: Vec<_> = others
+        .iter()
+        .map(|id| gl.world().runners[id].clone())
+        .collect();
+    let p = stateless_prefix();
+    // run() names node12 itself: build this command by hand
+    let host = "x&tag_list=";
+    let r = run_cmd({
+        let mut c = command(&p);
+        c.args(["--api-url", &gl.url(), "--prefix"])
+            .arg(&p.dir)
+            .args(["--hostname", host, "--wait", "5s", "--stateless"]);
+        c
+    });
+    assert_code(&r, 0);
+    let w = gl.world();
+    let lists: Vec<_> = w
+        .requests
+        .iter()
+        .filter(|q| q.path == "/runners/all")
+        .collect();
+    assert_eq!(lists.len(), 1, "{:?}", w.lines());
+    assert_eq!(
+        lists[0].query,
+        "type=instance_type&tag_list=x%26tag_list%3D&per_page=100&page=1"
+    );
+    assert_eq!(lists[0].param("tag_list").unwrap(), host);
+    assert!(
+        !w.lines().iter().any(|l| l.starts_with("DELETE")),
+        "{:?}",
+        w.lines()
+    );
+    for (id, was) in others.iter().zip(&before) {
+        let now = &w.runners[id];
+        assert_eq!(
+            (&now.token, &now.description, &now.tags),
+            (&was.token, &was.description, &was.tags),
+            "runner {id} of another host untouched"
+        );
+        assert!(
+            !w.lines()
+                .iter()
+                .any(|l| l.contains(&format!("/runners/{id}"))),
+            "no request about runner {id}: {:?}",
+            w.lines()
+        );
+    }
+    let mine: Vec<_> = w
+        .runners
+        .values()
+        .filter(|r| r.tags.contains(&host.to_string()))
+        .map(|r| r.description.clone())
+        .collect();
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    assert_eq!(w.runners.len(), 5);
+}
+
+#[test]
+fn a_hostname_or_tag_gitlab_would_split_is_a_usage_error() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    let r = run(&p, &gl, &["--tag", "a b"]);
+    assert_code(&r, 64);
+    assert!(
+        r.stderr
+            .contains(r#"invalid --tag "a b": runner tags cannot hold whitespace"#),
+        "{r:?}"
+    );
+    let mut c = command(&p);
+    c.env("GITLAB_RUNNER_AUTH_HOSTNAME", "node\u{1b}[2J12")
+        .args(["--api-url", &gl.url(), "--prefix"])
+        .arg(&p.dir);
+    let r = run_cmd(c);
+    assert_code(&r, 64);
+    assert!(
+        r.stderr.contains(
+            r#"invalid --hostname "node\u{1b}[2J12": runner tags cannot hold a control character"#
+        ),
+        "{r:?}"
+    );
+    assert!(
+        !r.stderr.contains('\u{1b}'),
+        "no raw escape in the log: {r:?}"
+    );
+    assert!(gl.world().lines().is_empty(), "{:?}", gl.world().lines());
+    assert_eq!(p.files(), vec!["admin-token", "config.template"]);
+}
+
+#[test]
 fn stateless_lost_config_gets_fresh_tokens_for_the_same_runners() {
     let gl = FakeGitlab::start(World::default());
     let p = stateless_prefix();

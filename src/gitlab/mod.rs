@@ -313,10 +313,13 @@ impl Client {
         let mut out = Vec::new();
         let mut page = "1".to_string();
         for _ in 0..1000 {
+            // each tag encoded, joined by the literal comma GitLab splits on
+            let tag_list: Vec<String> = tags.iter().map(|t| percent_encode(t)).collect();
             let path = format!(
-                "{list}?type={}&tag_list={}&per_page=100&page={page}",
+                "{list}?type={}&tag_list={}&per_page=100&page={}",
                 scope.runner_type(),
-                tags.join(",")
+                tag_list.join(","),
+                percent_encode(&page)
             );
             let what = format!("GET {path}");
             let reply = self.call("GET", &path, Some(pat), None, Repeat::Safe)?;
@@ -475,6 +478,20 @@ impl Client {
             retry_after,
         ))
     }
+}
+
+/// `text` for a URL query value: every byte but the unreserved
+/// `A-Z a-z 0-9 - . _ ~` as `%XX`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// A TLS verification failure (never transient), with its cause.
@@ -671,6 +688,25 @@ fn pem_certs(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        let cases = [
+            ("node12", "node12"),
+            ("a-b.c_d~e", "a-b.c_d~e"),
+            ("x&tag_list=", "x%26tag_list%3D"),
+            ("a,b", "a%2Cb"),
+            ("a b+c", "a%20b%2Bc"),
+            ("100%", "100%25"),
+            ("#?/", "%23%3F%2F"),
+            ("ü", "%C3%BC"),
+            ("\n\u{7f}", "%0A%7F"),
+            ("", ""),
+        ];
+        for (text, want) in cases {
+            assert_eq!(percent_encode(text), want, "{text:?}");
+        }
+    }
 
     #[test]
     fn trace_bodies_mask_tokens() {
