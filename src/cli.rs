@@ -34,6 +34,7 @@ pub struct Args {
     pub max_delete: Option<String>,
     pub dry_run: bool,
     pub offline_ok: bool,
+    pub allow_http: bool,
     pub rotate_before: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub timeout: Option<String>,
@@ -90,6 +91,8 @@ OPTIONS (each also read from the environment variable shown; flags win):
   --dry-run               same as the plan command        [GITLAB_RUNNER_AUTH_DRY_RUN]
   --offline-ok            GitLab unreachable and config.toml present: keep
                           it, warn, exit 0                [GITLAB_RUNNER_AUTH_OFFLINE_OK]
+  --allow-http            allow plain http:// (tokens unencrypted) to a
+                          host that is not loopback       [GITLAB_RUNNER_AUTH_ALLOW_HTTP]
   --rotate-before DUR     also rotate tokens expiring within DUR (default 0)
                                                           [GITLAB_RUNNER_AUTH_ROTATE_BEFORE]
   --ca-file FILE          extra CA certificates (PEM) to trust
@@ -134,17 +137,46 @@ fn parse_bool(name: &str, value: &str) -> Result<bool> {
     }
 }
 
+/// `--tag=T` as `--tag T` (one pair of matching quotes dropped, as pico-args
+/// does), so tags keep their command-line order: pico-args finds every
+/// `--tag T` before any `--tag=T`.
+fn split_tag_eq(argv: Vec<OsString>) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(argv.len());
+    for arg in argv {
+        let value = arg
+            .to_str()
+            .and_then(|a| a.strip_prefix("--tag="))
+            .map(|v| match v.as_bytes() {
+                [q @ (b'"' | b'\''), .., last] if q == last => &v[1..v.len() - 1],
+                _ => v,
+            });
+        match value {
+            Some(v) if !v.is_empty() => {
+                out.push(OsString::from("--tag"));
+                out.push(OsString::from(v));
+            }
+            _ => out.push(arg),
+        }
+    }
+    out
+}
+
 /// Parse `argv` (without the program name); `env` looks up variables.
 pub fn parse(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Result<Args> {
-    let mut p = pico_args::Arguments::from_vec(argv);
+    let mut p = pico_args::Arguments::from_vec(split_tag_eq(argv));
     let usage = |e: pico_args::Error| Error::usage(format!("{e}; see --help"));
+    // A single-value option: `--key value` or `--key=value`, at most once.
     let text = |p: &mut pico_args::Arguments, keys: &[&'static str]| -> Result<Option<String>> {
         let long = keys[keys.len() - 1];
-        let flag = match keys {
+        let mut take = || match keys {
             [s, l] => p.opt_value_from_str::<_, String>([*s, *l]),
             _ => p.opt_value_from_str::<_, String>(long),
+        };
+        let flag = take().map_err(usage)?;
+        // pico-args takes the first occurrence; anything left is a repeat
+        if flag.is_some() && !matches!(take(), Ok(None)) {
+            return Err(Error::usage(format!("{long} given twice")));
         }
-        .map_err(usage)?;
         Ok(flag.or_else(|| env(&env_name(&long[2..])).filter(|v| !v.is_empty())))
     };
     let flag = |p: &mut pico_args::Arguments, keys: &[&'static str]| -> Result<bool> {
@@ -189,6 +221,7 @@ pub fn parse(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
     args.max_delete = text(&mut p, &["--max-delete"])?;
     args.dry_run = flag(&mut p, &["--dry-run"])?;
     args.offline_ok = flag(&mut p, &["--offline-ok"])?;
+    args.allow_http = flag(&mut p, &["--allow-http"])?;
     args.rotate_before = text(&mut p, &["--rotate-before"])?;
     args.ca_file = text(&mut p, &["--ca-file"])?.map(PathBuf::from);
     args.timeout = text(&mut p, &["--timeout"])?;
@@ -325,6 +358,80 @@ mod tests {
     }
 
     #[test]
+    fn a_single_value_option_given_twice() {
+        let options = [
+            "--api-url",
+            "--prefix",
+            "--config",
+            "--template",
+            "--hostname",
+            "--registration",
+            "--runner-type",
+            "--group-id",
+            "--project-id",
+            "--max-delete",
+            "--rotate-before",
+            "--ca-file",
+            "--timeout",
+            "--wait",
+        ];
+        for opt in options {
+            let eq = format!("{opt}=b");
+            for argv in [
+                vec![opt, "a", opt, "b"],
+                vec![opt, "a", "plan", &eq],
+                vec![&eq, opt, "a"],
+            ] {
+                let e = run(&argv, &[]).unwrap_err();
+                assert_eq!(e.exit_code(), 64, "{argv:?}");
+                assert_eq!(e.to_string(), format!("{opt} given twice"), "{argv:?}");
+            }
+        }
+        for argv in [
+            ["-p", "/a", "--prefix", "/b"],
+            ["--prefix", "/a", "-p", "/b"],
+        ] {
+            let e = run(&argv, &[]).unwrap_err();
+            assert_eq!(e.to_string(), "--prefix given twice", "{argv:?}");
+        }
+        let e = run(&["--hostname", "a", "--hostname"], &[]).unwrap_err();
+        assert_eq!(e.to_string(), "--hostname given twice");
+        // once on the command line and once in the environment: the flag wins
+        let a = run(
+            &["--hostname", "a"],
+            &[("GITLAB_RUNNER_AUTH_HOSTNAME", "b")],
+        )
+        .unwrap();
+        assert_eq!(a.hostname.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn key_equals_value_forms() {
+        let a = run(
+            &[
+                "--hostname=h1",
+                "-p=/x",
+                "--wait=5s",
+                "--tag=a",
+                "--tag",
+                "b",
+                "--tag='c'",
+                "status",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(a.hostname.as_deref(), Some("h1"));
+        assert_eq!(a.prefix, Some(PathBuf::from("/x")));
+        assert_eq!(a.wait.as_deref(), Some("5s"));
+        assert_eq!(a.tags, vec!["a", "b", "c"], "in command-line order");
+        assert_eq!(a.command, Command::Status);
+        for argv in [["--hostname="], ["--tag="], ["--tag=''"]] {
+            assert_eq!(run(&argv, &[]).unwrap_err().exit_code(), 64, "{argv:?}");
+        }
+    }
+
+    #[test]
     fn help_lists_every_env_variable() {
         for opt in [
             "api-url",
@@ -342,6 +449,7 @@ mod tests {
             "max-delete",
             "dry-run",
             "offline-ok",
+            "allow-http",
             "rotate-before",
             "ca-file",
             "timeout",

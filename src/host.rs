@@ -61,6 +61,35 @@ pub fn derive_system_id(machine_id: &str) -> String {
     format!("s_{hex}")
 }
 
+/// What a runner tag cannot do, if `name` does it (`runner tags cannot …`):
+/// GitLab splits `tag_list` on commas and strips whitespace.
+pub fn tag_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("be empty")
+    } else if name.len() > 255 {
+        Some("be longer than 255 bytes")
+    } else if name.contains(',') {
+        Some("hold a comma")
+    } else if name.chars().any(char::is_whitespace) {
+        Some("hold whitespace")
+    } else if name.chars().any(char::is_control) {
+        Some("hold a control character")
+    } else {
+        None
+    }
+}
+
+/// A usage error for a `--hostname` or `--tag` GitLab would split or reject;
+/// `{:?}` keeps control characters out of the log.
+pub fn check_tag(option: &str, value: &str) -> Result<()> {
+    match tag_problem(value) {
+        Some(why) => Err(Error::usage(format!(
+            "invalid {option} {value:?}: runner tags cannot {why}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
     pub hostname: String,
@@ -77,17 +106,26 @@ impl Host {
         extra_tags: Vec<String>,
     ) -> Result<Host> {
         let hostname = match hostname {
-            Some(h) => h,
-            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map_err(|e| {
-                    Error::config(format!("failed to read the hostname: {e}; set --hostname"))
-                })?
-                .trim()
-                .to_string(),
+            Some(h) => {
+                check_tag("--hostname", &h)?;
+                h
+            }
+            None => {
+                let h = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map_err(|e| {
+                        Error::config(format!("failed to read the hostname: {e}; set --hostname"))
+                    })?
+                    .trim()
+                    .to_string();
+                // the machine's, not the command line's: a configuration problem
+                if let Some(why) = tag_problem(&h) {
+                    return Err(Error::config(format!(
+                        "invalid kernel hostname {h:?}: runner tags cannot {why}; set --hostname"
+                    )));
+                }
+                h
+            }
         };
-        if hostname.is_empty() || hostname.contains([',', ' ', '\n']) {
-            return Err(Error::config(format!("invalid hostname '{hostname}'")));
-        }
         Ok(Host {
             hostname,
             scheduler: path.and_then(find_scheduler),
@@ -311,6 +349,46 @@ mod tests {
             both.owned_type("n1-a", &tags(&["n1", "n", "a", "b"]))
                 .as_deref(),
             Some("a")
+        );
+    }
+
+    #[test]
+    fn tags_gitlab_would_split_or_reject() {
+        let long = "a".repeat(256);
+        let cases = [
+            ("node12", None),
+            ("x&tag_list=", None),
+            ("a.b-c_d~e", None),
+            ("ünïcode", None),
+            (&long[1..], None),
+            ("", Some("be empty")),
+            (&long, Some("be longer than 255 bytes")),
+            ("a,b", Some("hold a comma")),
+            ("a b", Some("hold whitespace")),
+            ("a\tb", Some("hold whitespace")),
+            ("a\n", Some("hold whitespace")),
+            ("a\u{a0}b", Some("hold whitespace")),
+            ("a\u{2028}b", Some("hold whitespace")),
+            ("a\u{1b}[31m", Some("hold a control character")),
+            ("\0", Some("hold a control character")),
+            ("a\u{7f}", Some("hold a control character")),
+            ("a\u{85}", Some("hold whitespace")),
+            ("a\u{9b}", Some("hold a control character")),
+        ];
+        for (name, want) in cases {
+            assert_eq!(tag_problem(name), want, "{name:?}");
+        }
+        let e = check_tag("--tag", "a\u{1b}[31mred").unwrap_err();
+        assert_eq!(e.exit_code(), 64);
+        assert_eq!(
+            e.to_string(),
+            r#"invalid --tag "a\u{1b}[31mred": runner tags cannot hold a control character"#
+        );
+        let e = Host::detect(Some("a b".into()), None, Vec::new()).unwrap_err();
+        assert_eq!(e.exit_code(), 64, "a given hostname is a usage error");
+        assert_eq!(
+            e.to_string(),
+            r#"invalid --hostname "a b": runner tags cannot hold whitespace"#
         );
     }
 

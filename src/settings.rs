@@ -97,15 +97,65 @@ pub fn normalize_api_url(url: &str) -> Result<(String, String)> {
     Ok((base.to_string(), format!("{base}/api/v4")))
 }
 
-fn duration(name: &str, value: Option<&str>, default: Duration) -> Result<Duration> {
-    match value {
-        None => Ok(default),
-        Some(v) => parse_duration(v).ok_or_else(|| {
-            Error::usage(format!(
-                "invalid {name} '{v}': expected a duration such as 30s, 5m, 2h, 7d"
-            ))
-        }),
+/// The host of `host[:port]/path` (IPv6 literals keep their brackets).
+fn host_of(authority_and_path: &str) -> &str {
+    let authority = authority_and_path.split('/').next().unwrap_or("");
+    match authority.strip_prefix('[') {
+        Some(v6) => v6
+            .split(']')
+            .next()
+            .map_or("", |h| &authority[..h.len() + 2]),
+        None => authority.split(':').next().unwrap_or(""),
     }
+}
+
+/// 127.0.0.0/8, ::1 and localhost.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The host of a plain `http://` URL to a host that is not loopback: tokens
+/// sent there cross the network unencrypted.
+pub fn plain_http_host(url: &str) -> Option<&str> {
+    let host = host_of(url.strip_prefix("http://")?);
+    (!is_loopback(host)).then_some(host)
+}
+
+/// The refusal of plain `http://` to a host that is not loopback, unless
+/// `--allow-http` (SPEC §6).
+pub fn plain_http_refused(api_base: &str, allow_http: bool) -> Option<Error> {
+    let host = plain_http_host(api_base).filter(|_| !allow_http)?;
+    Some(Error::config(format!(
+        "refusing plain http:// to {host}: tokens would cross the network unencrypted; use https:// or pass --allow-http"
+    )))
+}
+
+/// The longest `--wait` and `--timeout`: a boot never waits longer.
+pub const MAX_WAIT: Duration = Duration::from_secs(7 * 86_400);
+/// The longest `--rotate-before`: ten years, past any token lifetime.
+pub const MAX_ROTATE_BEFORE: Duration = Duration::from_secs(3650 * 86_400);
+
+/// A duration option, at most `max` (shown in days in the message).
+fn duration(name: &str, value: Option<&str>, default: Duration, max: Duration) -> Result<Duration> {
+    let Some(v) = value else {
+        return Ok(default);
+    };
+    let d = parse_duration(v).ok_or_else(|| {
+        Error::usage(format!(
+            "invalid {name} '{v}': expected a duration such as 30s, 5m, 2h, 7d"
+        ))
+    })?;
+    if d > max {
+        return Err(Error::usage(format!(
+            "invalid {name} '{v}': at most {}d",
+            max.as_secs() / 86_400
+        )));
+    }
+    Ok(d)
 }
 
 fn id(name: &str, value: Option<&str>) -> Result<Option<u64>> {
@@ -123,6 +173,9 @@ impl Settings {
         let (api_url, api_base) = match &a.api_url {
             Some(u) => {
                 let (url, base) = normalize_api_url(u)?;
+                if let Some(e) = plain_http_refused(&base, a.allow_http) {
+                    return Err(e);
+                }
                 (Some(url), Some(base))
             }
             None => (None, None),
@@ -172,12 +225,11 @@ impl Settings {
                 Error::usage(format!("invalid --max-delete '{v}': expected a number"))
             })?,
         };
+        if let Some(h) = &a.hostname {
+            crate::host::check_tag("--hostname", h)?;
+        }
         for t in &a.tags {
-            if t.trim().is_empty() || t.contains(',') {
-                return Err(Error::usage(format!(
-                    "invalid --tag '{t}': tags cannot be empty or hold commas"
-                )));
-            }
+            crate::host::check_tag("--tag", t)?;
         }
         Ok(Settings {
             command: a.command,
@@ -206,10 +258,11 @@ impl Settings {
                 "--rotate-before",
                 a.rotate_before.as_deref(),
                 Duration::ZERO,
+                MAX_ROTATE_BEFORE,
             )?,
             ca_file: a.ca_file.clone(),
-            timeout: duration("--timeout", a.timeout.as_deref(), DEFAULT_TIMEOUT)?,
-            wait: duration("--wait", a.wait.as_deref(), DEFAULT_WAIT)?,
+            timeout: duration("--timeout", a.timeout.as_deref(), DEFAULT_TIMEOUT, MAX_WAIT)?,
+            wait: duration("--wait", a.wait.as_deref(), DEFAULT_WAIT, MAX_WAIT)?,
             json: a.json,
         })
     }
@@ -254,6 +307,142 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_only_to_loopback_or_with_allow_http() {
+        // (URL, allowed without --allow-http, host named in the refusal)
+        let cases = [
+            ("https://gitlab.example.com/api/v4", true, ""),
+            ("https://10.0.0.1:8443/api/v4", true, ""),
+            ("http://127.0.0.1:8080/api/v4", true, ""),
+            ("http://127.1.2.3/api/v4", true, ""),
+            ("http://localhost:80/x/api/v4", true, ""),
+            ("http://LocalHost/api/v4", true, ""),
+            ("http://[::1]:8080/api/v4", true, ""),
+            ("http://[::1]/api/v4", true, ""),
+            (
+                "http://gitlab.example.com/api/v4",
+                false,
+                "gitlab.example.com",
+            ),
+            (
+                "http://gitlab.example.com:8080/api/v4",
+                false,
+                "gitlab.example.com",
+            ),
+            ("http://127.example.com/api/v4", false, "127.example.com"),
+            ("http://127.0.0.1.nip.io/api/v4", false, "127.0.0.1.nip.io"),
+            (
+                "http://localhost.example.com/api/v4",
+                false,
+                "localhost.example.com",
+            ),
+            ("http://10.0.0.1/api/v4", false, "10.0.0.1"),
+            ("http://[2001:db8::1]:80/api/v4", false, "[2001:db8::1]"),
+            (
+                "http://[::ffff:127.0.0.1]/api/v4",
+                false,
+                "[::ffff:127.0.0.1]",
+            ),
+            ("http://0.0.0.0/api/v4", false, "0.0.0.0"),
+        ];
+        for (url, allowed, host) in cases {
+            assert!(plain_http_refused(url, true).is_none(), "{url}");
+            match plain_http_refused(url, false) {
+                None => assert!(allowed, "{url} should be refused"),
+                Some(e) => {
+                    assert!(!allowed, "{url} should be allowed: {e}");
+                    assert_eq!(e.exit_code(), 78, "{url}");
+                    assert_eq!(
+                        e.to_string(),
+                        format!(
+                            "refusing plain http:// to {host}: tokens would cross the network unencrypted; use https:// or pass --allow-http"
+                        )
+                    );
+                }
+            }
+            assert_eq!(plain_http_host(url).is_none(), allowed, "{url}");
+        }
+        let refused = Args {
+            api_url: Some("http://gitlab.example.com/".into()),
+            ..Args::default()
+        };
+        assert_eq!(
+            Settings::from_args(&refused, None).unwrap_err().exit_code(),
+            78
+        );
+        let allowed = Args {
+            allow_http: true,
+            ..refused
+        };
+        let s = Settings::from_args(&allowed, None).unwrap();
+        assert_eq!(
+            s.api_base.as_deref(),
+            Some("http://gitlab.example.com/api/v4")
+        );
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        type Case<'a> = (&'a str, &'a str, Option<u64>);
+        let cases: [Case; 12] = [
+            ("--wait", "7d", Some(604_800)),
+            ("--wait", "1w", Some(604_800)),
+            ("--wait", "604801", None),
+            ("--wait", "18446744073709551615s", None),
+            ("--wait", "18446744073709551616s", None),
+            ("--wait", "99999999999999999999999d", None),
+            ("--timeout", "99999d", None),
+            ("--timeout", "0s", Some(0)),
+            ("--rotate-before", "3650d", Some(3650 * 86_400)),
+            ("--rotate-before", "3651d", None),
+            ("--rotate-before", "18446744073709551615w", None),
+            ("--rotate-before", "30d", Some(30 * 86_400)),
+        ];
+        for (name, value, want) in cases {
+            let mut a = Args::default();
+            let field = match name {
+                "--wait" => &mut a.wait,
+                "--timeout" => &mut a.timeout,
+                _ => &mut a.rotate_before,
+            };
+            *field = Some(value.to_string());
+            let got = Settings::from_args(&a, None);
+            match want {
+                Some(secs) => {
+                    let s = got.unwrap();
+                    let d = match name {
+                        "--wait" => s.wait,
+                        "--timeout" => s.timeout,
+                        _ => s.rotate_before,
+                    };
+                    assert_eq!(d.as_secs(), secs, "{name} {value}");
+                }
+                None => {
+                    let e = got.unwrap_err();
+                    assert_eq!(e.exit_code(), 64, "{name} {value}");
+                    assert!(
+                        e.to_string()
+                            .starts_with(&format!("invalid {name} '{value}': ")),
+                        "{e}"
+                    );
+                }
+            }
+        }
+        let mut a = Args {
+            wait: Some("8d".into()),
+            ..Args::default()
+        };
+        let e = Settings::from_args(&a, None).unwrap_err();
+        assert_eq!(e.to_string(), "invalid --wait '8d': at most 7d");
+        a.wait = None;
+        a.rotate_before = Some("5000d".into());
+        let e = Settings::from_args(&a, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid --rotate-before '5000d': at most 3650d"
+        );
+    }
+
+    #[test]
     fn defaults_and_validation() {
         let s = Settings::from_args(&Args::default(), None).unwrap();
         assert_eq!(s.config, PathBuf::from("/etc/gitlab-runner/config.toml"));
@@ -283,6 +472,30 @@ mod tests {
             },
             Args {
                 tags: vec!["a,b".into()],
+                ..Args::default()
+            },
+            Args {
+                tags: vec![" ".into()],
+                ..Args::default()
+            },
+            Args {
+                tags: vec!["a\u{1b}b".into()],
+                ..Args::default()
+            },
+            Args {
+                hostname: Some("".into()),
+                ..Args::default()
+            },
+            Args {
+                hostname: Some("node 12".into()),
+                ..Args::default()
+            },
+            Args {
+                hostname: Some("a,b".into()),
+                ..Args::default()
+            },
+            Args {
+                hostname: Some("x".repeat(256)),
                 ..Args::default()
             },
         ];

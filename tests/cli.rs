@@ -796,6 +796,106 @@ fn usage_errors_help_and_version() {
 }
 
 #[test]
+fn huge_durations_are_usage_errors_before_any_request() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    let r = run(&p, &gl, &["--wait", "18446744073709551615s"]);
+    assert_code(&r, 64);
+    assert!(
+        r.stderr
+            .contains("invalid --wait '18446744073709551615s': at most 7d"),
+        "{r:?}"
+    );
+    // run() passes its own --timeout: build this command by hand
+    let r = run_cmd({
+        let mut c = command(&p);
+        c.args(["--api-url", &gl.url(), "--prefix"])
+            .arg(&p.dir)
+            .args(["--hostname", HOST, "--timeout", "99999d"]);
+        c
+    });
+    assert_code(&r, 64);
+    assert!(
+        r.stderr.contains("invalid --timeout '99999d': at most 7d"),
+        "{r:?}"
+    );
+    let r = run(&p, &gl, &["--rotate-before", "99999d"]);
+    assert_code(&r, 64);
+    assert!(gl.world().lines().is_empty(), "{:?}", gl.world().lines());
+    assert!(!p.exists("config.toml"));
+}
+
+#[test]
+fn a_huge_retry_after_gives_up_instead_of_panicking() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    gl.world().fault(
+        None,
+        "/runners/verify",
+        FaultKind::Status {
+            status: 429,
+            retry_after: Some(u64::MAX),
+        },
+        1,
+    );
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 69);
+    assert!(r.stderr.contains("gave up after 1 attempt"), "{r:?}");
+}
+
+#[test]
+fn plain_http_to_a_remote_host_is_refused_unless_allow_http() {
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    // .invalid never resolves: nothing leaves the machine even if the refusal broke
+    let url = "http://gitlab.invalid";
+    let r = run_at(&p, url, &[]);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr.contains(
+            "refusing plain http:// to gitlab.invalid: tokens would cross the network unencrypted; use https:// or pass --allow-http"
+        ),
+        "{r:?}"
+    );
+    assert!(!r.stderr.contains("POST /runners"), "{r:?}");
+    assert_eq!(
+        p.files(),
+        vec!["admin-token", "config.template"],
+        "no lock taken"
+    );
+    for allow in [
+        run_at(&p, url, &["--allow-http", "--wait", "1s"]),
+        run_cmd({
+            let mut c = command(&p);
+            c.env("GITLAB_RUNNER_AUTH_ALLOW_HTTP", "yes")
+                .args(["--api-url", url, "--prefix"])
+                .arg(&p.dir)
+                .args(["--hostname", HOST, "--wait", "1s"]);
+            c
+        }),
+    ] {
+        assert_code(&allow, 69);
+        assert!(
+            allow
+                .stderr
+                .contains("using plain http:// to gitlab.invalid (--allow-http): tokens cross the network unencrypted"),
+            "{allow:?}"
+        );
+    }
+    // loopback needs no flag, and a missing URL is still "not configured"
+    let gl = FakeGitlab::start(World::default());
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 0);
+    assert!(!r.stderr.contains("plain http"), "{r:?}");
+    let r = run_cmd({
+        let mut c = command(&p);
+        c.arg("--prefix").arg(&p.dir);
+        c
+    });
+    assert_code(&r, 0);
+}
+
+#[test]
 fn environment_variables_configure_the_run() {
     let gl = FakeGitlab::start(World::default());
     let p = Prefix::standard(REGISTRATION_TOKEN);
@@ -1209,6 +1309,107 @@ fn stateless_first_run_creates_then_only_reads() {
     assert_eq!(p.snapshot("config.toml"), before);
     assert!(!p.exists("runner-data.json"));
     assert_no_secrets(&r, &gl);
+}
+
+#[test]
+fn stateless_list_query_encodes_the_hostname_tag() {
+    let mut world = World::default();
+    world.registration_enabled = false;
+    let gl = FakeGitlab::start(world);
+    let others: Vec<_> = [
+        ("other1-shell", ["other1", "other", "shell"]),
+        ("other1-batch", ["other1", "other", "batch"]),
+        ("other2-shell", ["other2", "other", "shell"]),
+    ]
+    .iter()
+    .map(|(d, tags)| gl.world().add_runner(d, tags, true))
+    .collect();
+    let before: Vec<_> = others
+        .iter()
+        .map(|id| gl.world().runners[id].clone())
+        .collect();
+    let p = stateless_prefix();
+    // run() names node12 itself: build this command by hand
+    let host = "x&tag_list=";
+    let r = run_cmd({
+        let mut c = command(&p);
+        c.args(["--api-url", &gl.url(), "--prefix"])
+            .arg(&p.dir)
+            .args(["--hostname", host, "--wait", "5s", "--stateless"]);
+        c
+    });
+    assert_code(&r, 0);
+    let w = gl.world();
+    let lists: Vec<_> = w
+        .requests
+        .iter()
+        .filter(|q| q.path == "/runners/all")
+        .collect();
+    assert_eq!(lists.len(), 1, "{:?}", w.lines());
+    assert_eq!(
+        lists[0].query,
+        "type=instance_type&tag_list=x%26tag_list%3D&per_page=100&page=1"
+    );
+    assert_eq!(lists[0].param("tag_list").unwrap(), host);
+    assert!(
+        !w.lines().iter().any(|l| l.starts_with("DELETE")),
+        "{:?}",
+        w.lines()
+    );
+    for (id, was) in others.iter().zip(&before) {
+        let now = &w.runners[id];
+        assert_eq!(
+            (&now.token, &now.description, &now.tags),
+            (&was.token, &was.description, &was.tags),
+            "runner {id} of another host untouched"
+        );
+        assert!(
+            !w.lines()
+                .iter()
+                .any(|l| l.contains(&format!("/runners/{id}"))),
+            "no request about runner {id}: {:?}",
+            w.lines()
+        );
+    }
+    let mine: Vec<_> = w
+        .runners
+        .values()
+        .filter(|r| r.tags.contains(&host.to_string()))
+        .map(|r| r.description.clone())
+        .collect();
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    assert_eq!(w.runners.len(), 5);
+}
+
+#[test]
+fn a_hostname_or_tag_gitlab_would_split_is_a_usage_error() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    let r = run(&p, &gl, &["--tag", "a b"]);
+    assert_code(&r, 64);
+    assert!(
+        r.stderr
+            .contains(r#"invalid --tag "a b": runner tags cannot hold whitespace"#),
+        "{r:?}"
+    );
+    let mut c = command(&p);
+    c.env("GITLAB_RUNNER_AUTH_HOSTNAME", "node\u{1b}[2J12")
+        .args(["--api-url", &gl.url(), "--prefix"])
+        .arg(&p.dir);
+    let r = run_cmd(c);
+    assert_code(&r, 64);
+    assert!(
+        r.stderr.contains(
+            r#"invalid --hostname "node\u{1b}[2J12": runner tags cannot hold a control character"#
+        ),
+        "{r:?}"
+    );
+    assert!(
+        !r.stderr.contains('\u{1b}'),
+        "no raw escape in the log: {r:?}"
+    );
+    assert!(gl.world().lines().is_empty(), "{:?}", gl.world().lines());
+    assert_eq!(p.files(), vec!["admin-token", "config.template"]);
 }
 
 #[test]

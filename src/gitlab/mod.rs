@@ -111,11 +111,11 @@ impl Client {
             .max_redirects(0)
             .tls_config(tls)
             .build();
-        if let Some(rest) = base.strip_prefix("http://") {
-            let host = host_of(rest);
-            if !is_loopback(host) {
-                log::warn!("using plain http:// to {host}: tokens cross the network unencrypted");
-            }
+        // settings refused this unless --allow-http
+        if let Some(host) = crate::settings::plain_http_host(base) {
+            log::warn!(
+                "using plain http:// to {host} (--allow-http): tokens cross the network unencrypted"
+            );
         }
         Ok(Client {
             agent: config.into(),
@@ -318,10 +318,13 @@ impl Client {
         let mut out = Vec::new();
         let mut page = "1".to_string();
         for _ in 0..1000 {
+            // each tag encoded, joined by the literal comma GitLab splits on
+            let tag_list: Vec<String> = tags.iter().map(|t| percent_encode(t)).collect();
             let path = format!(
-                "{list}?type={}&tag_list={}&per_page=100&page={page}",
+                "{list}?type={}&tag_list={}&per_page=100&page={}",
                 scope.runner_type(),
-                tags.join(",")
+                tag_list.join(","),
+                percent_encode(&page)
             );
             let what = format!("GET {path}");
             let reply = self.call("GET", &path, Some(pat), None, Repeat::Safe)?;
@@ -391,7 +394,11 @@ impl Client {
                 }
             };
             let sleep = retry_after.unwrap_or_else(|| jitter(delay));
-            if Instant::now() + sleep > self.deadline {
+            // checked: a `Retry-After` near u64::MAX seconds overflows an Instant
+            if Instant::now()
+                .checked_add(sleep)
+                .is_none_or(|t| t > self.deadline)
+            {
                 return Err(Error::new(
                     Kind::Unreachable,
                     format!(
@@ -480,24 +487,18 @@ impl Client {
     }
 }
 
-/// The host of `host[:port]/path` (IPv6 literals keep their brackets).
-fn host_of(authority_and_path: &str) -> &str {
-    let authority = authority_and_path.split('/').next().unwrap_or("");
-    match authority.strip_prefix('[') {
-        Some(v6) => v6
-            .split(']')
-            .next()
-            .map_or("", |h| &authority[..h.len() + 2]),
-        None => authority.split(':').next().unwrap_or(""),
+/// `text` for a URL query value: every byte but the unreserved
+/// `A-Z a-z 0-9 - . _ ~` as `%XX`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    out
 }
 
 /// A TLS verification failure (never transient), with its cause.
@@ -723,6 +724,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn query_values_are_percent_encoded() {
+        let cases = [
+            ("node12", "node12"),
+            ("a-b.c_d~e", "a-b.c_d~e"),
+            ("x&tag_list=", "x%26tag_list%3D"),
+            ("a,b", "a%2Cb"),
+            ("a b+c", "a%20b%2Bc"),
+            ("100%", "100%25"),
+            ("#?/", "%23%3F%2F"),
+            ("ü", "%C3%BC"),
+            ("\n\u{7f}", "%0A%7F"),
+            ("", ""),
+        ];
+        for (text, want) in cases {
+            assert_eq!(percent_encode(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
     fn trace_bodies_mask_tokens() {
         let body = r#"{"id":7,"token":"glrt-abcdefghijklmnopqrst","runners":[{"registration_token":"GR1348941abcdefghijklmnop"}]}"#;
         let out = redacted(body, &[]);
@@ -781,22 +801,5 @@ mod tests {
             r.body, r#"{"message":"echo abcdefghij0123456789"}"#,
             "raw body kept"
         );
-    }
-
-    #[test]
-    fn loopback_hosts() {
-        let cases = [
-            ("127.0.0.1:8080/api/v4", "127.0.0.1", true),
-            ("127.1.2.3/api/v4", "127.1.2.3", true),
-            ("localhost:80/x", "localhost", true),
-            ("[::1]:8080/api/v4", "[::1]", true),
-            ("[2001:db8::1]:80/api/v4", "[2001:db8::1]", false),
-            ("gitlab.example.com/api/v4", "gitlab.example.com", false),
-            ("127.example.com/api/v4", "127.example.com", false),
-        ];
-        for (rest, host, loopback) in cases {
-            assert_eq!(host_of(rest), host);
-            assert_eq!(is_loopback(host_of(rest)), loopback, "{rest}");
-        }
     }
 }
