@@ -13,6 +13,9 @@ pub enum Kind {
     Data,
     /// GitLab cannot be reached, or keeps failing after retries (69).
     Unreachable,
+    /// A call that issues a token got no answer after it may have reached
+    /// GitLab (69 when nothing resolves it).
+    Ambiguous,
     /// Internal error (70).
     Internal,
     /// An output file cannot be written (73).
@@ -34,7 +37,7 @@ impl Kind {
         match self {
             Kind::Usage => 64,
             Kind::Data => 65,
-            Kind::Unreachable => 69,
+            Kind::Unreachable | Kind::Ambiguous => 69,
             Kind::Internal => 70,
             Kind::Write => 73,
             Kind::LockBusy => 75,
@@ -147,6 +150,7 @@ mod tests {
             (Kind::Usage, 64),
             (Kind::Data, 65),
             (Kind::Unreachable, 69),
+            (Kind::Ambiguous, 69),
             (Kind::Internal, 70),
             (Kind::Write, 73),
             (Kind::LockBusy, 75),

@@ -125,6 +125,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Remove `path`; a file that is already gone is fine.
+pub fn remove(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::write(path, e)),
+        _ => Ok(()),
+    }
+}
+
 /// An exclusive lock on a file, held until dropped.
 pub struct Lock {
     _file: File,
@@ -206,13 +214,25 @@ mod tests {
     fn leftovers_and_probes() {
         let d = scratch("t");
         let p = d.join("runner-data.json");
-        for n in [".runner-data.json.tmp-12", ".runner-data.json.tmp-x", "runner-data.json", ".config.toml.tmp-3"] {
+        for n in [
+            ".runner-data.json.tmp-12",
+            ".runner-data.json.tmp-x",
+            "runner-data.json",
+            ".config.toml.tmp-3",
+        ] {
             std::fs::write(d.join(n), "x").unwrap();
         }
         assert_eq!(leftover_temps(&p), vec![d.join(".runner-data.json.tmp-12")]);
         probe_writable(&d, 4096).unwrap();
-        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 4, "the probe is gone");
-        assert_eq!(probe_writable(&d.join("missing"), 1).unwrap_err().kind(), Kind::Write);
+        assert_eq!(
+            std::fs::read_dir(&d).unwrap().count(),
+            4,
+            "the probe is gone"
+        );
+        assert_eq!(
+            probe_writable(&d.join("missing"), 1).unwrap_err().kind(),
+            Kind::Write
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 

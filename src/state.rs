@@ -17,6 +17,10 @@ pub struct Entry {
     pub token: Option<Secret>,
     pub token_expires_at: Option<i64>,
     pub token_obtained_at: Option<i64>,
+    /// When a create for this type was sent and its answer not yet stored
+    /// (`create_pending_since`): a run killed meanwhile leaves it, and the
+    /// next run looks for the runner GitLab may have made before creating.
+    pub create_pending_since: Option<i64>,
     /// Keys this tool does not know, kept as they were.
     pub extra: Map<String, Value>,
 }
@@ -50,7 +54,7 @@ impl State {
             .map_err(|m| Error::data(format!("failed to read {}: {m}", path.display())))
     }
 
-    fn parse(bytes: &[u8]) -> std::result::Result<State, String> {
+    pub fn parse(bytes: &[u8]) -> std::result::Result<State, String> {
         let value: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         let Value::Object(map) = value else {
             return Err("expected a JSON object of runner types".into());
@@ -121,11 +125,13 @@ impl Entry {
         };
         let token_expires_at = time("token_expires_at")?;
         let token_obtained_at = time("token_obtained_at")?;
+        let create_pending_since = time("create_pending_since")?;
         Ok(Entry {
             id,
             token,
             token_expires_at,
             token_obtained_at,
+            create_pending_since,
             extra: obj,
         })
     }
@@ -145,6 +151,9 @@ impl Entry {
             if let Some(t) = self.token_obtained_at {
                 obj.insert("token_obtained_at".into(), clock::format(t).into());
             }
+        }
+        if let Some(t) = self.create_pending_since {
+            obj.insert("create_pending_since".into(), clock::format(t).into());
         }
         for (k, v) in &self.extra {
             obj.entry(k.clone()).or_insert_with(|| v.clone());

@@ -579,7 +579,7 @@ fn transient_failures_are_retried() {
 }
 
 #[test]
-fn create_is_not_retried_after_an_ambiguous_failure() {
+fn a_create_answered_502_by_a_proxy_is_repeated() {
     let gl = FakeGitlab::start(World::default());
     let p = Prefix::standard(REGISTRATION_TOKEN);
     gl.world().fault(
@@ -592,13 +592,14 @@ fn create_is_not_retried_after_an_ambiguous_failure() {
         1,
     );
     let r = run(&p, &gl, &[]);
-    assert_code(&r, 69);
+    assert_code(&r, 0);
     assert_eq!(
         gl.world().lines(),
-        vec!["POST /runners"],
-        "no blind second create"
+        vec!["POST /runners", "POST /runners", "POST /runners"],
+        "the refused create is sent again"
     );
-    assert!(!p.exists("config.toml"));
+    assert_eq!(gl.world().runners.len(), 2, "no duplicate");
+    assert!(p.exists("config.toml"));
 }
 
 #[test]

@@ -27,6 +27,9 @@ pub struct RunnerDetails {
     /// Only GitLab older than 13.0 (or a patched one) sends it.
     #[serde(default)]
     pub token: Option<String>,
+    /// RFC 3339; in the entity since GitLab 17.x, absent before.
+    #[serde(default)]
+    pub created_at: Option<String>,
 }
 
 /// A GitLab error body: `{"message": "…"|{…}}` or `{"error": "…", "error_description": "…"}`.

@@ -4,14 +4,15 @@
 //! per endpoint this tool calls. The only module that touches the network.
 
 pub mod api;
+pub mod retry;
 
 use crate::clock;
 use crate::error::{Error, Kind, Result};
 use crate::secret::{Secret, mask_tokens};
 use crate::settings::Scope;
 use api::{ErrorBody, RunnerDetails, TokenAnswer};
+use retry::{Outcome, Repeat, Step};
 use serde_json::{Value, json};
-use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -54,16 +55,6 @@ pub struct NewRunner<'a> {
     pub scope: Scope,
 }
 
-/// Whether a request may be repeated after it may have reached GitLab.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Repeat {
-    /// Reads and verify: retry any transient failure.
-    Safe,
-    /// Creates and resets: a lost answer could lose a runner or a token, so
-    /// retry only what surely never reached GitLab (connect errors, 429).
-    BeforeSendOnly,
-}
-
 struct Reply {
     status: u16,
     /// As GitLab sent it, for decoding; shown only through `message()` and
@@ -86,10 +77,6 @@ pub struct Client {
 /// Said when a create succeeded but its answer cannot be read.
 const LOST_RUNNER: &str =
     "GitLab may have created a runner whose token this host never got: delete it in GitLab";
-
-const RETRY_STATUS: &[u16] = &[408, 429, 500, 502, 503, 504];
-const BACKOFF_START: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 impl Client {
     /// `base` is `https://host/api/v4`; `wait` bounds the time all retries
@@ -162,7 +149,7 @@ impl Client {
             "/runners/reset_authentication_token",
             None,
             Some(&body),
-            Repeat::BeforeSendOnly,
+            Repeat::Issuing,
         )?;
         match reply.status {
             200 | 201 => issued(what, &reply).map(Some),
@@ -175,7 +162,7 @@ impl Client {
     pub fn reset_by_id(&self, pat: &Secret, id: u64) -> Result<ResetById> {
         let path = format!("/runners/{id}/reset_authentication_token");
         let what = format!("POST {path}");
-        let reply = self.call("POST", &path, Some(pat), None, Repeat::BeforeSendOnly)?;
+        let reply = self.call("POST", &path, Some(pat), None, Repeat::Issuing)?;
         match reply.status {
             200 | 201 => {
                 issued(&what, &reply).map(|t| ResetById::Reset(IssuedToken { id: Some(id), ..t }))
@@ -197,13 +184,7 @@ impl Client {
             "run_untagged": false,
             "locked": false,
         });
-        let reply = self.call(
-            "POST",
-            "/runners",
-            None,
-            Some(&body),
-            Repeat::BeforeSendOnly,
-        )?;
+        let reply = self.call("POST", "/runners", None, Some(&body), Repeat::Issuing)?;
         match reply.status {
             200 | 201 => issued(what, &reply).map_err(|e| e.hint(LOST_RUNNER)),
             410 => Err(Error::config(format!(
@@ -238,7 +219,7 @@ impl Client {
             "/user/runners",
             Some(pat),
             Some(&body),
-            Repeat::BeforeSendOnly,
+            Repeat::Issuing,
         )?;
         match reply.status {
             200 | 201 => issued(what, &reply).map_err(|e| e.hint(LOST_RUNNER)),
@@ -342,8 +323,10 @@ impl Client {
         )))
     }
 
-    /// One request with retries. Transport failures and retryable statuses
-    /// that outlast the `--wait` deadline become `Kind::Unreachable` errors.
+    /// One request with retries (see [`retry::classify`]). Failures that
+    /// outlast the `--wait` deadline become `Kind::Unreachable` errors; a
+    /// token-issuing call GitLab may have acted on without an answer is a
+    /// `Kind::Ambiguous` error, for the caller to resolve.
     fn call(
         &self,
         method: &str,
@@ -354,25 +337,26 @@ impl Client {
     ) -> Result<Reply> {
         let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
         let start = Instant::now();
-        let mut delay = BACKOFF_START;
+        let mut backoff = retry::Backoff::new(self.deadline);
         let mut attempt = 1;
         loop {
+            crate::signals::check(&what)?;
             let t0 = Instant::now();
             let result = self.once(method, path, pat, body);
-            let (retry_after, cause) = match result {
+            let (outcome, retry_after, cause, reply) = match result {
                 Ok((reply, retry_after)) => {
                     log::debug!(
                         "{what} -> {} ({} ms)",
                         reply.status,
                         t0.elapsed().as_millis()
                     );
-                    if !RETRY_STATUS.contains(&reply.status)
-                        || (repeat == Repeat::BeforeSendOnly && reply.status != 429)
-                    {
-                        return Ok(reply);
-                    }
                     let cause = format!("{} {}", reply.status, message(&reply).unwrap_or_default());
-                    (retry_after, cause)
+                    (
+                        Outcome::Status(reply.status),
+                        retry_after,
+                        cause,
+                        Some(reply),
+                    )
                 }
                 Err(e) => {
                     log::debug!("{what} -> {e} ({} ms)", t0.elapsed().as_millis());
@@ -382,23 +366,32 @@ impl Client {
                             "{what}: the TLS certificate of {host} is not trusted ({cause}): install the site's CA in the system CA bundle or pass --ca-file"
                         )));
                     }
-                    if repeat == Repeat::BeforeSendOnly && !never_sent(&e) {
-                        return Err(Error::new(
-                            Kind::Unreachable,
-                            format!(
-                                "{what}: {e}; not retried, as GitLab may have acted on it (the next run checks again)"
-                            ),
-                        ));
-                    }
-                    (None, e.to_string())
+                    let outcome = if never_sent(&e) {
+                        Outcome::NotSent
+                    } else {
+                        Outcome::Lost
+                    };
+                    (outcome, None, e.to_string(), None)
                 }
             };
-            let sleep = retry_after.unwrap_or_else(|| jitter(delay));
-            // checked: a `Retry-After` near u64::MAX seconds overflows an Instant
-            if Instant::now()
-                .checked_add(sleep)
-                .is_none_or(|t| t > self.deadline)
-            {
+            match retry::classify(outcome, repeat) {
+                Step::Answer => {
+                    if let Some(reply) = reply {
+                        return Ok(reply);
+                    }
+                }
+                Step::Ambiguous => {
+                    return Err(Error::new(
+                        Kind::Ambiguous,
+                        format!(
+                            "{what}: {}; GitLab may have acted on it without this host getting the answer",
+                            cause.trim()
+                        ),
+                    ));
+                }
+                Step::Retry => {}
+            }
+            let Some(sleep) = backoff.next(retry_after, Instant::now(), retry::random()) else {
                 return Err(Error::new(
                     Kind::Unreachable,
                     format!(
@@ -409,14 +402,13 @@ impl Client {
                         self.wait.as_secs()
                     ),
                 ));
-            }
+            };
             log::info!(
                 "{what}: {}; retrying in {:.1}s",
                 cause.trim(),
                 sleep.as_secs_f64()
             );
-            std::thread::sleep(sleep);
-            delay = (delay * 2).min(BACKOFF_MAX);
+            crate::signals::sleep(sleep, &what)?;
             attempt += 1;
         }
     }
@@ -568,23 +560,18 @@ fn never_sent(e: &ureq::Error) -> bool {
     match e {
         ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => true,
         ureq::Error::Timeout(t) => matches!(t, ureq::Timeout::Resolve | ureq::Timeout::Connect),
-        ureq::Error::Io(io) => matches!(
-            io.kind(),
-            std::io::ErrorKind::ConnectionRefused
-                | std::io::ErrorKind::NetworkUnreachable
-                | std::io::ErrorKind::HostUnreachable
-        ),
+        ureq::Error::Io(io) => {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::NetworkUnreachable
+                    | std::io::ErrorKind::HostUnreachable
+            )
+            // a failed name lookup (getaddrinfo) comes as a plain I/O error
+            || io.to_string().contains("failed to lookup address")
+        }
         _ => false,
     }
-}
-
-/// A random duration in [d/2, d].
-fn jitter(d: Duration) -> Duration {
-    let r = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let frac = 0.5 + (r % 1000) as f64 / 2000.0;
-    d.mul_f64(frac)
 }
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, reply: &Reply) -> Result<T> {

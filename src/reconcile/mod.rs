@@ -6,7 +6,9 @@
 //! render and write `config.toml`.
 
 mod decide;
+mod issue;
 mod observe;
+mod recover;
 mod remote;
 
 use decide::{Action, Observed, decide, describe};
@@ -16,10 +18,10 @@ use crate::clock;
 use crate::error::{Error, Kind, Result};
 use crate::fsutil;
 use crate::gitlab::api::RunnerDetails;
-use crate::gitlab::{Client, IssuedToken, NewRunner, ResetById};
+use crate::gitlab::{Client, IssuedToken, ResetById};
 use crate::host::Host;
-use crate::secret::{Secret, TokenDirs, is_access_token, mask_tokens};
-use crate::settings::{Registration, Settings};
+use crate::secret::{Secret, TokenDirs, mask_tokens};
+use crate::settings::Settings;
 use crate::state::{ConfigRunner, Entry, State, parse_config_runners};
 use crate::template::{RunnerValues, Template};
 use crate::trust::{self, Class};
@@ -33,6 +35,8 @@ pub struct Inputs {
     pub admin: Option<(Secret, std::path::PathBuf)>,
     pub access: Option<Secret>,
     pub system_id: Option<String>,
+    /// The template's size, to know how much room `config.toml` needs.
+    pub template_len: usize,
 }
 
 impl Inputs {
@@ -112,6 +116,7 @@ impl Inputs {
             admin,
             access,
             system_id,
+            template_len: text.len(),
         })
     }
 }
@@ -190,6 +195,7 @@ struct Tally {
     rotated: usize,
     healed: usize,
     adopted: usize,
+    took_over: usize,
     updated: usize,
     deleted: usize,
 }
@@ -208,6 +214,8 @@ struct Engine<'a> {
     details: BTreeMap<u64, Result<Option<RunnerDetails>>>,
     /// Runners created in this run.
     created: Vec<u64>,
+    /// Whether the directories were proven writable (see `ensure_persistable`).
+    probed: bool,
 }
 
 /// Run `run` or `plan`; the exit code on success.
@@ -300,6 +308,7 @@ impl<'a> Engine<'a> {
             deleting: Vec::new(),
             details: BTreeMap::new(),
             created: Vec::new(),
+            probed: false,
         }
     }
 
@@ -319,7 +328,10 @@ impl<'a> Engine<'a> {
     }
 
     fn reconcile(&mut self) -> Result<i32> {
-        let existing = self.existing_runners()?;
+        let mut existing = self.existing_runners()?;
+        if !self.s.dry_run {
+            self.recover_leftovers(&mut existing)?;
+        }
         let observed = if self.s.stateless {
             self.observe_gitlab(&existing)?
         } else {
@@ -378,6 +390,7 @@ impl<'a> Engine<'a> {
             (t.rotated, "rotated"),
             (t.healed, "healed"),
             (t.adopted, "adopted"),
+            (t.took_over, "taken over"),
             (t.updated, "updated"),
             (t.deleted, "deleted"),
         ];
@@ -437,7 +450,7 @@ impl<'a> Engine<'a> {
             }
             Action::Rotate { reason } => {
                 let token = token.ok_or_else(|| Error::internal("rotate without a token"))?;
-                match self.client.reset_by_token(&token)? {
+                match self.rotate(&token, id.or(self.inputs.state.entries[ty].id))? {
                     Some(new) => {
                         self.store(ty, new)?;
                         self.tally.rotated += 1;
@@ -469,7 +482,7 @@ impl<'a> Engine<'a> {
                     .access
                     .clone()
                     .ok_or_else(|| Error::internal("heal without access token"))?;
-                match self.client.reset_by_id(&pat, id)? {
+                match self.reset_by_id(&pat, id)? {
                     ResetById::Reset(new) => {
                         self.store(ty, new)?;
                         self.tally.healed += 1;
@@ -491,7 +504,7 @@ impl<'a> Engine<'a> {
                 }
             }
             Action::Create { orphan } => {
-                let new = self.create(ty)?;
+                let new = self.create_runner(ty)?;
                 let id = new.id;
                 self.store(ty, new)?;
                 self.tally.created += 1;
@@ -510,43 +523,6 @@ impl<'a> Engine<'a> {
                 Ok(())
             }
         }
-    }
-
-    fn create(&self, ty: &str) -> Result<IssuedToken> {
-        let Some((admin, path)) = &self.inputs.admin else {
-            return Err(Error::config(format!(
-                "cannot create the {ty} runner: no admin-token in {}{}",
-                self.s.prefix.display(),
-                if self.s.credentials_dir.is_some() {
-                    " or $CREDENTIALS_DIRECTORY"
-                } else {
-                    ""
-                }
-            )));
-        };
-        let tags = self.inputs.host.tags(ty);
-        let description = self.inputs.host.description(ty);
-        let new = NewRunner {
-            description: &description,
-            tags: &tags,
-            scope: self.s.scope,
-        };
-        let user_runners = match self.s.registration {
-            Registration::Legacy => false,
-            Registration::UserRunners => true,
-            Registration::Auto => is_access_token(admin.expose()),
-        };
-        let issued = if user_runners {
-            self.client.create(admin, &new)
-        } else {
-            self.client.register(admin, &new)
-        };
-        issued.map_err(|e| {
-            e.context(format!(
-                "failed to create the {ty} runner with {}",
-                path.display()
-            ))
-        })
     }
 
     fn entry(&mut self, ty: &str) -> &mut Entry {
@@ -568,7 +544,11 @@ impl<'a> Engine<'a> {
         e.token = Some(new.token);
         e.token_expires_at = new.expires_at;
         e.token_obtained_at = Some(now);
-        self.save_state()
+        e.create_pending_since = None;
+        self.save_state()?;
+        // A stop asked for while GitLab issued it ends the run here, with
+        // the token safe.
+        crate::signals::check("the next step")
     }
 
     /// Persist the state (stateful mode only).

@@ -738,6 +738,7 @@ fn runner_json(r: &Runner, with_token: bool) -> Value {
         "access_level": "not_protected",
         "maximum_timeout": null,
         "contacted_at": r.contacted_at.map(iso),
+        "created_at": iso(r.created_at),
     });
     if with_token {
         v["token"] = r.token.clone().into();
