@@ -92,6 +92,85 @@ pub enum FaultKind {
     Delay(Duration),
 }
 
+/// Where in the handling of a request a [`Hook`] fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// On arrival, before GitLab acts on it.
+    Arrival,
+    /// After GitLab acted, before the answer is sent.
+    Acted,
+    /// After the answer was sent.
+    Answered,
+}
+
+/// What the fake does with a request after a [`Hook`] fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// Go on as usual.
+    Continue,
+    /// Close the connection: no action (at `Arrival`) or no answer.
+    Drop,
+    /// Answer with this status and a JSON error instead (after `Acted`:
+    /// GitLab acted, then a proxy timed out, say).
+    Status(u16),
+}
+
+/// The process a [`Hook`] signals, known once it is spawned (0 until
+/// then: the hook waits for it, so a hook can be set before the spawn).
+pub type Pid = Arc<std::sync::atomic::AtomicU32>;
+
+/// When request number `nth` (counted in `World::requests`, from 0)
+/// reaches `phase`: send `signal` (`"KILL"`, `"TERM"`) to the process, if
+/// any, then do `then`. SIGKILL is waited for: the process is dead before
+/// the fake goes on.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub nth: usize,
+    pub phase: Phase,
+    pub signal: Option<(Pid, &'static str)>,
+    pub then: Then,
+}
+
+impl Hook {
+    fn fire(&self) {
+        let Some((pid, signal)) = &self.signal else {
+            return;
+        };
+        // bounded: 5 s for the test to record the pid
+        let mut n = 0;
+        let pid = loop {
+            let p = pid.load(Ordering::SeqCst);
+            if p != 0 || n == 5000 {
+                break p;
+            }
+            n += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        if pid == 0 {
+            return;
+        }
+        let signal = *signal;
+        let _ = std::process::Command::new("kill")
+            .args(["-s", signal, &pid.to_string()])
+            .status();
+        if signal == "KILL" {
+            // bounded: 500 polls of 4 ms
+            for _ in 0..500 {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+                let dead = stat.map_or(true, |s| {
+                    s.rsplit(')')
+                        .next()
+                        .is_some_and(|rest| rest.trim_start().starts_with(['Z', 'X']))
+                });
+                if dead {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(4));
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Fault {
     /// Matches requests whose path starts with this (e.g. `/runners/verify`).
@@ -127,6 +206,17 @@ pub struct World {
     pub faults: VecDeque<Fault>,
     /// Every runner token ever issued.
     pub issued: Vec<String>,
+    /// Signals sent at given requests (crash tests).
+    pub hooks: Vec<Hook>,
+    /// Added before every answer (a slow GitLab, or a long way to it).
+    pub latency: Option<Duration>,
+    /// At most this many requests a second; the rest are answered 429 with
+    /// a `Retry-After` that says when there is room again.
+    pub rate_limit: Option<u32>,
+    /// The rate limiter's clock: when the next request has a slot (seconds).
+    next_slot: f64,
+    /// How many 429s the rate limiter sent.
+    pub throttled: usize,
 }
 
 pub const REGISTRATION_TOKEN: &str = "GR1348941Zx9ypQmFv3sW2nRtK8a";
@@ -160,6 +250,11 @@ impl Default for World {
             requests: Vec::new(),
             faults: VecDeque::new(),
             issued: Vec::new(),
+            hooks: Vec::new(),
+            latency: None,
+            rate_limit: None,
+            next_slot: 0.0,
+            throttled: 0,
         }
     }
 }
@@ -276,6 +371,24 @@ impl World {
             kind,
             times,
         });
+    }
+
+    /// The rate limiter: `None` when the request has a slot, else the
+    /// seconds until there is room again (for `Retry-After`).
+    fn throttle(&mut self) -> Option<u64> {
+        let rate = f64::from(self.rate_limit?);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let slot = self.next_slot.max(t);
+        // a burst of up to one second's worth is admitted at once
+        if slot - t >= 1.0 {
+            self.throttled += 1;
+            return Some((slot - t).ceil() as u64);
+        }
+        self.next_slot = slot + 1.0 / rate;
+        None
     }
 
     fn take_fault(&mut self, method: &str, path: &str) -> Option<FaultKind> {
@@ -571,11 +684,43 @@ fn serve(mut stream: impl Read + Write, world: &Mutex<World>) -> std::io::Result
         return Ok(());
     };
     let request_id = req.header("x-request-id").map(String::from);
-    let fault = {
+    let (fault, hook, latency, throttled) = {
         let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
         w.requests.push(req.clone());
-        w.take_fault(&req.method, &req.path)
+        let nth = w.requests.len() - 1;
+        let hook = w
+            .hooks
+            .iter()
+            .position(|h| h.nth == nth)
+            .map(|i| w.hooks.remove(i));
+        let throttled = w.throttle();
+        (
+            w.take_fault(&req.method, &req.path),
+            hook,
+            w.latency,
+            throttled,
+        )
     };
+    if let Some(seconds) = throttled {
+        let mut a = message(429, "429 Too Many Requests");
+        a.headers.push(("Retry-After".into(), seconds.to_string()));
+        return write_answer(&mut stream, &a, request_id.as_deref());
+    }
+    if let Some(d) = latency {
+        std::thread::sleep(d);
+    }
+    let fires = |phase: Phase| hook.as_ref().filter(|h| h.phase == phase);
+    if let Some(h) = fires(Phase::Arrival) {
+        h.fire();
+        match h.then {
+            Then::Drop => return Ok(()),
+            Then::Status(s) => {
+                let a = message(s, &format!("{s} Error"));
+                return write_answer(&mut stream, &a, request_id.as_deref());
+            }
+            Then::Continue => {}
+        }
+    }
     let answer = match fault {
         Some(FaultKind::Drop) => return Ok(()),
         Some(FaultKind::Status {
@@ -613,7 +758,22 @@ fn serve(mut stream: impl Read + Write, world: &Mutex<World>) -> std::io::Result
         }
         None => route(&req, world),
     };
-    write_answer(&mut stream, &answer, request_id.as_deref())
+    let answer = match fires(Phase::Acted) {
+        Some(h) => {
+            h.fire();
+            match h.then {
+                Then::Drop => return Ok(()),
+                Then::Status(s) => message(s, &format!("{s} Gateway Timeout")),
+                Then::Continue => answer,
+            }
+        }
+        None => answer,
+    };
+    write_answer(&mut stream, &answer, request_id.as_deref())?;
+    if let Some(h) = fires(Phase::Answered) {
+        h.fire();
+    }
+    Ok(())
 }
 
 /// An integer parameter sent as a JSON number or a string.

@@ -5,7 +5,9 @@
 
 pub mod fake_gitlab;
 
-pub use fake_gitlab::{ADMIN_PAT, FakeGitlab, FaultKind, REGISTRATION_TOKEN, World};
+pub use fake_gitlab::{
+    ADMIN_PAT, FakeGitlab, FaultKind, Hook, Phase, Pid, REGISTRATION_TOKEN, Then, World,
+};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -184,6 +186,50 @@ pub fn run_host(prefix: &Prefix, url: &str, host: &str, args: &[&str]) -> Run {
     }
     c.args(args);
     run_cmd(c)
+}
+
+/// Like [`run`], with `hooks` set before the spawn: `(request number from
+/// now, phase, signal for the tool, then)`.
+pub fn run_hooked(
+    prefix: &Prefix,
+    gl: &FakeGitlab,
+    args: &[&str],
+    hooks: &[(usize, Phase, Option<&'static str>, Then)],
+) -> Run {
+    let pid: Pid = Default::default();
+    {
+        let mut w = gl.world();
+        let base = w.requests.len();
+        for &(n, phase, signal, then) in hooks {
+            w.hooks.push(Hook {
+                nth: base + n,
+                phase,
+                signal: signal.map(|s| (pid.clone(), s)),
+                then,
+            });
+        }
+    }
+    let mut c = command(prefix);
+    c.args(["--api-url", &gl.url(), "--prefix"])
+        .arg(&prefix.dir)
+        .args(["--hostname", HOST, "--timeout", "5s"]);
+    if !args.contains(&"--wait") {
+        c.args(["--wait", "5s"]);
+    }
+    c.args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().expect("spawn gitlab-runner-auth");
+    pid.store(child.id(), std::sync::atomic::Ordering::SeqCst);
+    let out = child
+        .wait_with_output()
+        .expect("wait for gitlab-runner-auth");
+    gl.world().hooks.clear();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 pub fn run(prefix: &Prefix, gl: &FakeGitlab, args: &[&str]) -> Run {
