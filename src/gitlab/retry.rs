@@ -78,9 +78,9 @@ impl Backoff {
     /// The wait before the next attempt, or `None` when it would pass the
     /// deadline. `retry_after` is the server's `Retry-After`; `rand` is in
     /// [0, 1). Without `Retry-After`: a random time in [d/2, d] for the
-    /// current delay d. With it: at least that long, plus up to half the
-    /// current delay, so that a cluster told the same `Retry-After` does
-    /// not come back in one burst.
+    /// current delay d. With it, r: a random time in [r, 1.5 r + d/2], so
+    /// that a cluster told the same `Retry-After` does not come back in one
+    /// burst.
     pub fn next(
         &mut self,
         retry_after: Option<Duration>,
@@ -89,7 +89,9 @@ impl Backoff {
     ) -> Option<Duration> {
         let rand = rand.clamp(0.0, 1.0);
         let wait = match retry_after {
-            Some(r) => r.checked_add(self.delay.mul_f64(rand / 2.0))?,
+            Some(r) => r
+                .checked_add(r.checked_mul(1)?.mul_f64(rand / 2.0))?
+                .checked_add(self.delay.mul_f64(rand / 2.0))?,
             None => self.delay.mul_f64(0.5 + rand / 2.0),
         };
         if now.checked_add(wait).is_none_or(|t| t > self.deadline) {
@@ -159,7 +161,7 @@ mod tests {
         );
         assert_eq!(
             b.next(Some(Duration::from_secs(3)), t0, 1.0),
-            Some(Duration::from_secs(7))
+            Some(Duration::from_millis(8500))
         );
         // past the deadline: give up
         assert_eq!(b.next(Some(Duration::from_secs(11)), t0, 0.0), None);
