@@ -109,6 +109,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     file.write_all(bytes).map_err(|e| Error::write(path, e))?;
     if let Ok(old) = std::fs::symlink_metadata(path) {
         let (uid, gid) = (old.uid(), old.gid());
+        // Only a file of root's or the caller's passed the trust rules;
+        // never hand a new file (and the tokens in it) to anyone else.
+        if uid != 0 && uid != trust::effective_uid() {
+            return Err(Error::write(
+                path,
+                format!("it is owned by uid {uid}, not by root or the caller"),
+            ));
+        }
         let new = file.metadata().map_err(|e| Error::write(path, e))?;
         if (uid, gid) != (new.uid(), new.gid()) {
             std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
@@ -123,6 +131,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Make the file at `path` (checked by the trust rules) `0600`, through a
+/// descriptor opened without following a symlink.
+pub fn make_private(path: &Path) -> Result<()> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(trust::OPEN_FLAGS)
+        .open(path)
+        .map_err(|e| Error::write(path, e))?;
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::write(path, e))
 }
 
 /// Remove `path`; a file that is already gone is fine.

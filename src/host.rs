@@ -150,11 +150,21 @@ impl Host {
     /// hold both the hostname and `ty`, or (a runner the original script
     /// registered) its tag set is exactly the one this host registers for
     /// `ty`. Compared exactly, as GitLab compares tags: the cluster tag
-    /// never makes another host's runner ours.
+    /// never makes another host's runner ours. The tag set never outweighs
+    /// a description that names another host's runner of that type
+    /// (`login42-shell` whose `login42` tag was removed; two hosts given the
+    /// same `--tag`s).
     pub fn owns(&self, description: &str, tags: &[String], ty: &str) -> bool {
         let has = |t: &str| tags.iter().any(|x| x == t);
-        let by_description = description == self.description(ty) && has(&self.hostname) && has(ty);
-        by_description || same_set(tags, &self.tags(ty))
+        let mine = self.description(ty);
+        if description == mine {
+            return (has(&self.hostname) && has(ty)) || same_set(tags, &self.tags(ty));
+        }
+        let names_another = description
+            .strip_suffix(ty)
+            .and_then(|d| d.strip_suffix('-'))
+            .is_some_and(|h| !h.is_empty());
+        !names_another && same_set(tags, &self.tags(ty))
     }
 
     /// The runner type for which a runner is this host's, by [`Host::owns`],
@@ -167,9 +177,10 @@ impl Host {
         {
             return Some(ty.to_string());
         }
+        let cluster = self.cluster();
         let mut fits = tags
             .iter()
-            .filter(|t| **t != self.hostname && same_set(tags, &self.tags(t)));
+            .filter(|t| **t != self.hostname && **t != cluster && self.owns(description, tags, t));
         match (fits.next(), fits.next()) {
             (Some(t), None) => Some(t.clone()),
             _ => None,
@@ -342,6 +353,19 @@ mod tests {
             }
             assert!(!h.owns(desc, &t, "batch") || want == Some("batch"));
         }
+        // login42's runner that lost its hostname tag is not login's
+        assert_eq!(
+            login.owned_type("login42-shell", &tags(&["login", "shell"])),
+            None
+        );
+        // two hosts given the same --tags have the same tag sets
+        let a = host("login1", None, &["login1", "login2"]);
+        let b_tags = host("login2", None, &["login1", "login2"]).tags("shell");
+        assert_eq!(a.owned_type("login2-shell", &b_tags), None);
+        assert_eq!(
+            a.owned_type("login1-shell", &b_tags).as_deref(),
+            Some("shell")
+        );
         // tags that fit two types by the exact set are nobody's
         let both = host("n1", None, &["a", "b"]);
         assert_eq!(both.owned_type("x", &tags(&["n1", "n", "a", "b"])), None);

@@ -95,11 +95,27 @@ pub fn unregister(
     others: &[u64],
 ) -> Result<i32> {
     let types: Vec<String> = inputs.state.entries.keys().cloned().collect();
+    if inputs.access.is_none() {
+        log::warn!(
+            "without an access-token, runners are deleted with their own tokens from {}: this cannot check that they are this host's (a copy from another node would delete that node's runners)",
+            s.state.display()
+        );
+    }
     let mut deleted = 0;
     let mut left = Vec::new();
     for ty in types {
         let e = &inputs.state.entries[&ty];
-        let (id, token) = (e.id, e.token.clone());
+        let (mut id, token) = (e.id, e.token.clone());
+        // With an access token, a runner is deleted by id, after the
+        // ownership check: learn the id of a token the state holds alone.
+        if inputs.access.is_some()
+            && id.is_none()
+            && let Some(t) = &token
+            && let Verified::Valid { id: Some(got), .. } =
+                client.verify(t, inputs.system_id.as_deref())?
+        {
+            id = Some(got);
+        }
         if id.is_none() && token.is_none() {
             continue;
         }

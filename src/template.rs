@@ -165,7 +165,10 @@ impl Template {
         {
             Some(f) => Err(Error::config(format!(
                 "invalid template {}:{}:{}: unknown field '{}' ({why})",
-                self.origin, f.line, f.col, f.base
+                self.origin,
+                f.line,
+                f.col,
+                shown(&f.base)
             ))),
             None => Ok(()),
         }
@@ -227,7 +230,20 @@ fn advance(line: &mut usize, col: &mut usize, c: char) {
     }
 }
 
+/// A field's text for an error message: masked (a template may hold a
+/// literal token where a field was meant) and cut short.
+fn shown(name: &str) -> String {
+    let cut: String = name.chars().take(40).collect();
+    let cut = if cut.len() < name.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    };
+    crate::secret::mask_tokens(&cut, &[])
+}
+
 fn parse_field(name: &str, line: usize, col: usize) -> std::result::Result<Field, String> {
+    let s = shown(name);
     if let Some(i) = name.find(['!', ':']) {
         let what = if name[i..].starts_with('!') {
             "conversions"
@@ -235,11 +251,11 @@ fn parse_field(name: &str, line: usize, col: usize) -> std::result::Result<Field
             "format specs"
         };
         return Err(format!(
-            "field '{{{name}}}': {what} are not supported; use a plain named field such as {{shell}}"
+            "field '{{{s}}}': {what} are not supported; use a plain named field such as {{shell}}"
         ));
     }
     if name.contains('[') || name.contains(']') {
-        return Err(format!("field '{{{name}}}': indexing is not supported"));
+        return Err(format!("field '{{{s}}}': indexing is not supported"));
     }
     let (base, attr) = match name.split_once('.') {
         Some((b, a)) => (b, Some(a)),
@@ -247,20 +263,24 @@ fn parse_field(name: &str, line: usize, col: usize) -> std::result::Result<Field
     };
     if base.is_empty() || base.chars().all(|c| c.is_ascii_digit()) {
         return Err(format!(
-            "positional field '{{{name}}}' is not supported; name the field, e.g. {{hostname}} or {{shell}}"
+            "positional field '{{{s}}}' is not supported; name the field, e.g. {{hostname}} or {{shell}}"
         ));
     }
     if base.chars().any(char::is_whitespace) {
-        return Err(format!("field '{{{name}}}': names cannot contain spaces"));
+        return Err(format!("field '{{{s}}}': names cannot contain spaces"));
     }
     let attr = match attr {
         None => None,
         Some(a) if base == HOSTNAME => {
-            return Err(format!("field '{{{name}}}': hostname has no attribute '{a}'"));
+            return Err(format!(
+                "field '{{{s}}}': hostname has no attribute '{}'",
+                shown(a)
+            ));
         }
         Some(a) => Some(Attr::parse(a).ok_or_else(|| {
             format!(
-                "field '{{{name}}}': unknown attribute '{a}' (known: token, id, token_obtained_at, token_expires_at)"
+                "field '{{{s}}}': unknown attribute '{}' (known: token, id, token_obtained_at, token_expires_at)",
+                shown(a)
             )
         })?),
     };

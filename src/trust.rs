@@ -82,22 +82,18 @@ fn mode(meta: &Metadata) -> u32 {
 
 /// A directory this tool writes in (the prefix, the directory of
 /// `config.toml`): owned by root or the caller, writable by nobody else.
-/// Its parents up to `/` must be too, but may be writable by others when
-/// sticky (`/tmp`).
+/// Every directory on the way to it must be owned by root or the caller
+/// and writable by nobody else unless sticky (`/tmp`), and every symlink on
+/// the way must be owned by root or the caller (see [`resolve`]).
 pub fn check_dir(dir: &Path) -> Result<()> {
-    let euid = effective_uid();
-    let abs = absolute(dir)?;
-    let meta = std::fs::metadata(&abs).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::config(format!("{} does not exist", dir.display())),
-        _ => Error::read(dir, e),
-    })?;
+    let real = resolve(dir)?;
+    let meta = std::fs::symlink_metadata(&real).map_err(|e| Error::read(dir, e))?;
     if !meta.is_dir() {
         return Err(Error::config(format!(
             "{} is not a directory",
             dir.display()
         )));
     }
-    check_owner(dir, &meta, euid)?;
     if mode(&meta) & 0o022 != 0 {
         return Err(denied(
             dir,
@@ -108,26 +104,100 @@ pub fn check_dir(dir: &Path) -> Result<()> {
             format!("chmod go-w {}", dir.display()),
         ));
     }
-    // The path as given, and where it really leads: a symlink on the way
-    // must sit in a trusted directory, and so must its target.
-    let real = std::fs::canonicalize(&abs).map_err(|e| Error::read(dir, e))?;
-    for path in [&abs, &real] {
-        for parent in path.ancestors().skip(1) {
-            check_parent(parent, euid)?;
-        }
-    }
     Ok(())
 }
 
-fn check_parent(dir: &Path, euid: u32) -> Result<()> {
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::read(dir, e))?;
-    if meta.file_type().is_symlink() {
-        // Its target is checked through the canonical path; the directory
-        // holding it through this walk.
+/// The directory holding a file this tool reads (the template, the CA
+/// file): the rules of the directories on the way (see [`resolve`]).
+pub fn check_parent_dirs(file: &Path) -> Result<()> {
+    let abs = absolute(file)?;
+    let Some(dir) = abs.parent() else {
         return Ok(());
+    };
+    let real = resolve(dir)?;
+    let meta = std::fs::symlink_metadata(&real).map_err(|e| Error::read(dir, e))?;
+    check_passage(&real, &meta, effective_uid())
+}
+
+/// Walk `path` from `/` one component at a time, as the kernel resolves
+/// it, and check what each step relies on: every directory passed through
+/// (owned by root or the caller; writable by others only when sticky), and
+/// every symlink followed (owned by root or the caller, since a sticky
+/// directory lets its owner replace it). The last component must be a
+/// directory owned by root or the caller. The real path.
+pub fn resolve(path: &Path) -> Result<PathBuf> {
+    let euid = effective_uid();
+    let mut todo: Vec<std::ffi::OsString> = Vec::new();
+    push_components(&mut todo, &absolute(path)?);
+    let mut cur = PathBuf::from("/");
+    check_passage(
+        &cur,
+        &std::fs::symlink_metadata(&cur).map_err(|e| Error::read(&cur, e))?,
+        euid,
+    )?;
+    let mut links = 0;
+    while let Some(name) = todo.pop() {
+        if name == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&name);
+        let meta = std::fs::symlink_metadata(&next).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::config(format!("{} does not exist", next.display()))
+            }
+            _ => Error::read(&next, e),
+        })?;
+        if meta.file_type().is_symlink() {
+            check_owner(&next, &meta, euid)?;
+            links += 1;
+            if links > 40 {
+                return Err(Error::config(format!(
+                    "{}: too many levels of symbolic links",
+                    path.display()
+                )));
+            }
+            let target = std::fs::read_link(&next).map_err(|e| Error::read(&next, e))?;
+            if target.is_absolute() {
+                cur = PathBuf::from("/");
+            }
+            push_components(&mut todo, &target);
+            continue;
+        }
+        if !meta.is_dir() {
+            return Err(Error::config(format!(
+                "{} is not a directory",
+                next.display()
+            )));
+        }
+        check_owner(&next, &meta, euid)?;
+        if !todo.is_empty() {
+            check_passage(&next, &meta, euid)?;
+        }
+        cur = next;
     }
-    check_owner(dir, &meta, euid)?;
-    let m = mode(&meta);
+    Ok(cur)
+}
+
+/// Push the components of `p` onto the stack `todo` (so that they pop in
+/// order), without `.`.
+fn push_components(todo: &mut Vec<std::ffi::OsString>, p: &Path) {
+    let parts: Vec<std::ffi::OsString> = p
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+        })
+        .collect();
+    todo.extend(parts.into_iter().rev());
+}
+
+/// A directory passed through on the way: owned by root or the caller,
+/// writable by others only when sticky.
+fn check_passage(dir: &Path, meta: &Metadata, euid: u32) -> Result<()> {
+    check_owner(dir, meta, euid)?;
+    let m = mode(meta);
     if m & 0o022 != 0 && m & 0o1000 == 0 {
         return Err(denied(
             dir,
@@ -381,6 +451,37 @@ mod tests {
         let link = d.join("via-link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
         assert!(check_dir(&link).is_err());
+        // a chain: d/a -> d/m/n -> d/x, with d/m writable by others; the
+        // directory holding the middle link is checked too
+        let m = d.join("m");
+        std::fs::create_dir(&m).unwrap();
+        chmod(&m, 0o777);
+        let x = d.join("x");
+        std::fs::create_dir(&x).unwrap();
+        chmod(&x, 0o700);
+        std::fs::create_dir(x.join("p")).unwrap();
+        chmod(&x.join("p"), 0o700);
+        std::os::unix::fs::symlink(&x, m.join("n")).unwrap();
+        std::os::unix::fs::symlink(m.join("n"), d.join("a")).unwrap();
+        let e = check_dir(&d.join("a/p")).unwrap_err();
+        assert!(e.to_string().contains(&m.display().to_string()), "{e}");
+        chmod(&m, 0o755);
+        assert_eq!(resolve(&d.join("a/p")).unwrap(), x.join("p"));
+        check_dir(&d.join("a/p")).unwrap();
+        // .. after a link is taken from where the link led
+        assert_eq!(resolve(&d.join("a/p/..")).unwrap(), x);
+        if effective_uid() == 0 {
+            // a link another user owns (they could replace it in a sticky
+            // directory) is refused
+            let sticky = d.join("sticky");
+            std::fs::create_dir(&sticky).unwrap();
+            chmod(&sticky, 0o1777);
+            let theirs = sticky.join("link");
+            std::os::unix::fs::symlink(&x, &theirs).unwrap();
+            std::os::unix::fs::lchown(&theirs, Some(65534), None).unwrap();
+            let e = check_dir(&theirs.join("p")).unwrap_err();
+            assert!(e.to_string().contains("owned by"), "{e}");
+        }
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -49,7 +49,10 @@ fn cluster(hosts: usize) -> Figures {
                         serde_json::json!({"id": id, "token": w.token_of(id)}),
                     );
                 }
-                p.write("runner-data.json", &serde_json::Value::Object(st).to_string());
+                p.write(
+                    "runner-data.json",
+                    &serde_json::Value::Object(st).to_string(),
+                );
             }
             p
         })
@@ -74,8 +77,11 @@ fn cluster(hosts: usize) -> Figures {
         })
         .collect();
     let stopped = |pid: u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('T')))
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('T'))
+        })
     };
     for (c, _) in &children {
         // bounded: 10 s per node at most
@@ -95,7 +101,10 @@ fn cluster(hosts: usize) -> Figures {
         .unwrap();
     assert!(cont.success());
     let resumed = start.elapsed();
-    assert!(resumed < Duration::from_secs(2), "starting took {resumed:?}");
+    assert!(
+        resumed < Duration::from_secs(2),
+        "starting took {resumed:?}"
+    );
     // bounded: --wait plus a margin
     let limit = Duration::from_secs(150);
     while children.iter().any(|(_, done)| done.is_none()) && start.elapsed() < limit {

@@ -673,6 +673,7 @@ fn root_certs(ca_file: Option<&Path>) -> Result<ureq::tls::RootCerts> {
     ];
     let mut certs = Vec::new();
     if let Some(f) = ca_file {
+        crate::trust::check_parent_dirs(f)?;
         let pem = crate::trust::read(f, crate::trust::Class::Input)?
             .ok_or_else(|| Error::read(f, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
         let found = pem_certs(&pem);

@@ -41,6 +41,7 @@ pub struct Inputs {
 
 impl Inputs {
     pub fn load(s: &Settings) -> Result<Inputs> {
+        trust::check_parent_dirs(&s.template)?;
         let text = trust::read_text(&s.template, Class::Input)?.ok_or_else(|| {
             Error::read(
                 &s.template,
@@ -119,6 +120,37 @@ impl Inputs {
             template_len: text.len(),
         })
     }
+}
+
+/// `runner-data.json` and `config.toml` hold tokens: one that group or
+/// others can read (the original script left them `0644`) is made `0600`,
+/// or, for a read-only command, warned about.
+fn keep_private(s: &Settings, read_only: bool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let state = (!s.stateless).then_some(&s.state);
+    for path in state.into_iter().chain([&s.config]) {
+        // the trust rules first: nothing is changed on a refused file
+        let Some((_, m)) = trust::open(path, Class::Input)? else {
+            continue;
+        };
+        let mode = m.mode() & 0o7777;
+        if !m.is_file() || mode & 0o077 == 0 {
+            continue;
+        }
+        if read_only {
+            log::warn!(
+                "{} holds tokens and is readable by group or others (mode {mode:04o}); fix it with: chmod 600 {0}",
+                path.display()
+            );
+        } else {
+            fsutil::make_private(path)?;
+            log::warn!(
+                "{} holds tokens and was readable by group or others (mode {mode:04o}); made it 0600",
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `rendered` as TOML, or an error naming the template and the place.
@@ -245,6 +277,9 @@ pub fn run(s: &Settings) -> Result<i32> {
         ));
     }
     trust::check_dir(config_dir)?;
+    if let Some(dir) = &s.credentials_dir {
+        trust::check_dir(dir)?;
+    }
     let read_only = s.dry_run || s.command == Command::Status;
     let _lock = if read_only {
         None
@@ -252,6 +287,7 @@ pub fn run(s: &Settings) -> Result<i32> {
         Some(fsutil::lock(&s.lock, s.wait)?)
     };
     let inputs = Inputs::load(s)?;
+    keep_private(s, read_only)?;
     let client = Client::new(api_base, s.timeout, s.wait, s.ca_file.as_deref())?;
     let mut inputs = inputs;
     let mut extra = Vec::new();
@@ -425,6 +461,12 @@ impl<'a> Engine<'a> {
             } => (Some(token.clone()), *id, *expires_at, *obtained_at),
             _ => (None, None, None, None),
         };
+        if matches!(
+            action,
+            Action::Rotate { .. } | Action::Heal { .. } | Action::Adopt
+        ) {
+            self.require_known_owner(ty, id)?;
+        }
         match action {
             Action::Keep => Ok(()),
             Action::Record | Action::Adopt => {
@@ -504,6 +546,12 @@ impl<'a> Engine<'a> {
                 }
             }
             Action::Create { orphan } => {
+                // said before the create: a run killed after it still said it
+                if let Some(old) = orphan {
+                    log::warn!(
+                        "creating a new {ty} runner: the old {ty} runner {old} may remain in GitLab: delete it there (an access-token in the prefix lets this tool heal runners instead)"
+                    );
+                }
                 let new = self.create_runner(ty)?;
                 let id = new.id;
                 self.store(ty, new)?;
@@ -515,13 +563,42 @@ impl<'a> Engine<'a> {
                     self.inputs.host.description(ty),
                     self.inputs.host.tags(ty).join(",")
                 );
-                if let Some(old) = orphan.filter(|o| Some(*o) != id) {
-                    log::warn!(
-                        "old {ty} runner {old} may remain in GitLab: delete it there (an access-token in the prefix lets this tool heal runners instead)"
-                    );
-                }
                 Ok(())
             }
+        }
+    }
+
+    /// With an access token, a runner's token is changed (rotated, healed,
+    /// adopted) only when GitLab showed the runner and it is this host's
+    /// (a runner it showed as another host's never gets this far).
+    fn require_known_owner(&self, ty: &str, verified_id: Option<u64>) -> Result<()> {
+        if self.inputs.access.is_none() || self.s.stateless {
+            return Ok(());
+        }
+        let Some(id) = verified_id.or(self.inputs.state.entries[ty].id) else {
+            return Ok(());
+        };
+        match self.details.get(&id) {
+            Some(Ok(Some(d))) => {
+                let desc = d.description.as_deref().unwrap_or("");
+                if self.inputs.host.owns(desc, &d.tag_list, ty) {
+                    Ok(())
+                } else {
+                    Err(Error::denied(format!(
+                        "{ty} runner {id} ('{desc}') is another host's: its token is left alone"
+                    )))
+                }
+            }
+            Some(Ok(None)) => Ok(()),
+            Some(Err(e)) => Err(Error::new(
+                e.kind(),
+                format!(
+                    "cannot tell whether {ty} runner {id} is this host's, so its token is left alone: {e}"
+                ),
+            )),
+            None => Err(Error::internal(format!(
+                "{ty} runner {id}: its details were not read"
+            ))),
         }
     }
 

@@ -223,6 +223,16 @@ impl Engine<'_> {
                         log::warn!(
                             "{ty}: GitLab says the token belongs to runner {got}, runner-data.json says {want}; recording {got}"
                         );
+                        if let Some(pat) = &self.inputs.access
+                            && !self.details.contains_key(&got)
+                        {
+                            let d = self.client.runner(pat, got);
+                            self.details.insert(got, d);
+                        }
+                        if let Some(foreign) = self.foreign(ty, got) {
+                            out.push(foreign);
+                            continue;
+                        }
                     }
                     log::info!(
                         "verified {ty} runner {}: valid{}",
