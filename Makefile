@@ -10,7 +10,7 @@ DROPIN_DIR := /usr/lib/systemd/system/gitlab-runner.service.d
 # ring's C code for musl is built with musl-gcc (Debian: musl-tools).
 export CC_x86_64_unknown_linux_musl ?= musl-gcc
 
-.PHONY: build test lint fmt unit package-check systemd-test demo bench deb rpm man \
+.PHONY: build test lint fmt unit package-check systemd-test demo bench loadtest deb rpm man \
         install uninstall clean
 
 # The static binary.
@@ -54,6 +54,10 @@ demo:
 
 bench:
 	python3 scripts/bench.py
+
+# The cluster reboot at 50, 200 and 500 nodes (over a minute; outside make test).
+loadtest:
+	$(CARGO) test --locked --test load -- --include-ignored --nocapture
 
 # The air-gapped install: the binary, the drop-in, the man page.
 install:
