@@ -57,7 +57,7 @@ bench:
 
 # The cluster reboot at 50, 200 and 500 nodes (over a minute; outside make test).
 loadtest:
-	$(CARGO) test --locked --test load -- --include-ignored --nocapture
+	$(CARGO) test --locked --test it load:: -- --include-ignored --nocapture
 
 # The air-gapped install: the binary, the drop-in, the man page.
 install:

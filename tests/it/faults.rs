@@ -3,11 +3,9 @@
 //! tokens, answers lost after GitLab acted, a full disk, an unwritable
 //! state directory, temporary files a killed run left, and SIGTERM.
 
-mod support;
-
+use crate::support::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
-use support::*;
 
 fn pat_prefix(admin: &str) -> Prefix {
     let p = Prefix::standard(admin);

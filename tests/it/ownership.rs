@@ -6,9 +6,7 @@
 //! another node, a state naming another team's runner; and a template that
 //! renders to invalid TOML, found only after GitLab had issued a token.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 /// Every request that changes something in GitLab, as lines.
 fn writes(gl: &FakeGitlab) -> Vec<String> {

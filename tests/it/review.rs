@@ -6,13 +6,11 @@
 //! another host's description, unregister on a copied prefix, a template
 //! error quoting a literal secret, a world-readable state).
 
-mod support;
-
+use crate::support::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use support::*;
 
 fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)

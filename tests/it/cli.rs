@@ -2,10 +2,9 @@
 //! Integration tests: the real binary against the fake GitLab, asserting
 //! exit codes, the requests GitLab saw, and the files written.
 
-mod support;
-
+use crate::support;
+use crate::support::*;
 use std::os::unix::fs::MetadataExt;
-use support::*;
 
 fn verify_only(lines: &[String]) -> bool {
     lines.iter().all(|l| l == "POST /runners/verify")
@@ -1065,11 +1064,11 @@ fn the_example_template_renders_to_valid_toml() {
     let p = Prefix::standard(REGISTRATION_TOKEN);
     p.write(
         "config.template",
-        include_str!("../packaging/examples/config.template"),
+        include_str!("../../packaging/examples/config.template"),
     );
     p.write(
         "runner-data.json",
-        include_str!("../packaging/examples/runner-data.json"),
+        include_str!("../../packaging/examples/runner-data.json"),
     );
     let r = run(&p, &gl, &[]);
     assert_code(&r, 0);

@@ -6,15 +6,13 @@
 //! within its `--wait`, GitLab must end with exactly two runners per node,
 //! and the total number of requests must stay under the bound below.
 //!
-//! `cargo test --test load` runs 50 nodes; `make loadtest` runs 50, 200
+//! `cargo test --test it load::` runs 50 nodes; `make loadtest` runs 50, 200
 //! and 500 (`-- --ignored`) and prints the figures.
 
-mod support;
-
+use crate::support::*;
 use std::collections::BTreeMap;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 const RATE: u32 = 50;
 const WAIT: &str = "120s";

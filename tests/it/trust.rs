@@ -6,12 +6,10 @@
 //! file) before any request, names the path and the fix, and leaves every
 //! file as it was.
 
-mod support;
-
+use crate::support::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
-use support::*;
 
 fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)

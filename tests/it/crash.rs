@@ -10,9 +10,7 @@
 //!   every token in `config.toml` is live;
 //! - without one, any extra runner was named in the log.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 #[derive(Clone, Copy, Debug)]
 enum Scenario {
