@@ -72,15 +72,6 @@ fn whole(p: &Prefix) -> Result<(), String> {
     Ok(())
 }
 
-fn tokens_live(p: &Prefix, gl: &FakeGitlab) -> bool {
-    let table: toml::Table = p.read("config.toml").parse().unwrap();
-    let w = gl.world();
-    table["runners"].as_array().unwrap().iter().all(|r| {
-        let t = r["token"].as_str().unwrap();
-        w.runners.values().any(|x| x.token == t)
-    })
-}
-
 #[test]
 fn sigkill_at_every_request_boundary_loses_nothing() {
     let mut rows = Vec::new();
@@ -112,7 +103,7 @@ fn sigkill_at_every_request_boundary_loses_nothing() {
                         if again.code != 0 {
                             return Err(format!("rerun exit {}: {}", again.code, again.stderr));
                         }
-                        if !tokens_live(&p, &gl) {
+                        if !config_tokens_valid(&p, &gl) {
                             return Err("config.toml holds a dead token".into());
                         }
                         match (pat, batch, shell) {

@@ -1,17 +1,13 @@
 // SPDX-License-Identifier: MIT
 //! A boot-time agent's worst morning: proxy errors on calls that issue
 //! tokens, answers lost after GitLab acted, a full disk, an unwritable
-//! state directory, temporary files a killed run left, and SIGTERM.
+//! state directory, temporary files a killed run left, and SIGTERM; and
+//! transient failures retried, an unreachable GitLab, junk answers, a bad
+//! state file, a lock another run holds, an unwritable `config.toml`.
 
 use crate::support::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
-
-fn pat_prefix(admin: &str) -> Prefix {
-    let p = Prefix::standard(admin);
-    p.write("access-token", ADMIN_PAT);
-    p
-}
 
 /// How many runners GitLab holds described `node12-<ty>`.
 fn count(gl: &FakeGitlab, ty: &str) -> usize {
@@ -21,16 +17,6 @@ fn count(gl: &FakeGitlab, ty: &str) -> usize {
         .values()
         .filter(|r| r.description == want)
         .count()
-}
-
-/// Every token in config.toml is a runner's current token in GitLab.
-fn config_tokens_valid(p: &Prefix, gl: &FakeGitlab) -> bool {
-    let table: toml::Table = p.read("config.toml").parse().unwrap();
-    let w = gl.world();
-    table["runners"].as_array().unwrap().iter().all(|r| {
-        let t = r["token"].as_str().unwrap();
-        w.runners.values().any(|x| x.token == t)
-    })
 }
 
 #[test]
@@ -340,4 +326,232 @@ fn sigterm_during_a_create_saves_the_token_and_exits_143() {
             .count(),
         1
     );
+}
+
+#[test]
+fn transient_failures_are_retried() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    gl.world().requests.clear();
+    gl.world().fault(
+        None,
+        "/runners/verify",
+        FaultKind::Status {
+            status: 503,
+            retry_after: Some(0),
+        },
+        1,
+    );
+    gl.world().fault(
+        None,
+        "/runners/verify",
+        FaultKind::Status {
+            status: 429,
+            retry_after: Some(1),
+        },
+        1,
+    );
+    gl.world()
+        .fault(None, "/runners/verify", FaultKind::Drop, 1);
+    let before = p.snapshot("config.toml");
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 0);
+    assert_eq!(gl.world().lines().len(), 5, "3 failures + 2 good verifies");
+    assert!(r.stderr.contains("retrying in"), "{r:?}");
+    assert_eq!(p.snapshot("config.toml"), before);
+}
+
+#[test]
+fn a_create_answered_502_by_a_proxy_is_repeated() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    gl.world().fault(
+        Some("POST"),
+        "/runners",
+        FaultKind::Status {
+            status: 502,
+            retry_after: None,
+        },
+        1,
+    );
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 0);
+    assert_eq!(
+        gl.world().lines(),
+        vec!["POST /runners", "POST /runners", "POST /runners"],
+        "the refused create is sent again"
+    );
+    assert_eq!(gl.world().runners.len(), 2, "no duplicate");
+    assert!(p.exists("config.toml"));
+}
+
+#[test]
+fn unreachable_gitlab_exits_69_or_keeps_config_with_offline_ok() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let before = (p.snapshot("config.toml"), p.snapshot("runner-data.json"));
+    // a port nobody listens on
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let url = format!("http://{closed}");
+    let r = run_at(&p, &url, &["--wait", "1s"]);
+    assert_code(&r, 69);
+    assert!(r.stderr.contains("POST /runners/verify"), "{r:?}");
+    assert!(r.stderr.contains("gave up after"), "{r:?}");
+    let r = run_at(&p, &url, &["--wait", "1s", "--offline-ok"]);
+    assert_code(&r, 0);
+    assert!(r.stderr.contains("keeping the existing"), "{r:?}");
+    assert_eq!(
+        (p.snapshot("config.toml"), p.snapshot("runner-data.json")),
+        before
+    );
+}
+
+#[test]
+fn junk_answers_are_clear_errors_that_change_nothing() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let before = (p.snapshot("config.toml"), p.snapshot("runner-data.json"));
+    let cases = [
+        (
+            FaultKind::Raw {
+                status: 200,
+                content_type: "text/html".into(),
+                body: "<html><body>Sign in</body></html>".into(),
+            },
+            65,
+            "HTML page",
+        ),
+        (
+            FaultKind::Raw {
+                status: 200,
+                content_type: "application/json".into(),
+                body: "{\"id\": 1, \"tok".into(),
+            },
+            65,
+            "unreadable body",
+        ),
+        (
+            FaultKind::Raw {
+                status: 302,
+                content_type: "text/html".into(),
+                body: String::new(),
+            },
+            65,
+            "redirected",
+        ),
+        (
+            FaultKind::Raw {
+                status: 418,
+                content_type: "application/json".into(),
+                body: "{\"message\":\"teapot\"}".into(),
+            },
+            65,
+            "418 teapot",
+        ),
+        (
+            FaultKind::Status {
+                status: 500,
+                retry_after: None,
+            },
+            69,
+            "500 500 Internal Server Error",
+        ),
+    ];
+    for (fault, code, want) in cases {
+        gl.world().fault(None, "/runners/verify", fault, 100);
+        let r = run(&p, &gl, &["--wait", "1s"]);
+        assert_code(&r, code);
+        assert!(r.stderr.contains(want), "want {want}: {r:?}");
+        assert!(r.stderr.contains("POST /runners/verify"), "{r:?}");
+        assert_eq!(
+            (p.snapshot("config.toml"), p.snapshot("runner-data.json")),
+            before
+        );
+        assert_no_secrets(&r, &gl);
+        gl.world().faults.clear();
+    }
+}
+
+#[test]
+fn bad_state_file_is_a_clear_error() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    p.write("runner-data.json", "{\"shell\": {\"id\": 1,");
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 65);
+    assert!(
+        r.stderr.contains(&format!(
+            "failed to read {}",
+            path_str(&p.path("runner-data.json"))
+        )),
+        "{r:?}"
+    );
+    assert!(gl.world().requests.is_empty());
+}
+
+#[test]
+fn a_second_run_waits_for_the_lock_then_fails() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(p.path(".gitlab-runner-auth.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let r = run(&p, &gl, &["--wait", "1s"]);
+    assert_code(&r, 75);
+    assert!(
+        r.stderr.contains("another gitlab-runner-auth holds"),
+        "{r:?}"
+    );
+    assert!(gl.world().requests.is_empty());
+    drop(lock);
+    assert_code(&run(&p, &gl, &[]), 0);
+}
+
+#[test]
+fn a_huge_retry_after_gives_up_instead_of_panicking() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    gl.world().fault(
+        None,
+        "/runners/verify",
+        FaultKind::Status {
+            status: 429,
+            retry_after: Some(u64::MAX),
+        },
+        1,
+    );
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 69);
+    assert!(r.stderr.contains("gave up after 1 attempt"), "{r:?}");
+}
+
+#[test]
+fn unwritable_config_path_exits_73_keeping_the_state() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    let missing = p.path("no-such-dir/config.toml");
+    let r = run(&p, &gl, &["--config", &path_str(&missing)]);
+    assert_code(&r, 73);
+    assert!(
+        r.stderr.contains(&format!(
+            "failed to write {}: its directory",
+            path_str(&missing)
+        )),
+        "{r:?}"
+    );
+    // found before GitLab issued any token
+    assert!(gl.world().requests.is_empty());
+    assert!(!p.exists("runner-data.json"));
+    assert_code(&run(&p, &gl, &[]), 0);
 }

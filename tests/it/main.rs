@@ -1,6 +1,26 @@
 // SPDX-License-Identifier: MIT
-//! The integration tests: one crate (`cargo test --test it`), the real
-//! binary against the fake GitLab in `tests/support/`.
+//! The integration tests: one crate (test target `it`) that runs the real
+//! binary against the fake GitLab in `tests/support/` (shared helpers live
+//! there too), asserting exit codes, the requests GitLab saw, and the files
+//! written. One module a concern; put a new test where a newcomer would
+//! look for it:
+//!
+//! | module      | what goes there |
+//! | ----------- | --------------- |
+//! | `first_run` | a first run: creating runners, the template, the files written; the no-change run after it |
+//! | `tokens`    | verify, rotation, healing, adoption, expiry; older GitLab versions |
+//! | `faults`    | retries, junk and lost answers, a full disk, the lock, SIGTERM |
+//! | `crash`     | the SIGKILL matrix at every request boundary |
+//! | `load`      | the cluster reboot (`make loadtest` runs the ignored sizes) |
+//! | `stateless` | `--stateless`: runners found in GitLab, no state file |
+//! | `plan`      | what `plan` (`--dry-run`), `status` and `unregister` print and do |
+//! | `trust`     | local trust (prefix, template, state, lock), token files, secrets never shown |
+//! | `ownership` | a host touches only its own runners: prune, drift, copied prefixes, groups |
+//! | `cli`       | usage errors, `--help`, environment variables, options |
+//! | `review`    | regressions from the security review (one test a finding) |
+//!
+//! Run one module with `cargo test --test it trust::`, one test with
+//! `cargo test --test it trust::a_template_another_user_can_write_is_refused`.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -8,7 +28,11 @@ mod support;
 mod cli;
 mod crash;
 mod faults;
+mod first_run;
 mod load;
 mod ownership;
+mod plan;
 mod review;
+mod stateless;
+mod tokens;
 mod trust;

@@ -5,18 +5,12 @@
 //! cluster, a host whose name prefixes another's, a prefix copied from
 //! another node, a state naming another team's runner; and a template that
 //! renders to invalid TOML, found only after GitLab had issued a token.
+//!
+//! Also what a host does to its own runners: drifted tags and description
+//! restored, `--prune` (bounded by `--max-delete`, every page of the list),
+//! group runners kept to their group.
 
 use crate::support::*;
-
-/// Every request that changes something in GitLab, as lines.
-fn writes(gl: &FakeGitlab) -> Vec<String> {
-    gl.world()
-        .requests
-        .iter()
-        .filter(|q| q.method != "GET" && q.path != "/runners/verify")
-        .map(|q| q.line())
-        .collect()
-}
 
 /// (id, token, description, tags) of every runner described `<host>-…`.
 fn runners_of(gl: &FakeGitlab, host: &str) -> Vec<(u64, String, String, Vec<String>)> {
@@ -28,16 +22,10 @@ fn runners_of(gl: &FakeGitlab, host: &str) -> Vec<(u64, String, String, Vec<Stri
         .collect()
 }
 
-fn pat_prefix() -> Prefix {
-    let p = Prefix::standard(ADMIN_PAT);
-    p.write("access-token", ADMIN_PAT);
-    p
-}
-
 #[test]
 fn stateless_login_never_takes_login42s_runners() {
     let gl = FakeGitlab::start(World::default());
-    let p42 = pat_prefix();
+    let p42 = pat_prefix(ADMIN_PAT);
     assert_code(&run_host(&p42, &gl.url(), "login42", &["--stateless"]), 0);
     let theirs = runners_of(&gl, "login42");
     assert_eq!(theirs.len(), 2);
@@ -45,7 +33,7 @@ fn stateless_login_never_takes_login42s_runners() {
         theirs.iter().all(|r| r.3.contains(&"login".to_string())),
         "{theirs:?}"
     );
-    let p = pat_prefix();
+    let p = pat_prefix(ADMIN_PAT);
     gl.world().requests.clear();
     let r = run_host(&p, &gl.url(), "login", &["--stateless"]);
     assert_code(&r, 0);
@@ -85,14 +73,14 @@ fn stateless_login_never_takes_login42s_runners() {
 #[test]
 fn prune_on_login_never_deletes_login_gpus_runners() {
     let gl = FakeGitlab::start(World::default());
-    let gpu = pat_prefix();
+    let gpu = pat_prefix(ADMIN_PAT);
     assert_code(
         &run_host(&gpu, &gl.url(), "login-gpu", &["--tag", "login"]),
         0,
     );
     let theirs = runners_of(&gl, "login-gpu");
     assert_eq!(theirs.len(), 2);
-    let p = pat_prefix();
+    let p = pat_prefix(ADMIN_PAT);
     assert_code(&run_host(&p, &gl.url(), "login", &["--tag", "login"]), 0);
     // one runner of login's that is no longer configured
     let old = gl.world().add_runner("login-gpu", &["login", "gpu"], false);
@@ -106,7 +94,7 @@ fn prune_on_login_never_deletes_login_gpus_runners() {
 #[test]
 fn a_prefix_copied_from_another_node_makes_its_own_runners_without_flapping() {
     let gl = FakeGitlab::start(World::default());
-    let p42 = pat_prefix();
+    let p42 = pat_prefix(ADMIN_PAT);
     assert_code(&run_host(&p42, &gl.url(), "login42", &[]), 0);
     let theirs = runners_of(&gl, "login42");
     // cp -a login42's prefix to login43 (a node image)
@@ -163,7 +151,7 @@ fn a_state_naming_another_teams_runner_is_never_healed_or_retagged() {
         .world()
         .add_runner("team-x-gpu", &["team-x", "gpu", "shell"], true);
     let before = gl.world().runners[&theirs].clone();
-    let p = pat_prefix();
+    let p = pat_prefix(ADMIN_PAT);
     p.write(
         "runner-data.json",
         &format!(r#"{{"shell": {{"id": {theirs}, "token": "glrt-not-valid-any-more-0000"}}, "batch": {{}}}}"#),
@@ -198,7 +186,7 @@ fn a_template_that_renders_to_invalid_toml_stops_before_any_request() {
     let gl = FakeGitlab::start(World::default());
     let bad = TEMPLATE.replace("token = \"{shell}\"", "token = {shell}");
     for args in [&[][..], &["--stateless"][..]] {
-        let p = pat_prefix();
+        let p = pat_prefix(ADMIN_PAT);
         p.write("config.template", &bad);
         let r = run(&p, &gl, args);
         assert_code(&r, 65);
@@ -210,7 +198,7 @@ fn a_template_that_renders_to_invalid_toml_stops_before_any_request() {
         assert!(!p.exists("runner-data.json") && !p.exists("config.toml"));
     }
     // a stateless host with runners: no reset on every start
-    let p = pat_prefix();
+    let p = pat_prefix(ADMIN_PAT);
     assert_code(&run(&p, &gl, &["--stateless"]), 0);
     p.write("config.template", &bad);
     gl.world().requests.clear();
@@ -233,4 +221,151 @@ fn a_runner_url_that_is_not_the_api_host_is_warned_about() {
         "{r:?}"
     );
     assert_eq!(r.stderr.matches("not the GitLab of --api-url").count(), 1);
+}
+
+#[test]
+fn drifted_tags_and_description_are_restored_with_an_access_token() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    p.write("access-token", ADMIN_PAT);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let id = p.state_id("shell");
+    let batch = p.state_id("batch");
+    {
+        let mut w = gl.world();
+        // tags drifted (still this host's by its description and tags)
+        let r = w.runners.get_mut(&id).unwrap();
+        r.tags = vec!["node12".into(), "shell".into(), "oops".into()];
+        // renamed (still this host's by its exact tag set)
+        w.runners.get_mut(&batch).unwrap().description = "renamed".into();
+        w.requests.clear();
+    }
+    let r = run(&p, &gl, &["plan"]);
+    assert_code(&r, 2);
+    assert!(r.stdout.contains(&format!("shell (runner {id}): would update description and tags on GitLab: 'node12-shell' [node12,shell,oops] -> 'node12-shell' [node12,node,shell]")), "{r:?}");
+    assert!(r.stdout.contains(&format!("batch (runner {batch}): would update description and tags on GitLab: 'renamed' [node12,node,batch] -> 'node12-batch' [node12,node,batch]")), "{r:?}");
+    assert!(
+        gl.world()
+            .requests
+            .iter()
+            .all(|q| q.method == "GET" || q.path == "/runners/verify")
+    );
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 0);
+    assert!(gl.world().lines().contains(&format!("PUT /runners/{id}")));
+    let w = gl.world();
+    assert_eq!(w.runners[&id].tags, vec!["node12", "node", "shell"]);
+    assert_eq!(w.runners[&id].description, "node12-shell");
+    assert_eq!(w.runners[&batch].description, "node12-batch");
+    drop(w);
+    // and nothing to do afterwards: no write calls
+    gl.world().requests.clear();
+    assert_code(&run(&p, &gl, &[]), 0);
+    assert!(
+        gl.world()
+            .requests
+            .iter()
+            .all(|q| q.method == "GET" || q.path == "/runners/verify"),
+        "{:?}",
+        gl.world().lines()
+    );
+}
+
+#[test]
+fn prune_deletes_unconfigured_runners_up_to_max_delete() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    p.write("access-token", ADMIN_PAT);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let (old1, old2, other) = {
+        let mut w = gl.world();
+        let a = w.add_runner("node12-gpu", &["node12", "gpu"], false);
+        let b = w.add_runner("node12-shell", &["node12", "node", "shell"], false); // a pile-up
+        let c = w.add_runner("node13-shell", &["node13", "shell"], false); // another host
+        (a, b, c)
+    };
+    let r = run(&p, &gl, &["--prune", "--max-delete", "1"]);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr.contains("more than --max-delete 1; none deleted"),
+        "{r:?}"
+    );
+    assert_eq!(gl.world().runners.len(), 5);
+    let r = run(&p, &gl, &["--prune"]);
+    assert_code(&r, 0);
+    let w = gl.world();
+    assert!(!w.runners.contains_key(&old1) && !w.runners.contains_key(&old2));
+    assert!(w.runners.contains_key(&other));
+    assert!(w.lines().contains(&format!("DELETE /runners/{old1}")));
+    assert!(
+        w.requests
+            .iter()
+            .any(|q| q.path == "/runners/all" && q.query.contains("tag_list=node12"))
+    );
+}
+
+#[test]
+fn prune_follows_every_page_of_the_runner_list() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    p.write("access-token", ADMIN_PAT);
+    assert_code(&run(&p, &gl, &[]), 0);
+    for i in 0..130 {
+        let ty = format!("old{i}");
+        gl.world()
+            .add_runner(&format!("node12-{ty}"), &["node12", &ty], false);
+    }
+    gl.world().requests.clear();
+    let r = run(&p, &gl, &["--prune", "--max-delete", "500"]);
+    assert_code(&r, 0);
+    let w = gl.world();
+    assert_eq!(w.runners.len(), 2, "only the configured runners are left");
+    let pages: Vec<&str> = w
+        .requests
+        .iter()
+        .filter(|q| q.path == "/runners/all")
+        .map(|q| q.query.as_str())
+        .collect();
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert!(pages[1].contains("page=2"), "{pages:?}");
+    assert!(r.stderr.contains("130 deleted"), "{r:?}");
+}
+
+#[test]
+fn group_runners_are_created_listed_and_pruned_in_their_group() {
+    let mut world = World::default();
+    world.registration_enabled = false;
+    let gl = FakeGitlab::start(world);
+    let p = stateless_prefix();
+    let group = ["--runner-type", "group_type", "--group-id", "42"];
+    let r = run(&p, &gl, &[&group[..], &["--stateless"]].concat());
+    assert_code(&r, 0);
+    {
+        let w = gl.world();
+        assert!(
+            w.runners
+                .values()
+                .all(|r| r.runner_type == "group_type" && r.owner == Some(42))
+        );
+        let create = w
+            .requests
+            .iter()
+            .find(|q| q.path == "/user/runners")
+            .unwrap();
+        assert_eq!(create.param("group_id").unwrap(), 42);
+        let list = w
+            .requests
+            .iter()
+            .find(|q| q.path == "/groups/42/runners")
+            .expect("the group's list");
+        assert!(list.query.contains("type=group_type"), "{}", list.query);
+    }
+    // another group's runner with this host's tag is not ours to touch
+    let other = gl.world().add_runner("node12-gpu", &["node12"], true);
+    gl.world().runners.get_mut(&other).unwrap().runner_type = "group_type".into();
+    gl.world().runners.get_mut(&other).unwrap().owner = Some(7);
+    let r = run(&p, &gl, &[&group[..], &["--stateless", "--prune"]].concat());
+    assert_code(&r, 0);
+    assert!(gl.world().runners.contains_key(&other), "{r:?}");
+    assert_eq!(gl.world().runners.len(), 3);
 }

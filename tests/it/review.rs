@@ -7,42 +7,10 @@
 //! error quoting a literal secret, a world-readable state).
 
 use crate::support::*;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-macro_rules! root_only {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: not root, so no other uid can play the attacker");
-            return;
-        }
-    };
-}
-
-fn as_nobody(script: &str) {
-    let st = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-            script,
-        ])
-        .status()
-        .expect("setpriv");
-    assert!(st.success(), "attacker script failed: {script}");
-}
-
-fn chmod(p: &Path, mode: u32) {
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
 
 /// A scratch tree, removed when dropped.
 struct Tree(PathBuf);

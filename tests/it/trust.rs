@@ -5,35 +5,16 @@
 //! FIFOs, symlinks or huge files. Every refusal is exit 77 (65 for a huge
 //! file) before any request, names the path and the fix, and leaves every
 //! file as it was.
+//!
+//! Also the token files (modes, owner, `$CREDENTIALS_DIRECTORY`, missing or
+//! empty ones), a run as the gitlab-runner user, and secrets never shown
+//! (trace logs, GitLab errors that echo a token, junk answers, a broken
+//! `config.toml`).
 
 use crate::support::*;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// Run `script` with `sh -c` as uid/gid 65534 without supplementary groups.
-fn as_nobody(script: &str) {
-    let st = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-            script,
-        ])
-        .status()
-        .expect("setpriv");
-    assert!(st.success(), "attacker script failed: {script}");
-}
-
-fn chmod(p: &Path, mode: u32) {
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
 
 fn mkfifo(p: &Path) {
     assert!(Command::new("mkfifo").arg(p).status().unwrap().success());
@@ -53,15 +34,6 @@ fn assert_refused(r: &Run, gl: &FakeGitlab, path: &Path, fix: &str) {
     );
     assert!(gl.world().requests.is_empty(), "{:?}", gl.world().lines());
     assert_no_secrets(r, gl);
-}
-
-macro_rules! root_only {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: not root, so no other uid can play the attacker");
-            return;
-        }
-    };
 }
 
 #[test]
@@ -302,4 +274,372 @@ fn the_lock_symlink_creates_nothing_elsewhere() {
     assert_code(&r, 77);
     assert!(!target.exists(), "the symlink was followed");
     assert!(gl.world().requests.is_empty());
+}
+
+#[test]
+fn insecure_token_files_are_refused_before_any_request() {
+    let gl = FakeGitlab::start(World::default());
+    for (name, mode) in [("admin-token", 0o640), ("access-token", 0o604)] {
+        let p = Prefix::standard(REGISTRATION_TOKEN);
+        p.write_mode(name, ADMIN_PAT, mode);
+        let r = run(&p, &gl, &[]);
+        assert_code(&r, 77);
+        let path = path_str(&p.path(name));
+        assert!(
+            r.stderr.contains(&format!("fix it with: chmod 600 {path}")),
+            "{r:?}"
+        );
+        assert!(gl.world().requests.is_empty());
+        assert!(!p.exists("config.toml") && !p.exists("runner-data.json"));
+        assert_no_secrets(&r, &gl);
+    }
+}
+
+#[test]
+fn token_file_owned_by_another_user_is_refused() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    std::os::unix::fs::chown(p.path("admin-token"), Some(4242), None).unwrap();
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 77);
+    assert!(r.stderr.contains("owned by uid 4242, not by root"), "{r:?}");
+    assert!(r.stderr.contains("chown root"), "{r:?}");
+    assert!(gl.world().requests.is_empty());
+}
+
+#[test]
+fn credentials_directory_comes_first() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard("wrong-token-in-prefix");
+    let creds = Prefix::new();
+    creds.write("admin-token", REGISTRATION_TOKEN);
+    let mut c = command(&p);
+    c.env("CREDENTIALS_DIRECTORY", &creds.dir)
+        .args(["--api-url", &gl.url(), "--prefix"])
+        .arg(&p.dir)
+        .args(["--hostname", HOST]);
+    let r = run_cmd(c);
+    assert_code(&r, 0);
+    assert!(
+        gl.world()
+            .requests
+            .iter()
+            .all(|q| q.param("token").unwrap() == REGISTRATION_TOKEN)
+    );
+}
+
+#[test]
+fn trace_logging_never_shows_a_token() {
+    let mut world = World::default();
+    world.registration_enabled = false;
+    let gl = FakeGitlab::start(world);
+    let p = Prefix::standard(ADMIN_PAT);
+    p.write("access-token", ADMIN_PAT);
+    let r = run(&p, &gl, &["-vv"]);
+    assert_code(&r, 0);
+    assert!(r.stderr.contains("DEBUG"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("TRACE [gitlab_runner_auth::gitlab] POST /user/runners <- 201 {"),
+        "{r:?}"
+    );
+    gl.world().rotate(p.state_id("shell"));
+    let r2 = run(&p, &gl, &["-vv", "plan"]);
+    assert_code(&r2, 2);
+    assert_no_secrets(&r, &gl);
+    assert_no_secrets(&r2, &gl);
+}
+
+#[test]
+fn a_group_writable_prefix_or_a_missing_one_is_refused() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    std::fs::set_permissions(&p.dir, std::os::unix::fs::PermissionsExt::from_mode(0o770)).unwrap();
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 77);
+    assert!(
+        r.stderr.contains(&format!(
+            "refusing {0}: it is writable by group or others (mode 0770), who could then change this host's runners; fix it with: chmod go-w {0}",
+            path_str(&p.dir)
+        )),
+        "{r:?}"
+    );
+    assert!(gl.world().requests.is_empty());
+    let mut c = command(&p);
+    c.args(["--api-url", &gl.url(), "--prefix", "/nonexistent/prefix"]);
+    let r = run_cmd(c);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr
+            .contains("prefix /nonexistent/prefix is not a directory"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn missing_or_empty_token_files_are_clear_errors() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    std::fs::remove_file(p.path("admin-token")).unwrap();
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr.contains(&format!(
+            "cannot create the batch runner: no admin-token in {}",
+            path_str(&p.dir)
+        )),
+        "{r:?}"
+    );
+    assert!(gl.world().requests.is_empty());
+    p.write("admin-token", "  \n");
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr.contains(&format!(
+            "token file {} is empty",
+            path_str(&p.path("admin-token"))
+        )),
+        "{r:?}"
+    );
+    assert!(!p.exists("config.toml") && !p.exists("runner-data.json"));
+}
+
+#[test]
+fn a_broken_config_toml_is_replaced_without_echoing_its_tokens() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let token = p.state_token("shell");
+    // an unterminated string on the token's line
+    let broken = p
+        .read("config.toml")
+        .replace(&format!("\"{token}\""), &format!("\"{token}"));
+    p.write("config.toml", &broken);
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 0);
+    assert!(r.stderr.contains("failed to parse"), "{r:?}");
+    assert!(r.stderr.contains("it will be replaced"), "{r:?}");
+    assert!(p.read("config.toml").contains(&format!("\"{token}\"")));
+    assert_no_secrets(&r, &gl);
+}
+
+#[test]
+fn junk_json_values_are_not_echoed() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    let junk = "{\"id\": \"glrt-NotAnIdButATokenValue1234\", \"token\": 5}";
+    gl.world().fault(
+        Some("POST"),
+        "/runners",
+        FaultKind::Raw {
+            status: 201,
+            content_type: "application/json".into(),
+            body: junk.into(),
+        },
+        1,
+    );
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 65);
+    assert!(
+        r.stderr
+            .contains("POST /runners: 201 with an unreadable body"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("JSON of an unexpected shape at line 1 column"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("GitLab may have created a runner whose token this host never got"),
+        "{r:?}"
+    );
+    assert!(!r.stderr.contains("NotAnIdButATokenValue"), "{r:?}");
+    assert!(!p.exists("config.toml"));
+}
+
+#[test]
+fn runs_as_the_gitlab_runner_user_with_its_own_files() {
+    use std::os::unix::process::CommandExt;
+    if !std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+        eprintln!("not root: cannot switch to another user");
+        return;
+    }
+    const USER: u32 = 4321;
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    for f in [".", "admin-token", "config.template"] {
+        std::os::unix::fs::chown(p.path(f), Some(USER), Some(USER)).unwrap();
+    }
+    let as_user = |args: &[&str]| {
+        let mut c = command(&p);
+        c.uid(USER).gid(USER);
+        c.args(["--api-url", &gl.url(), "--prefix"])
+            .arg(&p.dir)
+            .args(["--hostname", HOST])
+            .args(args);
+        run_cmd(c)
+    };
+    let r = as_user(&[]);
+    assert_code(&r, 0);
+    for f in [
+        "config.toml",
+        "runner-data.json",
+        ".gitlab-runner-auth.lock",
+    ] {
+        let m = std::fs::metadata(p.path(f)).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o777), (USER, 0o600), "{f}");
+    }
+    // a root-owned token file the user cannot read is a clear refusal
+    p.write("access-token", ADMIN_PAT);
+    let r = as_user(&[]);
+    assert_code(&r, 77);
+    assert!(
+        r.stderr.contains(&format!(
+            "failed to read {}: Permission denied",
+            path_str(&p.path("access-token"))
+        )),
+        "{r:?}"
+    );
+}
+
+/// A JSON error body (GitLab's, or a proxy's) with this message.
+fn echo(status: u16, message: &str) -> FaultKind {
+    FaultKind::Raw {
+        status,
+        content_type: "application/json".into(),
+        body: serde_json::json!({ "message": message }).to_string(),
+    }
+}
+
+#[test]
+fn a_gitlab_error_echoing_the_registration_token_is_masked() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    gl.world().fault(
+        Some("POST"),
+        "/runners",
+        echo(
+            400,
+            &format!("bad request: token={REGISTRATION_TOKEN} PRIVATE-TOKEN={ADMIN_PAT}"),
+        ),
+        1,
+    );
+    let r = run(&p, &gl, &["-vv"]);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr.contains(
+            "POST /runners: 400 bad request: token=GR1348941…tK8a PRIVATE-TOKEN=glpat-…6789"
+        ),
+        "{r:?}"
+    );
+    assert_no_secrets(&r, &gl);
+
+    // without a known prefix or a key: only knowing what was sent masks it
+    let p = Prefix::standard("OldRegistrationToken0123");
+    gl.world().instance_registration_token = "OldRegistrationToken0123".into();
+    gl.world().fault(
+        Some("POST"),
+        "/runners",
+        echo(
+            400,
+            "400 Bad request - OldRegistrationToken0123 (from body)",
+        ),
+        1,
+    );
+    let r = run(&p, &gl, &["-vv"]);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr
+            .contains("POST /runners: 400 400 Bad request - …0123 (from body)"),
+        "{r:?}"
+    );
+    assert_no_secrets(&r, &gl);
+}
+
+#[test]
+fn a_gitlab_error_echoing_the_access_token_is_masked() {
+    // an access token from before GitLab 14.5: no glpat- prefix
+    const OLD_PAT: &str = "OldAccessToken0123456789";
+    let mut world = World::default();
+    let admin = world.pats[ADMIN_PAT].clone();
+    world.pats.insert(OLD_PAT.into(), admin);
+    let gl = FakeGitlab::start(world);
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    p.write("access-token", OLD_PAT);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let id = p.state_id("shell");
+    gl.world().rotate(id);
+    // the heal: POST /runners/:id/reset_authentication_token with the access token
+    gl.world().fault(
+        Some("POST"),
+        &format!("/runners/{id}/reset_authentication_token"),
+        echo(400, &format!("400 Bad request - {OLD_PAT} {ADMIN_PAT}")),
+        1,
+    );
+    let r = run(&p, &gl, &["-vv"]);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr.contains(&format!(
+            "POST /runners/{id}/reset_authentication_token: 400 400 Bad request - …6789 glpat-…6789"
+        )),
+        "{r:?}"
+    );
+    assert_no_secrets(&r, &gl);
+
+    // stateless: GET /runners/all
+    let p = Prefix::standard(ADMIN_PAT);
+    p.write("access-token", OLD_PAT);
+    gl.world()
+        .fault(Some("GET"), "/runners/all", echo(400, OLD_PAT), 1);
+    let r = run(&p, &gl, &["--stateless", "-vv"]);
+    assert_code(&r, 78);
+    assert!(r.stderr.contains("GET /runners/all"), "{r:?}");
+    assert_no_secrets(&r, &gl);
+}
+
+#[test]
+fn a_retried_gitlab_error_echoing_the_runner_token_is_masked() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    // one runner, so the fault surely hits the request whose token it echoes
+    p.write("runner-data.json", "{\"shell\": {}}");
+    p.write(
+        "config.template",
+        "[[runners]]\n  name = \"{hostname}-shell\"\n  token = \"{shell}\"\n",
+    );
+    assert_code(&run(&p, &gl, &[]), 0);
+    let token = p.state_token("shell");
+    assert!(!token.starts_with("gl"), "a token without a known prefix");
+    gl.world().requests.clear();
+    gl.world().fault(
+        Some("POST"),
+        "/runners/verify",
+        echo(502, &format!("502 Bad Gateway: upstream got {token}")),
+        1,
+    );
+    let r = run(&p, &gl, &["-vv"]);
+    assert_code(&r, 0);
+    assert_eq!(gl.world().lines().len(), 2, "{r:?}");
+    let tail = &token[token.len() - 4..];
+    assert!(
+        r.stderr.contains(&format!(
+            "POST /runners/verify: 502 502 Bad Gateway: upstream got …{tail}; retrying in"
+        )),
+        "{r:?}"
+    );
+    assert_no_secrets(&r, &gl);
+
+    // until --wait runs out
+    gl.world().fault(
+        Some("POST"),
+        "/runners/verify",
+        echo(502, &format!("502 Bad Gateway: upstream got {token}")),
+        100,
+    );
+    let r = run(&p, &gl, &["--wait", "1s"]);
+    assert_code(&r, 69);
+    assert!(r.stderr.contains("gave up after"), "{r:?}");
+    assert_no_secrets(&r, &gl);
 }

@@ -259,3 +259,78 @@ pub fn assert_code(r: &Run, code: i32) {
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
+
+/// Whether the tests run as root: only then can another uid play the
+/// attacker.
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Skips the rest of a test unless it runs as root.
+macro_rules! root_only {
+    () => {
+        if !$crate::support::is_root() {
+            eprintln!("skipped: not root, so no other uid can play the attacker");
+            return;
+        }
+    };
+}
+pub(crate) use root_only;
+
+/// Run `script` with `sh -c` as uid/gid 65534 without supplementary groups.
+pub fn as_nobody(script: &str) {
+    let st = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+            script,
+        ])
+        .status()
+        .expect("setpriv");
+    assert!(st.success(), "attacker script failed: {script}");
+}
+
+pub fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A prefix with `admin-token` holding `admin`, an access token and the
+/// standard template.
+pub fn pat_prefix(admin: &str) -> Prefix {
+    let p = Prefix::standard(admin);
+    p.write("access-token", ADMIN_PAT);
+    p
+}
+
+/// A stateless prefix: admin and access token, the standard template.
+pub fn stateless_prefix() -> Prefix {
+    pat_prefix(ADMIN_PAT)
+}
+
+/// Every request line is a verify.
+pub fn verify_only(lines: &[String]) -> bool {
+    lines.iter().all(|l| l == "POST /runners/verify")
+}
+
+/// Every request that changes something in GitLab, as lines.
+pub fn writes(gl: &FakeGitlab) -> Vec<String> {
+    gl.world()
+        .requests
+        .iter()
+        .filter(|q| q.method != "GET" && q.path != "/runners/verify")
+        .map(|q| q.line())
+        .collect()
+}
+
+/// Every token in config.toml is a runner's current token in GitLab.
+pub fn config_tokens_valid(p: &Prefix, gl: &FakeGitlab) -> bool {
+    let table: toml::Table = p.read("config.toml").parse().unwrap();
+    let w = gl.world();
+    table["runners"].as_array().unwrap().iter().all(|r| {
+        let t = r["token"].as_str().unwrap();
+        w.runners.values().any(|x| x.token == t)
+    })
+}
