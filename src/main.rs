@@ -63,11 +63,21 @@ fn run() -> i32 {
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
     let result = settings::Settings::from_args(&args, credentials).and_then(|s| reconcile::run(&s));
     match result {
-        Ok(code) => code,
+        Ok(outcome) => exit_code(&outcome),
         Err(e) => {
             log::error!("{e}");
             e.exit_code()
         }
+    }
+}
+
+/// The exit code of a command that ran to its end (SPEC's table).
+fn exit_code(outcome: &reconcile::Outcome) -> i32 {
+    use reconcile::Outcome;
+    match outcome {
+        Outcome::Planned { pending: true } => 2,
+        Outcome::Status { invalid } if *invalid > 0 => error::Kind::Denied.exit_code(),
+        _ => 0,
     }
 }
 

@@ -36,17 +36,17 @@ impl Scope {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub command: Command,
-    pub dry_run: bool,
+    pub preview: bool,
     /// `https://host/api/v4`; `None` when not configured.
-    pub api_base: Option<String>,
+    pub api_root: Option<String>,
     /// `https://host`, for messages.
-    pub api_url: Option<String>,
+    pub gitlab_url: Option<String>,
     pub prefix: PathBuf,
-    pub config: PathBuf,
-    pub template: PathBuf,
-    pub state: PathBuf,
-    pub lock: PathBuf,
-    pub system_id: PathBuf,
+    pub config_path: PathBuf,
+    pub template_path: PathBuf,
+    pub state_path: PathBuf,
+    pub lock_path: PathBuf,
+    pub system_id_path: PathBuf,
     pub credentials_dir: Option<PathBuf>,
     pub stateless: bool,
     pub hostname: Option<String>,
@@ -170,7 +170,7 @@ fn id(name: &str, value: Option<&str>) -> Result<Option<u64>> {
 
 impl Settings {
     pub fn from_args(a: &Args, credentials_dir: Option<PathBuf>) -> Result<Settings> {
-        let (api_url, api_base) = match &a.api_url {
+        let (gitlab_url, api_root) = match &a.api_url {
             Some(u) => {
                 let (url, base) = normalize_api_url(u)?;
                 if let Some(e) = plain_http_refused(&base, a.allow_http) {
@@ -184,11 +184,11 @@ impl Settings {
             .prefix
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_PREFIX));
-        let config = a
+        let config_path = a
             .config
             .clone()
             .unwrap_or_else(|| prefix.join("config.toml"));
-        let system_id = config
+        let system_id_path = config_path
             .parent()
             .map(|d| d.join(".runner_system_id"))
             .unwrap_or_else(|| PathBuf::from(".runner_system_id"));
@@ -233,17 +233,17 @@ impl Settings {
         }
         Ok(Settings {
             command: a.command,
-            dry_run: a.dry_run || a.command == Command::Plan,
-            api_base,
-            api_url,
-            template: a
+            preview: a.dry_run || a.command == Command::Plan,
+            api_root,
+            gitlab_url,
+            template_path: a
                 .template
                 .clone()
                 .unwrap_or_else(|| prefix.join("config.template")),
-            state: prefix.join("runner-data.json"),
-            lock: prefix.join(".gitlab-runner-auth.lock"),
-            system_id,
-            config,
+            state_path: prefix.join("runner-data.json"),
+            lock_path: prefix.join(".gitlab-runner-auth.lock"),
+            system_id_path,
+            config_path,
             prefix,
             credentials_dir,
             stateless: a.stateless,
@@ -375,7 +375,7 @@ mod tests {
         };
         let s = Settings::from_args(&allowed, None).unwrap();
         assert_eq!(
-            s.api_base.as_deref(),
+            s.api_root.as_deref(),
             Some("http://gitlab.example.com/api/v4")
         );
     }
@@ -445,14 +445,17 @@ mod tests {
     #[test]
     fn defaults_and_validation() {
         let s = Settings::from_args(&Args::default(), None).unwrap();
-        assert_eq!(s.config, PathBuf::from("/etc/gitlab-runner/config.toml"));
         assert_eq!(
-            s.system_id,
+            s.config_path,
+            PathBuf::from("/etc/gitlab-runner/config.toml")
+        );
+        assert_eq!(
+            s.system_id_path,
             PathBuf::from("/etc/gitlab-runner/.runner_system_id")
         );
         assert_eq!(s.scope, Scope::Instance);
         assert_eq!(s.max_delete, 3);
-        assert!(s.api_base.is_none());
+        assert!(s.api_root.is_none());
         let bad = [
             Args {
                 runner_type: Some("group_type".into()),
@@ -514,6 +517,6 @@ mod tests {
         };
         let s = Settings::from_args(&a, None).unwrap();
         assert_eq!(s.scope, Scope::Project(42));
-        assert!(s.dry_run);
+        assert!(s.preview);
     }
 }

@@ -1,10 +1,8 @@
 // SPDX-License-Identifier: MIT
-//! What a runner type needs, decided from values alone: `Observed` (what
-//! GitLab said) and the state entry give an `Action`; `describe` words it
-//! for `plan`.
+//! What a runner type's token needs, decided from values alone: `Observed`
+//! (what GitLab said) and the state entry give an `Action`.
 
 use crate::clock;
-use crate::host::Host;
 use crate::secret::Secret;
 use crate::state::Entry;
 
@@ -15,9 +13,7 @@ pub enum Observed {
     Missing,
     /// GitLab rejected the token (403).
     Invalid,
-    /// GitLab shows the state's runner as another host's (by the ownership
-    /// rule): it is left alone.
-    Foreign { id: u64, description: String },
+
     /// A valid token: the state's, or one gitlab-runner rotated itself and
     /// left in `config.toml` (`adopted`).
     Valid {
@@ -56,7 +52,7 @@ pub fn decide(
     have_access_token: bool,
 ) -> Action {
     match observed {
-        Observed::Missing | Observed::Foreign { .. } => Action::Create { orphan: None },
+        Observed::Missing => Action::Create { orphan: None },
         Observed::Invalid => match entry.id {
             Some(id) if have_access_token => Action::Heal { id },
             _ => Action::Create { orphan: entry.id },
@@ -95,53 +91,6 @@ pub fn decide(
             }
         }
     }
-}
-
-/// One `plan` line for a runner type.
-pub(super) fn describe(
-    ty: &str,
-    entry: &Entry,
-    obs: &Observed,
-    action: &Action,
-    host: &Host,
-) -> String {
-    let id = entry
-        .id
-        .map_or("no id".to_string(), |i| format!("runner {i}"));
-    let state = match obs {
-        Observed::Missing => "no token".to_string(),
-        Observed::Invalid => "token rejected by GitLab".to_string(),
-        Observed::Foreign { id, description } => {
-            format!("runner {id} ('{description}') is another host's, left alone")
-        }
-        Observed::Valid { expires_at, .. } => format!(
-            "token valid{}",
-            expires_at.map_or(", never expires".into(), |e| format!(
-                " until {}",
-                clock::format(e)
-            ))
-        ),
-    };
-    let what = match action {
-        Action::Keep => "nothing to do".to_string(),
-        Action::Record => "would record the token's expiry in runner-data.json".to_string(),
-        Action::Adopt => {
-            "would adopt the token gitlab-runner rotated (from config.toml)".to_string()
-        }
-        Action::Rotate { reason } => format!("would rotate the token: {reason}"),
-        Action::Heal { id } => {
-            format!("would heal: reset runner {id}'s token with the access token")
-        }
-        Action::Create { orphan } => format!(
-            "would create runner '{}' tagged {}{}",
-            host.description(ty),
-            host.tags(ty).join(","),
-            orphan.map_or(String::new(), |o| format!(
-                " (old runner {o} may remain in GitLab)"
-            ))
-        ),
-    };
-    format!("{ty} ({id}): {state}; {what}")
 }
 
 #[cfg(test)]
@@ -197,17 +146,6 @@ mod tests {
             (
                 entry(None, None, Some(now)),
                 Observed::Invalid,
-                0,
-                true,
-                Action::Create { orphan: None },
-            ),
-            // another host's runner: never healed, never named an orphan
-            (
-                entry(Some(5), None, Some(now)),
-                Observed::Foreign {
-                    id: 5,
-                    description: "login42-shell".into(),
-                },
                 0,
                 true,
                 Action::Create { orphan: None },

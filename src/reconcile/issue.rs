@@ -4,7 +4,7 @@
 //! pending-create record in the state, and the runner GitLab may have made
 //! (a ghost) found by the ownership rule and taken over by a reset by id.
 
-use super::Engine;
+use super::apply::Applier;
 use super::observe::parallel;
 use crate::clock;
 use crate::error::{Error, Kind, Result};
@@ -17,7 +17,7 @@ use crate::settings::Registration;
 /// this run (or the run a pending record names) from an older one.
 const CLOCK_SKEW: i64 = 300;
 
-impl Engine<'_> {
+impl Applier<'_> {
     /// Before the first call that issues a token: prove the state and config
     /// directories take a write of the files' size, so a token GitLab issues
     /// can be persisted (a full disk or a read-only directory is exit 73
@@ -27,13 +27,16 @@ impl Engine<'_> {
             return Ok(());
         }
         let state_len = self.inputs.state.to_json().len() + 4096;
-        let config_len = std::fs::symlink_metadata(&self.s.config)
+        let config_len = std::fs::symlink_metadata(&self.s.config_path)
             .map_or(0, |m| m.len() as usize)
             .max(self.inputs.template_len * 2)
             + 4096;
-        let mut dirs = vec![(fsutil::dir_of(&self.s.config).to_path_buf(), config_len)];
+        let mut dirs = vec![(
+            fsutil::dir_of(&self.s.config_path).to_path_buf(),
+            config_len,
+        )];
         if !self.s.stateless {
-            let dir = fsutil::dir_of(&self.s.state).to_path_buf();
+            let dir = fsutil::dir_of(&self.s.state_path).to_path_buf();
             match dirs.iter_mut().find(|(d, _)| *d == dir) {
                 Some((_, n)) => *n += state_len,
                 None => dirs.push((dir, state_len)),
@@ -74,7 +77,7 @@ impl Engine<'_> {
         let since = self.now;
         let mut new_file = false;
         if !self.s.stateless {
-            new_file = !self.s.state.exists();
+            new_file = !self.s.state_path.exists();
             self.entry(ty).create_pending_since = Some(since);
             self.save_state()?;
         }
@@ -93,7 +96,7 @@ impl Engine<'_> {
                     .values()
                     .all(|e| e == &Default::default())
             {
-                fsutil::remove(&self.s.state)?;
+                fsutil::remove(&self.s.state_path)?;
             } else {
                 self.save_state()?;
             }

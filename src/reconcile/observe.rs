@@ -1,323 +1,80 @@
 // SPDX-License-Identifier: MIT
-//! Observing: verifying the tokens this host holds (state, `config.toml`)
-//! and, in stateless mode, finding this host's runners in GitLab; requests
-//! whose answers are independent run in parallel.
+//! Observing: every read of a run and nothing else (no write to GitLab or
+//! disk). The tokens this host holds (state, `config.toml`, temporary files
+//! a killed run left) are verified, and with an access token each known
+//! runner's details are read, all in one parallel round; stateless mode and
+//! `--prune` first list this host's runners by the hostname tag.
 
-use super::{Engine, Observed};
-use crate::clock;
-use crate::error::{Error, Result};
-use crate::gitlab::Verified;
+use super::Inputs;
+use crate::error::{Error, Kind, Result};
 use crate::gitlab::api::RunnerDetails;
+use crate::gitlab::{Client, Verified};
 use crate::secret::Secret;
-use crate::state::ConfigRunner;
+use crate::settings::Settings;
+use crate::state::{ConfigRunner, State, parse_config_runners};
+use crate::trust::{self, Class};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-impl Engine<'_> {
-    /// Stateless: find this host's runners in GitLab (listed by the hostname
-    /// tag, mapped to a type by the ownership rule), take the token `config.toml` holds when it verifies for the
-    /// runner, delete extra runners of a type (keeping the one whose token is
-    /// held, else the newest), and fill the in-memory state from that.
-    pub(super) fn observe_gitlab(&mut self, existing: &[ConfigRunner]) -> Result<Vec<Observed>> {
-        let pat = self
-            .inputs
-            .access
-            .clone()
-            .ok_or_else(|| Error::internal("stateless without access token"))?;
-        let hostname = self.inputs.host.hostname.clone();
-        let listed =
-            self.client
-                .list_tagged(&pat, self.s.scope, std::slice::from_ref(&hostname))?;
-        let details: Vec<RunnerDetails> = parallel(&listed, |r| self.client.runner(&pat, r.id))
-            .into_iter()
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .flatten()
-            .collect();
-        log::info!(
-            "found {} runner{} tagged {hostname} in GitLab",
-            details.len(),
-            if details.len() == 1 { "" } else { "s" }
-        );
-        // Tokens this host holds: config.toml's, and any the API still shows (GitLab < 13.0).
-        let mut held: Vec<(Secret, Option<i64>)> = existing
-            .iter()
-            .map(|r| (r.token.clone(), r.token_obtained_at))
-            .collect();
-        for t in details.iter().filter_map(|d| d.token.as_deref()) {
-            if !held.iter().any(|(h, _)| h.expose() == t) {
-                held.push((Secret::new(t), None));
-            }
-        }
-        let valid: Vec<(u64, Secret, Option<i64>, Option<i64>)> = held
-            .iter()
-            .zip(self.verify_all(&held, |(t, _)| t)?)
-            .filter_map(|((token, obtained), v)| match v {
-                Verified::Valid {
-                    id: Some(id),
-                    expires_at,
-                } => Some((id, token.clone(), expires_at, *obtained)),
-                _ => None,
-            })
-            .collect();
-        let types: Vec<String> = self.inputs.state.entries.keys().cloned().collect();
-        let host = &self.inputs.host;
-        let type_of = |d: &RunnerDetails| {
-            host.owned_type(d.description.as_deref().unwrap_or(""), &d.tag_list)
-        };
-        let mut out = Vec::new();
-        let mut extra = Vec::new();
-        let mut chosen = Vec::new();
-        for ty in &types {
-            let mut mine: Vec<&RunnerDetails> = details
-                .iter()
-                .filter(|d| type_of(d).as_ref() == Some(ty))
-                .collect();
-            mine.sort_by_key(|d| d.id);
-            let keep = mine
-                .iter()
-                .find(|d| valid.iter().any(|v| v.0 == d.id))
-                .or(mine.last())
-                .map(|d| d.id);
-            extra.extend(
-                mine.iter()
-                    .filter(|d| Some(d.id) != keep)
-                    .map(|d| (*d).clone()),
-            );
-            chosen.push((ty.clone(), keep));
-        }
-        for (ty, keep) in chosen {
-            let Some(id) = keep else {
-                out.push(Observed::Missing);
-                continue;
-            };
-            let now = self.now;
-            let e = self.entry(&ty);
-            e.id = Some(id);
-            match valid.iter().find(|v| v.0 == id) {
-                Some((_, token, expires_at, obtained_at)) => {
-                    e.token = Some(token.clone());
-                    e.token_expires_at = *expires_at;
-                    e.token_obtained_at = obtained_at.or(Some(now));
-                    let obs = Observed::Valid {
-                        token: token.clone(),
-                        id: Some(id),
-                        adopted: false,
-                        expires_at: *expires_at,
-                        obtained_at: e.token_obtained_at,
-                    };
-                    self.tally.verified += 1;
-                    log::info!("verified {ty} runner {id}: this host holds its token");
-                    out.push(obs);
-                }
-                None => {
-                    log::info!("{ty} runner {id}: this host holds no valid token for it");
-                    out.push(Observed::Invalid);
-                }
-            }
-        }
-        for d in details {
-            self.details.insert(d.id, Ok(Some(d)));
-        }
-        self.delete_runners(
-            &pat,
-            &extra,
-            "--stateless",
-            "extra runners of a type this host already has",
-        )?;
-        Ok(out)
-    }
+/// What `GET /runners/:id` said.
+#[derive(Debug, Clone)]
+pub enum Details {
+    Found(RunnerDetails),
+    /// 404: no such runner.
+    Gone,
+    /// The request failed: whose runner it is stays unknown.
+    Unreadable {
+        kind: Kind,
+        message: String,
+    },
+}
 
-    /// Verify every token, those in `config.toml` that the state does not
-    /// hold (gitlab-runner may have rotated them) and the state's, and with
-    /// an access token read each state runner's details (ownership, drift):
-    /// all in one parallel round.
-    pub(super) fn observe(&mut self, existing: &[ConfigRunner]) -> Result<Vec<Observed>> {
-        let entries = &self.inputs.state.entries;
-        let known: Vec<&Secret> = entries.values().filter_map(|e| e.token.as_ref()).collect();
-        // Tokens written literally in the template are the admin's own.
-        let unknown: Vec<&ConfigRunner> = existing
-            .iter()
-            .filter(|r| {
-                !known.contains(&&r.token) && !self.inputs.template.has_literal(r.token.expose())
-            })
-            .collect();
-        let to_verify: Vec<(&String, &Secret)> = entries
-            .iter()
-            .filter_map(|(ty, e)| Some((ty, e.token.as_ref()?)))
-            .collect();
-        let ids: Vec<u64> = match &self.inputs.access {
-            Some(_) => entries.values().filter_map(|e| e.id).collect(),
-            None => Vec::new(),
-        };
-        let mut jobs: Vec<Job> = unknown.iter().map(|r| Job::Verify(&r.token)).collect();
-        jobs.extend(to_verify.iter().map(|(_, t)| Job::Verify(t)));
-        jobs.extend(ids.iter().map(|id| Job::Details(*id)));
-        let mut answers = self.fetch(&jobs).into_iter();
-        let unknown_answers: Vec<Result<Verified>> = answers
-            .by_ref()
-            .take(unknown.len())
-            .map(Answer::verified)
-            .collect();
-        let mut verified: BTreeMap<String, Result<Verified>> = to_verify
-            .iter()
-            .map(|(ty, _)| {
-                (
-                    (*ty).clone(),
-                    answers.next().map_or_else(missing, Answer::verified),
-                )
-            })
-            .collect();
-        for (id, a) in ids.iter().zip(answers) {
-            self.details.insert(*id, a.details());
-        }
+/// A token found in a temporary file a killed run left.
+#[derive(Debug, Clone)]
+pub struct Leftover {
+    /// The runner type it was stored for (state files name it).
+    pub ty: Option<String>,
+    pub token: Secret,
+    pub file: PathBuf,
+    pub verified: Verified,
+}
 
-        let mut adoptable: Vec<(u64, &ConfigRunner, Option<i64>)> = Vec::new();
-        for (r, v) in unknown.iter().zip(unknown_answers) {
-            match v? {
-                Verified::Valid {
-                    id: Some(id),
-                    expires_at,
-                } if entries.values().any(|e| e.id == Some(id)) => {
-                    adoptable.push((id, r, expires_at));
-                }
-                Verified::Valid { id, .. } => log::warn!(
-                    "{} holds a valid token of runner {} that runner-data.json does not know; it will be dropped from config.toml",
-                    self.s.config.display(),
-                    id.map_or("(unknown id)".to_string(), |i| i.to_string())
-                ),
-                Verified::Invalid => log::debug!(
-                    "{} holds a stale token ({})",
-                    self.s.config.display(),
-                    r.token
-                ),
-            }
-        }
-        let mut out = Vec::new();
-        for (ty, entry) in entries {
-            if let Some(foreign) = entry.id.and_then(|id| self.foreign(ty, id)) {
-                out.push(foreign);
-                continue;
-            }
-            if let Some((_, r, expires_at)) =
-                adoptable.iter().find(|(id, _, _)| Some(*id) == entry.id)
-            {
-                out.push(Observed::Valid {
-                    token: r.token.clone(),
-                    id: entry.id,
-                    adopted: true,
-                    expires_at: *expires_at,
-                    obtained_at: r.token_obtained_at.or(Some(self.now)),
-                });
-                continue;
-            }
-            let (Some(token), Some(v)) = (&entry.token, verified.remove(ty)) else {
-                out.push(Observed::Missing);
-                continue;
-            };
-            let obs = match v? {
-                Verified::Valid { expires_at, id } => {
-                    self.tally.verified += 1;
-                    if let (Some(got), Some(want)) = (id, entry.id)
-                        && got != want
-                    {
-                        log::warn!(
-                            "{ty}: GitLab says the token belongs to runner {got}, runner-data.json says {want}; recording {got}"
-                        );
-                        if let Some(pat) = &self.inputs.access
-                            && !self.details.contains_key(&got)
-                        {
-                            let d = self.client.runner(pat, got);
-                            self.details.insert(got, d);
-                        }
-                        if let Some(foreign) = self.foreign(ty, got) {
-                            out.push(foreign);
-                            continue;
-                        }
-                    }
-                    log::info!(
-                        "verified {ty} runner {}: valid{}",
-                        id.or(entry.id).map_or("?".into(), |i| i.to_string()),
-                        expires_at.map_or(", never expires".into(), |e| format!(
-                            " until {}",
-                            clock::format(e)
-                        ))
-                    );
-                    Observed::Valid {
-                        token: token.clone(),
-                        id,
-                        adopted: false,
-                        expires_at,
-                        obtained_at: entry.token_obtained_at.or(Some(self.now)),
-                    }
-                }
-                Verified::Invalid => {
-                    log::info!(
-                        "verified {ty} runner: token rejected by GitLab (unknown, deleted or expired)"
-                    );
-                    // Healing resets a token by id: only for a runner known
-                    // to be this host's.
-                    if let Some(id) = entry.id
-                        && matches!(self.details.get(&id), Some(Err(_)))
-                        && let Some(Err(e)) = self.details.remove(&id)
-                    {
-                        return Err(e.context(format!(
-                            "cannot heal the {ty} runner {id} without knowing it is this host's"
-                        )));
-                    }
-                    Observed::Invalid
-                }
-            };
-            out.push(obs);
-        }
-        Ok(out)
-    }
+/// Everything a run read, as values.
+#[derive(Debug, Default)]
+pub struct Observation {
+    pub now: i64,
+    /// The existing `config.toml`, as bytes (`None`: it does not exist).
+    pub old_config: Option<Vec<u8>>,
+    /// The runners (tokens) of that `config.toml`; none when it does not
+    /// parse (it is then replaced).
+    pub existing: Vec<ConfigRunner>,
+    /// Temporary files a killed run left, and the tokens in them.
+    pub leftover_files: Vec<PathBuf>,
+    pub leftovers: Vec<Leftover>,
+    /// Stateful: each state token's verify answer, by runner type.
+    pub verified: BTreeMap<String, Verified>,
+    /// Stateful: tokens in `config.toml` the state does not hold (nor the
+    /// template literally), with their verify answers.
+    pub unknown: Vec<(ConfigRunner, Verified)>,
+    /// Stateless: every token this host holds, with its verify answer.
+    pub held: Vec<(ConfigRunner, Verified)>,
+    /// `GET /runners/:id` answers (with an access token), by runner id.
+    pub details: BTreeMap<u64, Details>,
+    /// Runner ids listed by the hostname tag (stateless, `--prune`).
+    pub listed: Vec<u64>,
+}
 
-    /// `Some(Observed::Foreign)` when GitLab shows runner `id` of the state
-    /// entry `ty` as another host's (copied state, a node image), with the
-    /// warning said.
-    fn foreign(&self, ty: &str, id: u64) -> Option<Observed> {
-        let Some(Ok(Some(d))) = self.details.get(&id) else {
-            return None;
-        };
-        let description = d.description.clone().unwrap_or_default();
-        if self.inputs.host.owns(&description, &d.tag_list, ty) {
-            return None;
+impl Observation {
+    /// The details of runner `id`, when GitLab showed it.
+    pub fn runner(&self, id: u64) -> Option<&RunnerDetails> {
+        match self.details.get(&id) {
+            Some(Details::Found(d)) => Some(d),
+            _ => None,
         }
-        log::warn!(
-            "{} holds runner {id} ('{description}', tags {}), which GitLab shows as another host's (copied from another node?); leaving it alone and creating {}'s own {ty} runner",
-            self.s.state.display(),
-            d.tag_list.join(","),
-            self.inputs.host.hostname
-        );
-        Some(Observed::Foreign { id, description })
-    }
-
-    /// Run `jobs` several at a time; answers in order.
-    fn fetch(&self, jobs: &[Job]) -> Vec<Answer> {
-        let sid = self.inputs.system_id.as_deref();
-        parallel(jobs, |job| match job {
-            Job::Verify(token) => Answer::Verified(self.client.verify(token, sid)),
-            Job::Details(id) => match &self.inputs.access {
-                Some(pat) => Answer::Details(self.client.runner(pat, *id)),
-                None => Answer::Details(Err(Error::internal("details without access token"))),
-            },
-        })
-    }
-
-    /// Verify the token of every item, several at a time; answers in order.
-    pub(super) fn verify_all<T: Sync>(
-        &self,
-        items: &[T],
-        token: impl Fn(&T) -> &Secret + Sync,
-    ) -> Result<Vec<Verified>> {
-        let sid = self.inputs.system_id.as_deref();
-        parallel(items, |item| self.client.verify(token(item), sid))
-            .into_iter()
-            .collect()
     }
 }
 
-/// One independent read of an observation.
+/// One independent read.
 enum Job<'a> {
     Verify(&'a Secret),
     Details(u64),
@@ -328,30 +85,245 @@ enum Answer {
     Details(Result<Option<RunnerDetails>>),
 }
 
-impl Answer {
-    fn verified(self) -> Result<Verified> {
-        match self {
-            Answer::Verified(v) => v,
-            Answer::Details(_) => Err(Error::internal("answers out of order")),
-        }
+/// Read everything the run needs. `prune` lists this host's runners.
+pub fn observe(
+    s: &Settings,
+    inputs: &Inputs,
+    client: &Client,
+    now: i64,
+    prune: bool,
+) -> Result<Observation> {
+    let mut obs = Observation {
+        now,
+        ..Observation::default()
+    };
+    read_config(s, &mut obs)?;
+    read_leftovers(s, &mut obs);
+    let pat = inputs.access.as_ref();
+    if s.stateless || prune {
+        let pat = pat.ok_or_else(|| {
+            Error::config(
+                "--prune needs an access-token (api scope) in the prefix to list and delete runners",
+            )
+        })?;
+        let hostname = std::slice::from_ref(&inputs.host.hostname);
+        obs.listed = client
+            .list_tagged(pat, s.scope, hostname)?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
     }
-    fn details(self) -> Result<Option<RunnerDetails>> {
-        match self {
-            Answer::Details(d) => d,
-            Answer::Verified(_) => Err(Error::internal("answers out of order")),
+    let sid = inputs.system_id.as_deref();
+    let entries = &inputs.state.entries;
+    // The tokens to verify: leftovers' first, then (stateful) the tokens
+    // of config.toml the state does not hold and the state's, or
+    // (stateless) every token config.toml holds.
+    let mut tokens: Vec<Secret> = obs.leftovers.iter().map(|l| l.token.clone()).collect();
+    let unknown: Vec<ConfigRunner> = if s.stateless {
+        Vec::new()
+    } else {
+        let known: Vec<&Secret> = entries.values().filter_map(|e| e.token.as_ref()).collect();
+        obs.existing
+            .iter()
+            .filter(|r| {
+                !known.contains(&&r.token) && !inputs.template.has_literal(r.token.expose())
+            })
+            .cloned()
+            .collect()
+    };
+    let held: Vec<ConfigRunner> = if s.stateless {
+        obs.existing.clone()
+    } else {
+        Vec::new()
+    };
+    tokens.extend(unknown.iter().chain(&held).map(|r| r.token.clone()));
+    let state_tokens: Vec<(String, Secret)> = if s.stateless {
+        Vec::new()
+    } else {
+        entries
+            .iter()
+            .filter_map(|(ty, e)| Some((ty.clone(), e.token.clone()?)))
+            .collect()
+    };
+    tokens.extend(state_tokens.iter().map(|(_, t)| t.clone()));
+    let mut ids: Vec<u64> = obs.listed.clone();
+    if pat.is_some() && !s.stateless {
+        ids.extend(entries.values().filter_map(|e| e.id));
+    }
+    ids.sort();
+    ids.dedup();
+    let mut jobs: Vec<Job> = tokens.iter().map(Job::Verify).collect();
+    jobs.extend(ids.iter().map(|id| Job::Details(*id)));
+    let mut answers = fetch(client, pat, sid, &jobs).into_iter();
+    for l in obs.leftovers.iter_mut() {
+        l.verified = next_verified(&mut answers)?;
+    }
+    for r in unknown {
+        let v = next_verified(&mut answers)?;
+        obs.unknown.push((r, v));
+    }
+    for r in held {
+        let v = next_verified(&mut answers)?;
+        obs.held.push((r, v));
+    }
+    for (ty, _) in state_tokens {
+        let v = next_verified(&mut answers)?;
+        obs.verified.insert(ty, v);
+    }
+    for id in ids {
+        let d = match answers.next() {
+            Some(Answer::Details(d)) => d,
+            _ => Err(Error::internal("answers out of order")),
+        };
+        obs.details.insert(id, details(d));
+    }
+    follow_up(s, inputs, client, &mut obs)?;
+    Ok(obs)
+}
+
+/// The reads that depend on the first round: runners named only by a verify
+/// answer (a token that belongs to another id than the state says, a
+/// leftover's), and (GitLab before 13.0) tokens shown in runner details.
+fn follow_up(s: &Settings, inputs: &Inputs, client: &Client, obs: &mut Observation) -> Result<()> {
+    let sid = inputs.system_id.as_deref();
+    if s.stateless {
+        let shown: Vec<Secret> = obs
+            .details
+            .values()
+            .filter_map(|d| match d {
+                Details::Found(d) => d.token.clone().map(Secret::new),
+                _ => None,
+            })
+            .filter(|t| !obs.held.iter().any(|(r, _)| &r.token == t))
+            .collect();
+        let answers = parallel(&shown, |t| client.verify(t, sid));
+        for (t, v) in shown.into_iter().zip(answers) {
+            let r = ConfigRunner {
+                token: t,
+                id: None,
+                token_obtained_at: None,
+            };
+            obs.held.push((r, v?));
         }
+        return Ok(());
+    }
+    let Some(pat) = &inputs.access else {
+        return Ok(());
+    };
+    let named = obs
+        .verified
+        .values()
+        .chain(obs.leftovers.iter().map(|l| &l.verified))
+        .filter_map(|v| match v {
+            Verified::Valid { id: Some(id), .. } => Some(*id),
+            _ => None,
+        });
+    let mut ids: Vec<u64> = named.filter(|id| !obs.details.contains_key(id)).collect();
+    ids.sort();
+    ids.dedup();
+    for (id, d) in ids.iter().zip(parallel(&ids, |id| client.runner(pat, *id))) {
+        obs.details.insert(*id, details(d));
+    }
+    Ok(())
+}
+
+fn next_verified(answers: &mut impl Iterator<Item = Answer>) -> Result<Verified> {
+    match answers.next() {
+        Some(Answer::Verified(v)) => v,
+        _ => Err(Error::internal("answers out of order")),
     }
 }
 
-fn missing<T>() -> Result<T> {
-    Err(Error::internal("an answer is missing"))
+fn details(d: Result<Option<RunnerDetails>>) -> Details {
+    match d {
+        Ok(Some(d)) => Details::Found(d),
+        Ok(None) => Details::Gone,
+        Err(e) => Details::Unreadable {
+            kind: e.kind(),
+            message: e.to_string(),
+        },
+    }
+}
+
+/// The existing `config.toml` and its runners.
+fn read_config(s: &Settings, obs: &mut Observation) -> Result<()> {
+    let Some(bytes) = trust::read(&s.config_path, Class::Input)? else {
+        return Ok(());
+    };
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    match parse_config_runners(&s.config_path, &text) {
+        Ok(r) => obs.existing = r,
+        Err(e) => log::warn!("{e}; it will be replaced"),
+    }
+    obs.old_config = Some(bytes);
+    Ok(())
+}
+
+/// Temporary files of `write_atomic` a killed run left
+/// (`.runner-data.json.tmp-PID`, `.config.toml.tmp-PID`), and the tokens in
+/// them this host does not otherwise hold.
+fn read_leftovers(s: &Settings, obs: &mut Observation) {
+    let mut files = crate::fsutil::leftover_temps(&s.config_path);
+    if !s.stateless {
+        files.extend(crate::fsutil::leftover_temps(&s.state_path));
+    }
+    for file in files {
+        let text = match trust::read_text(&file, Class::Input) {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(e) => {
+                // not ours to read, nor to remove
+                log::warn!("leaving {}: {e}", file.display());
+                continue;
+            }
+        };
+        let is_state = file
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(".runner-data.json.tmp-"));
+        let tokens: Vec<(Option<String>, Secret)> = if is_state {
+            State::parse(text.as_bytes())
+                .map(|st| {
+                    st.entries
+                        .into_iter()
+                        .filter_map(|(ty, e)| Some((Some(ty), e.token?)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            parse_config_runners(&file, &text)
+                .map(|rs| rs.into_iter().map(|r| (None, r.token)).collect())
+                .unwrap_or_default()
+        };
+        for (ty, token) in tokens {
+            if !obs.leftovers.iter().any(|l| l.token == token) {
+                obs.leftovers.push(Leftover {
+                    ty,
+                    token,
+                    file: file.clone(),
+                    verified: Verified::Invalid,
+                });
+            }
+        }
+        obs.leftover_files.push(file);
+    }
+}
+
+/// Run `jobs` several at a time; answers in order.
+fn fetch(client: &Client, pat: Option<&Secret>, sid: Option<&str>, jobs: &[Job]) -> Vec<Answer> {
+    parallel(jobs, |job| match job {
+        Job::Verify(token) => Answer::Verified(client.verify(token, sid)),
+        Job::Details(id) => match pat {
+            Some(pat) => Answer::Details(client.runner(pat, *id)),
+            None => Answer::Details(Err(Error::internal("details without access token"))),
+        },
+    })
 }
 
 /// How many requests run at once when the answers are independent.
 const PARALLEL: usize = 8;
 
 /// Run `f` on every item, up to `PARALLEL` at a time; results in order.
-pub(super) fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let mut out = Vec::with_capacity(items.len());
     for chunk in items.chunks(PARALLEL) {
         if let [one] = chunk {

@@ -102,7 +102,7 @@ fn deleted_runner_is_recreated_and_the_orphan_named() {
 }
 
 #[test]
-fn deleted_runner_with_access_token_heal_falls_back_to_create() {
+fn deleted_runner_with_access_token_is_recreated_without_a_doomed_heal() {
     let gl = FakeGitlab::start(World::default());
     let p = Prefix::standard(REGISTRATION_TOKEN);
     p.write("access-token", ADMIN_PAT);
@@ -113,20 +113,17 @@ fn deleted_runner_with_access_token_heal_falls_back_to_create() {
     let r = run(&p, &gl, &[]);
     assert_code(&r, 0);
     let lines = gl.world().lines();
-    let want_reset = format!("POST /runners/{id}/reset_authentication_token");
-    let reset = lines
-        .iter()
-        .position(|l| *l == want_reset)
-        .expect("heal tried first");
-    let create = lines
-        .iter()
-        .position(|l| l == "POST /runners")
-        .expect("then created");
-    assert!(reset < create, "{lines:?}");
+    // GET /runners/:id said 404: no reset by id is tried
+    assert!(lines.contains(&format!("GET /runners/{id}")), "{lines:?}");
+    assert!(
+        !lines.contains(&format!("POST /runners/{id}/reset_authentication_token")),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"POST /runners".to_string()), "{lines:?}");
     assert_ne!(p.state_id("shell"), id);
     assert!(
         r.stderr
-            .contains(&format!("shell runner {id} no longer exists")),
+            .contains(&format!("runner {id} no longer exists in GitLab")),
         "{r:?}"
     );
 }

@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: MIT
+//! The inputs of a run, read from disk and checked before any request:
+//! the template (rendered with placeholders, parsed as TOML), the state, the
+//! host's facts, the token files; and the token-holding files kept private.
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::host::Host;
+use crate::secret::{Secret, TokenDirs};
+use crate::settings::Settings;
+use crate::state::State;
+use crate::template::{RunnerValues, Template};
+use crate::trust::{self, Class};
+use std::collections::BTreeSet;
+
+/// Everything read from disk, checked before any request.
+pub struct Inputs {
+    pub template: Template,
+    pub state: State,
+    pub host: Host,
+    pub admin: Option<(Secret, std::path::PathBuf)>,
+    pub access: Option<Secret>,
+    pub system_id: Option<String>,
+    /// The template's size, to know how much room `config.toml` needs.
+    pub template_len: usize,
+}
+
+impl Inputs {
+    pub fn load(s: &Settings) -> Result<Inputs> {
+        trust::check_parent_dirs(&s.template_path)?;
+        let text = trust::read_text(&s.template_path, Class::Input)?.ok_or_else(|| {
+            Error::read(
+                &s.template_path,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )
+        })?;
+        let template = Template::parse(&text, &s.template_path.display().to_string())?;
+        let (state, from_file) = if s.stateless {
+            (State::with_types(template.runner_types()), true)
+        } else {
+            match State::load(&s.state_path)? {
+                Some(st) => (st, true),
+                None => (State::default_types(), false),
+            }
+        };
+        if state.entries.is_empty() {
+            return Err(Error::config(format!(
+                "{} names no runner: use a field such as {{shell}} for each runner's token",
+                s.template_path.display()
+            )));
+        }
+        let types: BTreeSet<String> = state.entries.keys().cloned().collect();
+        let origin = if from_file {
+            format!("no such runner type in {}", s.state_path.display())
+        } else {
+            format!(
+                "{} does not exist, so the runner types are batch and shell",
+                s.state_path.display()
+            )
+        };
+        template.check_types(&types, &origin)?;
+        let used = template.runner_types();
+        if let Some(unused) = types.iter().find(|t| !used.contains(*t)) {
+            let fix = if from_file {
+                format!(
+                    "remove it from {} or use {{{unused}}} in the template",
+                    s.state_path.display()
+                )
+            } else {
+                format!(
+                    "create {} listing the types the template uses, e.g. {{\"shell\": {{}}}}",
+                    s.state_path.display()
+                )
+            };
+            return Err(Error::config(format!(
+                "runner type '{unused}' is never used by {}: {fix}",
+                s.template_path.display()
+            )));
+        }
+        for t in template.expiry_without_obtained() {
+            log::warn!(
+                "{} fills {{{t}.token_expires_at}} but not {{{t}.token_obtained_at}}: gitlab-runner will rotate that token at once on start",
+                s.template_path.display()
+            );
+        }
+        let path = std::env::var("PATH").ok();
+        let host = Host::detect(s.hostname.clone(), path.as_deref(), s.tags.clone())?;
+        let dirs = TokenDirs::new(s.credentials_dir.clone(), &s.prefix);
+        let admin = dirs.read("admin-token")?;
+        let access = dirs.read("access-token")?.map(|(t, _)| t);
+        if s.stateless && access.is_none() {
+            return Err(Error::config(format!(
+                "--stateless needs an access token (api scope) in {}/access-token to find this host's runners in GitLab",
+                s.prefix.display()
+            )));
+        }
+        check_template(s, &template, &host, state.entries.keys())?;
+        let system_id = crate::host::system_id(&s.system_id_path);
+        Ok(Inputs {
+            template,
+            state,
+            host,
+            admin,
+            access,
+            system_id,
+            template_len: text.len(),
+        })
+    }
+}
+
+/// `runner-data.json` and `config.toml` hold tokens: one that group or
+/// others can read (the original script left them `0644`) is made `0600`,
+/// or, for a read-only command, warned about.
+pub(super) fn keep_private(s: &Settings, read_only: bool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let state = (!s.stateless).then_some(&s.state_path);
+    for path in state.into_iter().chain([&s.config_path]) {
+        // the trust rules first: nothing is changed on a refused file
+        let Some((_, m)) = trust::open(path, Class::Input)? else {
+            continue;
+        };
+        let mode = m.mode() & 0o7777;
+        if !m.is_file() || mode & 0o077 == 0 {
+            continue;
+        }
+        if read_only {
+            log::warn!(
+                "{} holds tokens and is readable by group or others (mode {mode:04o}); fix it with: chmod 600 {0}",
+                path.display()
+            );
+        } else {
+            fsutil::make_private(path)?;
+            log::warn!(
+                "{} holds tokens and was readable by group or others (mode {mode:04o}); made it 0600",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `rendered` as TOML, or an error naming the template and the place.
+pub(super) fn parse_rendered(s: &Settings, rendered: &str) -> Result<toml::Table> {
+    rendered.parse::<toml::Table>().map_err(|e| {
+        Error::data(format!(
+            "{} renders to invalid TOML ({}); {} left unchanged",
+            s.template_path.display(),
+            crate::state::toml_error(rendered, &e),
+            s.config_path.display()
+        ))
+    })
+}
+
+/// Before any request: the template, filled with placeholder values, must
+/// be valid TOML (a problem found only after GitLab issued a token would
+/// lose it). Warn about a runner whose `url` is not the GitLab of
+/// `--api-url`: gitlab-runner sends its token there.
+fn check_template<'a>(
+    s: &Settings,
+    template: &Template,
+    host: &Host,
+    types: impl Iterator<Item = &'a String>,
+) -> Result<()> {
+    let types: Vec<&String> = types.collect();
+    let rendered = template.render(&host.hostname, |ty| {
+        types
+            .iter()
+            .find(|t| t.as_str() == ty)
+            .map(|_| RunnerValues {
+                token: "placeholder-token",
+                id: Some(1),
+                token_obtained_at: None,
+                token_expires_at: None,
+            })
+    })?;
+    let table = parse_rendered(s, &rendered)?;
+    let Some(api) = s.gitlab_url.as_deref().map(url_host) else {
+        return Ok(());
+    };
+    let runners = table.get("runners").and_then(|r| r.as_array());
+    for r in runners.into_iter().flatten() {
+        let Some(url) = r.get("url").and_then(|u| u.as_str()) else {
+            continue;
+        };
+        if !url_host(url).eq_ignore_ascii_case(&api) {
+            log::warn!(
+                "{}: runner '{}' has url {url}, not the GitLab of --api-url ({api}): gitlab-runner will send its token to {}",
+                s.template_path.display(),
+                r.get("name").and_then(|n| n.as_str()).unwrap_or("?"),
+                url_host(url)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The host of a URL (no port), lower-cased.
+fn url_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    host.to_ascii_lowercase()
+}
