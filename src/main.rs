@@ -2,21 +2,7 @@
 //! gitlab-runner-auth: parse, set up logging, run, map the error to one log
 //! line and an exit code.
 
-mod cli;
-mod clock;
-mod diff;
-mod error;
-mod fsutil;
-mod gitlab;
-mod host;
-mod reconcile;
-mod secret;
-mod settings;
-mod signals;
-mod state;
-mod status;
-mod template;
-mod trust;
+use gitlab_runner_auth::{cli, error, reconcile, settings, signals};
 
 use std::io::IsTerminal;
 

@@ -5,9 +5,7 @@
 //! with a request log and scripted faults.
 #![allow(dead_code)]
 
-#[path = "../../src/clock.rs"]
-#[allow(dead_code)]
-mod clock;
+use gitlab_runner_auth::clock;
 
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
