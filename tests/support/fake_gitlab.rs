@@ -9,6 +9,10 @@
 #[allow(dead_code)]
 mod clock;
 
+/// GitLab's API spec, which every request must pass before it is routed.
+#[path = "spec.rs"]
+pub mod spec;
+
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -49,6 +53,8 @@ pub struct Pat {
 #[derive(Debug, Clone)]
 pub struct Request {
     pub method: String,
+    /// The request target as sent: `/api/v4/runners/all?page=2`.
+    pub target: String,
     /// The path below `/api/v4`, without the query.
     pub path: String,
     pub query: String,
@@ -58,6 +64,27 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request for `target` (path and query) with `body`'s parameters
+    /// (decoded JSON or form) merged over the query's.
+    pub fn new(
+        method: &str,
+        target: &str,
+        headers: Vec<(String, String)>,
+        body: Map<String, Value>,
+    ) -> Request {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let mut params = Map::new();
+        merge_form(&mut params, query);
+        params.extend(body);
+        Request {
+            method: method.to_string(),
+            target: target.to_string(),
+            path: path.strip_prefix(spec::PREFIX).unwrap_or(path).to_string(),
+            query: query.to_string(),
+            params,
+            headers,
+        }
+    }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -616,29 +643,20 @@ fn read_request(stream: &mut impl Read) -> std::io::Result<Option<Request>> {
         .unwrap_or(0);
     let mut body = vec![0; len];
     reader.read_exact(&mut body)?;
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let path = path.strip_prefix("/api/v4").unwrap_or(path).to_string();
-    let mut params = Map::new();
-    merge_form(&mut params, query);
     let ctype = headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
         .map(|(_, v)| v.to_ascii_lowercase())
         .unwrap_or_default();
+    let mut params = Map::new();
     if ctype.starts_with("application/json") && !body.is_empty() {
         if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&body) {
-            params.extend(m);
+            params = m;
         }
     } else if ctype.starts_with("application/x-www-form-urlencoded") {
         merge_form(&mut params, &String::from_utf8_lossy(&body));
     }
-    Ok(Some(Request {
-        method,
-        path,
-        query: query.to_string(),
-        params,
-        headers,
-    }))
+    Ok(Some(Request::new(&method, &target, headers, params)))
 }
 
 fn write_answer(
