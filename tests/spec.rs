@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::fake_gitlab::{Request, spec};
+use support::fake_gitlab::{ADMIN_PAT, FakeGitlab, Request, World, spec};
 
 fn request(method: &str, target: &str, body: Value) -> Request {
     let Value::Object(body) = body else {
@@ -259,4 +259,60 @@ fn requests_are_checked_against_the_spec() {
             "{problem}"
         );
     }
+}
+
+/// Send one HTTP/1.1 request to the fake: its status and body.
+fn send(gl: &FakeGitlab, method: &str, target: &str, body: &str) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(gl.addr).unwrap();
+    write!(
+        s,
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nPRIVATE-TOKEN: {ADMIN_PAT}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn the_fake_refuses_what_gitlab_would_not_accept_before_acting() {
+    let mut world = World::default();
+    let id = world.add_runner("node12-shell", &["node12"], true);
+    let gl = FakeGitlab::start(world);
+    let (status, body) = send(
+        &gl,
+        "PUT",
+        &format!("/api/v4/runners/{id}"),
+        r#"{"description":"renamed","token":"t"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    let problem = body["error"].as_str().unwrap_or_default();
+    assert_eq!(
+        problem,
+        format!("PUT /api/v4/runners/{id}: token is not a parameter of PUT /api/v4/runners/{{id}}"),
+        "{body}"
+    );
+    let (status, body) = send(&gl, "GET", "/api/v4/runners/all?type=shared", "");
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = send(&gl, "GET", &format!("/api/v4/runners/{id}"), "");
+    assert_eq!(
+        (status, &body["description"]),
+        (200, &json!("node12-shell"))
+    );
+    {
+        let w = gl.world();
+        assert_eq!(w.requests.len(), 3, "refused requests are logged");
+        assert_eq!(w.refused.len(), 2, "{:?}", w.refused);
+        assert_eq!(w.refused[0], problem);
+    }
+    // a fake that refused anything fails the test that used it
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(gl)));
+    let panic = dropped.expect_err("dropping the fake panics");
+    let text = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(text.contains(problem), "{text}");
 }

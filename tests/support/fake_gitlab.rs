@@ -2,7 +2,9 @@
 //! A fake GitLab for tests and `make demo`: a std-only HTTP/1.1 server on
 //! 127.0.0.1 that keeps real state (runners, tokens, expiry, managers) and
 //! answers the runner endpoints as `shared/gitlab-api.md` §11 describes,
-//! with a request log and scripted faults.
+//! with a request log and scripted faults. Every request is checked against
+//! GitLab's own API spec first ([`spec::check`]): one GitLab would not
+//! accept is answered 400 `{"error": problem}` and fails the test.
 #![allow(dead_code)]
 
 #[path = "../../src/clock.rs"]
@@ -244,6 +246,9 @@ pub struct World {
     next_slot: f64,
     /// How many 429s the rate limiter sent.
     pub throttled: usize,
+    /// Requests refused as not in GitLab's API spec ([`spec::check`]),
+    /// with the problem: the fake panics when dropped with any.
+    pub refused: Vec<String>,
 }
 
 pub const REGISTRATION_TOKEN: &str = "GR1348941Zx9ypQmFv3sW2nRtK8a";
@@ -282,6 +287,7 @@ impl Default for World {
             rate_limit: None,
             next_slot: 0.0,
             throttled: 0,
+            refused: Vec::new(),
         }
     }
 }
@@ -545,6 +551,13 @@ impl Drop for FakeGitlab {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        let refused = std::mem::take(&mut self.world().refused);
+        if !refused.is_empty() && !std::thread::panicking() {
+            panic!(
+                "the fake GitLab refused requests not in GitLab's API spec:\n{}",
+                refused.join("\n")
+            );
+        }
     }
 }
 
@@ -705,6 +718,13 @@ fn serve(mut stream: impl Read + Write, world: &Mutex<World>) -> std::io::Result
     let (fault, hook, latency, throttled) = {
         let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
         w.requests.push(req.clone());
+        // GitLab itself would refuse it (or do something else with it)
+        if let Err(problem) = spec::check(&req) {
+            w.refused.push(problem.clone());
+            drop(w);
+            let a = json_answer(400, json!({ "error": problem }));
+            return write_answer(&mut stream, &a, request_id.as_deref());
+        }
         let nth = w.requests.len() - 1;
         let hook = w
             .hooks
