@@ -18,6 +18,7 @@
 //! | `ownership` | a host touches only its own runners: prune, drift, copied prefixes, groups |
 //! | `cli`       | usage errors, `--help`, environment variables, options |
 //! | `review`    | regressions from the security review (one test a finding) |
+//! | `spec`      | the fake's checker against GitLab's OpenAPI spec (`tests/fixtures/`) |
 //!
 //! Run one module with `cargo test --test it trust::`, one test with
 //! `cargo test --test it trust::a_template_another_user_can_write_is_refused`.
@@ -33,6 +34,7 @@ mod load;
 mod ownership;
 mod plan;
 mod review;
+mod spec;
 mod stateless;
 mod tokens;
 mod trust;

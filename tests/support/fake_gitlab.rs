@@ -2,10 +2,16 @@
 //! A fake GitLab for tests and `make demo`: a std-only HTTP/1.1 server on
 //! 127.0.0.1 that keeps real state (runners, tokens, expiry, managers) and
 //! answers the runner endpoints as `shared/gitlab-api.md` §11 describes,
-//! with a request log and scripted faults.
+//! with a request log and scripted faults. Every request is checked against
+//! GitLab's own API spec first ([`spec::check`]): one GitLab would not
+//! accept is answered 400 `{"error": problem}` and fails the test.
 #![allow(dead_code)]
 
 use gitlab_runner_auth::clock;
+
+/// GitLab's API spec, which every request must pass before it is routed.
+#[path = "spec.rs"]
+pub mod spec;
 
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -47,6 +53,8 @@ pub struct Pat {
 #[derive(Debug, Clone)]
 pub struct Request {
     pub method: String,
+    /// The request target as sent: `/api/v4/runners/all?page=2`.
+    pub target: String,
     /// The path below `/api/v4`, without the query.
     pub path: String,
     pub query: String,
@@ -56,6 +64,27 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request for `target` (path and query) with `body`'s parameters
+    /// (decoded JSON or form) merged over the query's.
+    pub fn new(
+        method: &str,
+        target: &str,
+        headers: Vec<(String, String)>,
+        body: Map<String, Value>,
+    ) -> Request {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let mut params = Map::new();
+        merge_form(&mut params, query);
+        params.extend(body);
+        Request {
+            method: method.to_string(),
+            target: target.to_string(),
+            path: path.strip_prefix(spec::PREFIX).unwrap_or(path).to_string(),
+            query: query.to_string(),
+            params,
+            headers,
+        }
+    }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -215,6 +244,9 @@ pub struct World {
     next_slot: f64,
     /// How many 429s the rate limiter sent.
     pub throttled: usize,
+    /// Requests refused as not in GitLab's API spec ([`spec::check`]),
+    /// with the problem: the fake panics when dropped with any.
+    pub refused: Vec<String>,
 }
 
 pub const REGISTRATION_TOKEN: &str = "GR1348941Zx9ypQmFv3sW2nRtK8a";
@@ -253,6 +285,7 @@ impl Default for World {
             rate_limit: None,
             next_slot: 0.0,
             throttled: 0,
+            refused: Vec::new(),
         }
     }
 }
@@ -516,6 +549,13 @@ impl Drop for FakeGitlab {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        let refused = std::mem::take(&mut self.world().refused);
+        if !refused.is_empty() && !std::thread::panicking() {
+            panic!(
+                "the fake GitLab refused requests not in GitLab's API spec:\n{}",
+                refused.join("\n")
+            );
+        }
     }
 }
 
@@ -614,29 +654,20 @@ fn read_request(stream: &mut impl Read) -> std::io::Result<Option<Request>> {
         .unwrap_or(0);
     let mut body = vec![0; len];
     reader.read_exact(&mut body)?;
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let path = path.strip_prefix("/api/v4").unwrap_or(path).to_string();
-    let mut params = Map::new();
-    merge_form(&mut params, query);
     let ctype = headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
         .map(|(_, v)| v.to_ascii_lowercase())
         .unwrap_or_default();
+    let mut params = Map::new();
     if ctype.starts_with("application/json") && !body.is_empty() {
         if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&body) {
-            params.extend(m);
+            params = m;
         }
     } else if ctype.starts_with("application/x-www-form-urlencoded") {
         merge_form(&mut params, &String::from_utf8_lossy(&body));
     }
-    Ok(Some(Request {
-        method,
-        path,
-        query: query.to_string(),
-        params,
-        headers,
-    }))
+    Ok(Some(Request::new(&method, &target, headers, params)))
 }
 
 fn write_answer(
@@ -685,6 +716,13 @@ fn serve(mut stream: impl Read + Write, world: &Mutex<World>) -> std::io::Result
     let (fault, hook, latency, throttled) = {
         let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
         w.requests.push(req.clone());
+        // GitLab itself would refuse it (or do something else with it)
+        if let Err(problem) = spec::check(&req) {
+            w.refused.push(problem.clone());
+            drop(w);
+            let a = json_answer(400, json!({ "error": problem }));
+            return write_answer(&mut stream, &a, request_id.as_deref());
+        }
         let nth = w.requests.len() - 1;
         let hook = w
             .hooks
