@@ -41,23 +41,33 @@ fn temp_path(path: &Path, pid: u32) -> PathBuf {
     dir_of(path).join(format!(".{name}.tmp-{pid}"))
 }
 
-/// Temporary files of [`write_atomic`] for `path` that an earlier run left
-/// behind (killed between writing and renaming): `.NAME.tmp-PID`.
+/// Files an earlier run left behind beside `path` when it was killed: the
+/// temporary files of [`write_atomic`] (`.NAME.tmp-PID`), stateless
+/// mode's recovery files (`.NAME.issued-PID`) and probes
+/// (`.gitlab-runner-auth.probe-PID`), of processes no longer running.
 pub fn leftover_temps(path: &Path) -> Vec<PathBuf> {
     let Some(name) = path.file_name() else {
         return Vec::new();
     };
-    let stem = format!(".{}.tmp-", name.to_string_lossy());
+    let name = name.to_string_lossy();
+    let stems = [
+        format!(".{name}.tmp-"),
+        format!(".{name}.issued-"),
+        ".gitlab-runner-auth.probe-".to_string(),
+    ];
     let Ok(entries) = std::fs::read_dir(dir_of(path)) else {
         return Vec::new();
     };
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .filter(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix(&stem))
-                .is_some_and(|pid| !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit()))
+            let file = e.file_name();
+            let Some(n) = file.to_str() else { return false };
+            stems.iter().any(|stem| {
+                n.strip_prefix(stem.as_str()).is_some_and(|pid| {
+                    !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit()) && !alive(pid)
+                })
+            })
         })
         .map(|e| e.path())
         .collect();
@@ -125,12 +135,52 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     file.sync_all().map_err(|e| Error::write(path, e))?;
     drop(file);
-    std::fs::rename(&tmp, path).map_err(|e| Error::write(path, e))?;
+    // The temporary file is whole and synced now: if the rename fails (a
+    // bind-mounted or immutable target), it stays, so that the next run
+    // recovers what it holds (a token GitLab issued, say).
     guard.0 = None;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+    std::fs::rename(&tmp, path).map_err(|e| {
+        Error::write(path, e).hint(format!(
+            "its new content is kept in {} for the next run",
+            tmp.display()
+        ))
+    })?;
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        Ok(()) => {}
+        Err(e) => log::warn!(
+            "cannot sync {} after replacing {}: {e}; a power loss now could undo it",
+            dir.display(),
+            path.display()
+        ),
     }
     Ok(())
+}
+
+/// Write `bytes` to `path` in place (`0600`, created if missing, synced):
+/// a recovery file only, never a file gitlab-runner reads.
+pub fn write_recovery(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(trust::OPEN_FLAGS)
+        .open(path)
+        .map_err(|e| Error::write(path, e))?;
+    file.write_all(bytes).map_err(|e| Error::write(path, e))?;
+    file.sync_all().map_err(|e| Error::write(path, e))
+}
+
+/// The recovery file stateless mode keeps beside `config` while a run
+/// holds tokens GitLab issued that `config` does not hold yet.
+pub fn issued_path(config: &Path) -> PathBuf {
+    let name = config.file_name().unwrap_or_default().to_string_lossy();
+    dir_of(config).join(format!(".{name}.issued-{}", std::process::id()))
+}
+
+/// Is `pid` a live process other than this one?
+fn alive(pid: &str) -> bool {
+    pid != std::process::id().to_string() && Path::new("/proc").join(pid).exists()
 }
 
 /// Make the file at `path` (checked by the trust rules) `0600`, through a
@@ -236,18 +286,29 @@ mod tests {
         let d = scratch("t");
         let p = d.join("runner-data.json");
         for n in [
-            ".runner-data.json.tmp-12",
+            ".runner-data.json.tmp-999999999",
+            ".runner-data.json.issued-999999998",
+            ".gitlab-runner-auth.probe-999999997",
+            // pid 1 is alive: another run's file, not a leftover
+            ".runner-data.json.tmp-1",
             ".runner-data.json.tmp-x",
             "runner-data.json",
             ".config.toml.tmp-3",
         ] {
             std::fs::write(d.join(n), "x").unwrap();
         }
-        assert_eq!(leftover_temps(&p), vec![d.join(".runner-data.json.tmp-12")]);
+        assert_eq!(
+            leftover_temps(&p),
+            vec![
+                d.join(".gitlab-runner-auth.probe-999999997"),
+                d.join(".runner-data.json.issued-999999998"),
+                d.join(".runner-data.json.tmp-999999999"),
+            ]
+        );
         probe_writable(&d, 4096).unwrap();
         assert_eq!(
             std::fs::read_dir(&d).unwrap().count(),
-            4,
+            7,
             "the probe is gone"
         );
         assert_eq!(

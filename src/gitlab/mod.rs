@@ -68,11 +68,19 @@ struct Reply {
 
 pub struct Client {
     agent: ureq::Agent,
+    /// For calls that issue a token: their answer is waited for longer than
+    /// GitLab's own request timeout, so a slow create or reset is never
+    /// taken for a lost one (and then repeated while the first still runs).
+    issuing: ureq::Agent,
     base: String,
     wait: Duration,
     /// Retries stop here: `--wait` bounds them for the whole run.
     deadline: Instant,
 }
+
+/// Longer than GitLab's own request timeout (Puma's worker timeout, 60 s):
+/// after it, a request GitLab was still working on has been ended.
+const ISSUING_TIMEOUT: Duration = Duration::from_secs(65);
 
 /// Said when a create succeeded but its answer cannot be read.
 const LOST_RUNNER: &str =
@@ -90,14 +98,17 @@ impl Client {
         let tls = ureq::tls::TlsConfig::builder()
             .root_certs(root_certs(ca_file)?)
             .build();
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .user_agent(USER_AGENT)
-            .timeout_global(Some(timeout))
-            .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
-            .max_redirects(0)
-            .tls_config(tls)
-            .build();
+        let agent = |timeout: Duration| -> ureq::Agent {
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .user_agent(USER_AGENT)
+                .timeout_global(Some(timeout))
+                .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+                .max_redirects(0)
+                .tls_config(tls.clone())
+                .build()
+                .into()
+        };
         // settings refused this unless --allow-http
         if let Some(host) = crate::settings::plain_http_host(base) {
             log::warn!(
@@ -105,7 +116,8 @@ impl Client {
             );
         }
         Ok(Client {
-            agent: config.into(),
+            agent: agent(timeout),
+            issuing: agent(timeout.max(ISSUING_TIMEOUT)),
             base: base.to_string(),
             wait,
             deadline: Instant::now() + wait,
@@ -342,7 +354,11 @@ impl Client {
         loop {
             crate::signals::check(&what)?;
             let t0 = Instant::now();
-            let result = self.once(method, path, pat, body);
+            let agent = match repeat {
+                Repeat::Safe => &self.agent,
+                Repeat::Issuing => &self.issuing,
+            };
+            let result = self.once(agent, method, path, pat, body);
             let (outcome, retry_after, cause, reply) = match result {
                 Ok((reply, retry_after)) => {
                     log::debug!(
@@ -416,6 +432,7 @@ impl Client {
     /// Send once: the reply and its `Retry-After`, or a transport error.
     fn once(
         &self,
+        agent: &ureq::Agent,
         method: &str,
         path: &str,
         pat: Option<&Secret>,
@@ -441,11 +458,11 @@ impl Client {
                     .header("Content-Type", "application/json")
                     .body(b.to_string())
                     .map_err(ureq::Error::Http)?;
-                self.agent.run(req)?
+                agent.run(req)?
             }
             None => {
                 let req = builder.body(()).map_err(ureq::Error::Http)?;
-                self.agent.run(req)?
+                agent.run(req)?
             }
         };
         let status = response.status().as_u16();
@@ -612,10 +629,16 @@ fn issued(what: &str, reply: &Reply) -> Result<IssuedToken> {
             reply.status
         ))
     })?;
+    // The token is live now: an expiry that does not parse must not throw
+    // it away. It is taken as unknown, and verify learns it next time.
+    let expires_at = expiry(what, a.token_expires_at.as_deref()).unwrap_or_else(|e| {
+        log::warn!("{e}; keeping the token, its expiry unknown");
+        None
+    });
     Ok(IssuedToken {
         id: a.id,
         token: Secret::new(token.trim()),
-        expires_at: expiry(what, a.token_expires_at.as_deref())?,
+        expires_at,
     })
 }
 

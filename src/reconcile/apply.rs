@@ -73,6 +73,12 @@ pub(super) struct Applier<'a> {
     pub(super) deleting: Vec<u64>,
     /// Whether the directories were proven writable (`ensure_persistable`).
     pub(super) probed: bool,
+    /// Stateless: the tokens GitLab issued in this run, kept in a recovery
+    /// file until `config.toml` holds them.
+    issued: Vec<crate::secret::Secret>,
+    /// Types created again after a lost answer: the pending record stays,
+    /// for the next run to delete a create that landed late.
+    pub(super) sweep: Vec<String>,
     left: Vec<String>,
 }
 
@@ -100,12 +106,17 @@ pub fn apply(
         },
         deleting: Vec::new(),
         probed: false,
+        sweep: Vec::new(),
+        issued: Vec::new(),
         left: Vec::new(),
     };
     for change in plan.changes {
         a.change(change)?;
     }
     let wrote = write_config && a.write_config()?;
+    if !a.issued.is_empty() {
+        fsutil::remove(&fsutil::issued_path(&s.config_path))?;
+    }
     Ok(Applied {
         tally: a.tally,
         wrote,
@@ -183,10 +194,16 @@ impl Applier<'_> {
             },
             Change::Heal { ty, id, .. } => self.heal(&ty, id),
             Change::Create {
-                ty, orphan, reason, ..
+                ty,
+                orphan,
+                reason,
+                warn,
+                ..
             } => {
-                if !reason.starts_with("no token") && !reason.starts_with("its token") {
+                if warn {
                     log::warn!("{reason}");
+                } else {
+                    log::info!("{ty}: {reason}");
                 }
                 self.create_and_store(&ty, orphan)
             }
@@ -236,6 +253,13 @@ impl Applier<'_> {
                     self.left.push(ty);
                 }
                 Ok(())
+            }
+            Change::ClearPending { ty, reason } => {
+                if !reason.is_empty() {
+                    log::warn!("{reason}");
+                }
+                self.entry(&ty).create_pending_since = None;
+                self.save_state()
             }
             Change::Clear { ty } => {
                 let e = self.entry(&ty);
@@ -293,7 +317,10 @@ impl Applier<'_> {
         }
         let new = self.create_runner(ty)?;
         let id = new.id;
-        self.store(ty, new)?;
+        let sweep = self.sweep.iter().any(|t| t == ty);
+        let now = self.now;
+        self.entry(ty).create_pending_since = sweep.then_some(now);
+        self.store_keeping_pending(ty, new)?;
         self.tally.created += 1;
         log::info!(
             "created {ty} runner {} ({}, tags {})",
@@ -311,16 +338,32 @@ impl Applier<'_> {
     /// Store a token GitLab just issued and persist it at once: the old token
     /// is already dead.
     pub(super) fn store(&mut self, ty: &str, new: IssuedToken) -> Result<()> {
+        self.entry(ty).create_pending_since = None;
+        self.store_keeping_pending(ty, new)
+    }
+
+    /// [`Applier::store`], leaving a pending-create record as it is.
+    fn store_keeping_pending(&mut self, ty: &str, new: IssuedToken) -> Result<()> {
         let now = self.now;
         let e = self.entry(ty);
         if new.id.is_some() {
             e.id = new.id;
         }
-        e.token = Some(new.token);
+        e.token = Some(new.token.clone());
         e.token_expires_at = new.expires_at;
         e.token_obtained_at = Some(now);
-        e.create_pending_since = None;
         self.save_state()?;
+        if self.s.stateless {
+            // no state file: a recovery file beside config.toml holds what
+            // GitLab issued until config.toml does (a stop, a crash)
+            self.issued.push(new.token);
+            let text: String = self
+                .issued
+                .iter()
+                .map(|t| format!("[[runners]]\n  token = \"{}\"\n", t.expose()))
+                .collect();
+            fsutil::write_recovery(&fsutil::issued_path(&self.s.config_path), text.as_bytes())?;
+        }
         // A stop asked for while GitLab issued it ends the run here, with
         // the token safe.
         crate::signals::check("the next step")

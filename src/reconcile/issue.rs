@@ -6,16 +6,11 @@
 
 use super::apply::Applier;
 use super::observe::parallel;
-use crate::clock;
 use crate::error::{Error, Kind, Result};
 use crate::fsutil;
 use crate::gitlab::{IssuedToken, NewRunner, ResetById};
 use crate::secret::{Secret, is_access_token};
 use crate::settings::Registration;
-
-/// How far GitLab's clock may be behind ours when telling a runner made by
-/// this run (or the run a pending record names) from an older one.
-const CLOCK_SKEW: i64 = 300;
 
 impl Applier<'_> {
     /// Before the first call that issues a token: prove the state and config
@@ -45,6 +40,17 @@ impl Applier<'_> {
         for (dir, bytes) in dirs {
             fsutil::probe_writable(&dir, bytes)?;
         }
+        // and the file that will hold the token can be replaced (not
+        // bind-mounted, not immutable): replace it with itself
+        let holder = if self.s.stateless {
+            &self.s.config_path
+        } else {
+            &self.s.state_path
+        };
+        if let Some(bytes) = crate::trust::read(holder, crate::trust::Class::Input)? {
+            fsutil::write_atomic(holder, &bytes)
+                .map_err(|e| e.context("cannot persist a new token, so none was asked for"))?;
+        }
         self.probed = true;
         Ok(())
     }
@@ -53,10 +59,12 @@ impl Applier<'_> {
     /// so a run killed while the create is in flight leaves a trace. When
     /// the answer is lost: with an access token, take over the runner
     /// GitLab made; else repeat once and name the runner that may remain.
+    /// Once an answer was lost, the record stays whatever happens next (a
+    /// failed lookup, a stop), so that the next run looks again.
     pub(super) fn create_runner(&mut self, ty: &str) -> Result<IssuedToken> {
         self.ensure_persistable()?;
-        if let Some(since) = self.inputs.state.entries[ty].create_pending_since {
-            if let Some(found) = self.take_over_ghost(ty, since)? {
+        if self.inputs.state.entries[ty].create_pending_since.is_some() {
+            if let Some(found) = self.take_over_ghost(ty)? {
                 log::warn!(
                     "a create of the {ty} runner was in flight when an earlier run stopped: GitLab made runner {}; took it over",
                     found.id.unwrap_or(0)
@@ -74,15 +82,16 @@ impl Applier<'_> {
         if self.inputs.admin.is_none() {
             return self.create(ty);
         }
-        let since = self.now;
         let mut new_file = false;
         if !self.s.stateless {
             new_file = !self.s.state_path.exists();
-            self.entry(ty).create_pending_since = Some(since);
+            self.entry(ty).create_pending_since = Some(self.now);
             self.save_state()?;
         }
-        let result = self.create_or_recover(ty, since);
+        let mut lost = false;
+        let result = self.create_or_recover(ty, &mut lost);
         if let Err(e) = &result
+            && !lost
             && !matches!(e.kind(), Kind::Ambiguous | Kind::Data)
             && !self.s.stateless
         {
@@ -104,35 +113,42 @@ impl Applier<'_> {
         result
     }
 
-    fn create_or_recover(&mut self, ty: &str, since: i64) -> Result<IssuedToken> {
+    fn create_or_recover(&mut self, ty: &str, lost: &mut bool) -> Result<IssuedToken> {
         match self.create(ty) {
             Err(e) if e.kind() == Kind::Ambiguous => {
-                if let Some(found) = self.take_over_ghost(ty, since)? {
+                *lost = true;
+                log::warn!("{e}; looking for the runner GitLab may have made");
+                if let Some(found) = self.take_over_ghost(ty)? {
                     log::warn!(
-                        "GitLab made runner {} before the answer was lost ({e}); took it over",
+                        "GitLab made runner {} before the answer was lost; took it over",
                         found.id.unwrap_or(0)
                     );
                     self.tally.took_over += 1;
                     return Ok(found);
                 }
                 if self.inputs.access.is_some() {
-                    log::warn!("{e}; GitLab made no {ty} runner, so creating it again");
+                    log::warn!(
+                        "GitLab shows no {ty} runner from that create yet, so creating it again; the next run looks once more and deletes a late one"
+                    );
                 } else {
                     log::warn!(
-                        "{e}; creating it again: runner '{}' may remain in GitLab from the first try",
+                        "creating the {ty} runner again: runner '{}' may remain in GitLab from the first try",
                         self.inputs.host.description(ty)
                     );
                 }
+                // the record stays after this create: the next run sweeps
+                self.sweep.push(ty.to_string());
                 self.create(ty)
             }
             other => other,
         }
     }
 
-    /// The runner of type `ty` GitLab made since `since` that is this
-    /// host's (ownership rule) and not in the state, taken over with a reset
-    /// by id; `None` without an access token or when there is none.
-    pub(super) fn take_over_ghost(&mut self, ty: &str, since: i64) -> Result<Option<IssuedToken>> {
+    /// The newest runner of type `ty` that is this host's (ownership rule)
+    /// and not in the state, taken over with a reset by id; `None` without
+    /// an access token or when there is none. (GitLab's ids only grow, so
+    /// no clock is compared.)
+    pub(super) fn take_over_ghost(&mut self, ty: &str) -> Result<Option<IssuedToken>> {
         let Some(pat) = self.inputs.access.clone() else {
             return Ok(None);
         };
@@ -160,13 +176,7 @@ impl Applier<'_> {
                 .inputs
                 .host
                 .owned_type(d.description.as_deref().unwrap_or(""), &d.tag_list);
-            // GitLab before 17.x sends no created_at: then the newest id
-            let recent = d
-                .created_at
-                .as_deref()
-                .and_then(clock::parse)
-                .is_none_or(|t| t >= since - CLOCK_SKEW);
-            if owned.as_deref() == Some(ty) && recent && ghost.is_none_or(|g| *id > g) {
+            if owned.as_deref() == Some(ty) && ghost.is_none_or(|g| *id > g) {
                 ghost = Some(*id);
             }
         }
@@ -175,7 +185,13 @@ impl Applier<'_> {
         };
         match self.reset_by_id(&pat, id)? {
             ResetById::Reset(t) => Ok(Some(t)),
-            ResetById::NoRunner | ResetById::Unsupported => Ok(None),
+            ResetById::NoRunner => Ok(None),
+            ResetById::Unsupported => {
+                log::warn!(
+                    "GitLab made {ty} runner {id}, but this GitLab cannot reset a token by id (before 14.3): runner {id} may remain in GitLab"
+                );
+                Ok(None)
+            }
         }
     }
 

@@ -100,7 +100,15 @@ pub fn observe(
     read_config(s, &mut obs)?;
     read_leftovers(s, &mut obs);
     let pat = inputs.access.as_ref();
-    if s.stateless || prune {
+    // a create whose answer was lost and that was made again: look for a
+    // late one (see plan's sweep)
+    let sweep = pat.is_some()
+        && inputs
+            .state
+            .entries
+            .values()
+            .any(|e| e.create_pending_since.is_some() && e.token.is_some());
+    if s.stateless || prune || sweep {
         let pat = pat.ok_or_else(|| {
             Error::config(
                 "--prune needs an access-token (api scope) in the prefix to list and delete runners",
@@ -118,7 +126,6 @@ pub fn observe(
     // The tokens to verify: leftovers' first, then (stateful) the tokens
     // of config.toml the state does not hold and the state's, or
     // (stateless) every token config.toml holds.
-    let mut tokens: Vec<Secret> = obs.leftovers.iter().map(|l| l.token.clone()).collect();
     let unknown: Vec<ConfigRunner> = if s.stateless {
         Vec::new()
     } else {
@@ -131,11 +138,22 @@ pub fn observe(
             .cloned()
             .collect()
     };
+    // stateless: the tokens a stopped run left count as held
     let held: Vec<ConfigRunner> = if s.stateless {
-        obs.existing.clone()
+        let left = std::mem::take(&mut obs.leftovers);
+        obs.existing
+            .iter()
+            .cloned()
+            .chain(left.into_iter().map(|l| ConfigRunner {
+                token: l.token,
+                id: None,
+                token_obtained_at: None,
+            }))
+            .collect()
     } else {
         Vec::new()
     };
+    let mut tokens: Vec<Secret> = obs.leftovers.iter().map(|l| l.token.clone()).collect();
     tokens.extend(unknown.iter().chain(&held).map(|r| r.token.clone()));
     let state_tokens: Vec<(String, Secret)> = if s.stateless {
         Vec::new()
@@ -267,7 +285,18 @@ fn read_leftovers(s: &Settings, obs: &mut Observation) {
     if !s.stateless {
         files.extend(crate::fsutil::leftover_temps(&s.state_path));
     }
+    files.sort();
+    files.dedup();
     for file in files {
+        let name = file
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name.starts_with(".gitlab-runner-auth.probe-") {
+            obs.leftover_files.push(file);
+            continue;
+        }
         let text = match trust::read_text(&file, Class::Input) {
             Ok(Some(t)) => t,
             Ok(None) => continue,

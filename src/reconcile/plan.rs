@@ -57,6 +57,8 @@ pub enum Change {
         tags: Vec<String>,
         orphan: Option<u64>,
         reason: String,
+        /// Whether the reason is a warning (another host's runner).
+        warn: bool,
     },
     /// Put a runner's description and tags back (`PUT /runners/:id`).
     UpdateRunner {
@@ -75,6 +77,9 @@ pub enum Change {
     DeleteByToken { ty: String, token: Secret },
     /// Clear a runner type's state entry (unregister).
     Clear { ty: String },
+    /// Drop a pending-create record once the runner it may have made was
+    /// looked for.
+    ClearPending { ty: String, reason: String },
     /// Remove a temporary file a killed run left.
     RemoveFile { path: std::path::PathBuf },
 }
@@ -268,9 +273,8 @@ impl Planner<'_> {
                     Some(id),
                     format!("runner {id} ('{desc}') is another host's, left alone"),
                 );
-                self.create(
+                self.create_instead(
                     ty,
-                    None,
                     format!(
                         "{} holds runner {id} ('{desc}', tags {}), which GitLab shows as another host's (copied from another node?); leaving it alone and creating {}'s own {ty} runner",
                         self.s.state_path.display(),
@@ -312,9 +316,8 @@ impl Planner<'_> {
                     Some(got),
                     format!("runner {got} ('{desc}') is another host's, left alone"),
                 );
-                self.create(
+                self.create_instead(
                     ty,
-                    None,
                     format!(
                         "the token in {} belongs to another host's runner {got}",
                         self.s.state_path.display()
@@ -330,9 +333,56 @@ impl Planner<'_> {
                 pat,
             );
             self.view(ty, entry.id.or(verified_id), describe_observed(&observed));
+            let creates = matches!(action, Action::Create { .. });
             self.action(ty, entry, observed, action)?;
+            if !creates && entry.token.is_some() && entry.create_pending_since.is_some() {
+                self.sweep(ty, entry);
+            }
         }
         Ok(())
+    }
+
+    /// A type created again after a lost answer: the first create may have
+    /// landed late. With an access token its runner (this host's, of this
+    /// type, not in the state) is deleted; without one it is named.
+    fn sweep(&mut self, ty: &str, entry: &Entry) {
+        let held: Vec<u64> = self
+            .inputs
+            .state
+            .entries
+            .values()
+            .filter_map(|e| e.id)
+            .collect();
+        let late: Vec<RunnerDetails> = if self.inputs.access.is_some() {
+            self.mine(ty)
+                .into_iter()
+                .filter(|d| !held.contains(&d.id))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for d in &late {
+            self.plan.changes.push(Change::Delete {
+                id: d.id,
+                description: d.description.clone().unwrap_or_default(),
+                reason: format!(
+                    "made by a create whose answer was lost, after which runner {} was made",
+                    entry.id.unwrap_or(0)
+                ),
+            });
+        }
+        let reason = if self.inputs.access.is_some() {
+            String::new()
+        } else {
+            format!(
+                "a {ty} runner '{}' made by a create whose answer was lost may remain in GitLab",
+                self.inputs.host.description(ty)
+            )
+        };
+        self.plan.changes.push(Change::ClearPending {
+            ty: ty.to_string(),
+            reason,
+        });
     }
 
     /// A leftover or `config.toml` token that verifies for this type's
@@ -521,6 +571,16 @@ impl Planner<'_> {
     }
 
     fn create(&mut self, ty: &str, orphan: Option<u64>, reason: String) {
+        self.create_with(ty, orphan, reason, false);
+    }
+
+    /// Create, the reason being a warning: another host's runner is in the
+    /// state.
+    fn create_instead(&mut self, ty: &str, reason: String) {
+        self.create_with(ty, None, reason, true);
+    }
+
+    fn create_with(&mut self, ty: &str, orphan: Option<u64>, reason: String, warn: bool) {
         let host = &self.inputs.host;
         self.plan.changes.push(Change::Create {
             ty: ty.to_string(),
@@ -528,6 +588,7 @@ impl Planner<'_> {
             tags: host.tags(ty),
             orphan,
             reason,
+            warn,
         });
         self.placeholder(ty, None);
         if self.plan.types.last().is_none_or(|v| v.ty != ty) {
@@ -840,6 +901,7 @@ impl Change {
             | Change::Create { ty, .. }
             | Change::UpdateRunner { ty, .. }
             | Change::DeleteByToken { ty, .. }
+            | Change::ClearPending { ty, .. }
             | Change::Clear { ty } => Some(ty),
             Change::Delete { .. } | Change::RemoveFile { .. } => None,
         }
@@ -856,6 +918,7 @@ impl Change {
             Change::UpdateRunner { .. } => "update",
             Change::Delete { .. } | Change::DeleteByToken { .. } => "delete",
             Change::Clear { .. } => "clear",
+            Change::ClearPending { .. } => "clear_pending",
             Change::RemoveFile { .. } => "remove_file",
         }
     }
@@ -867,7 +930,10 @@ impl Change {
             | Change::UpdateRunner { id, .. }
             | Change::Delete { id, .. } => Some(*id),
             Change::Create { orphan, .. } => *orphan,
-            Change::DeleteByToken { .. } | Change::Clear { .. } | Change::RemoveFile { .. } => None,
+            Change::DeleteByToken { .. }
+            | Change::Clear { .. }
+            | Change::ClearPending { .. }
+            | Change::RemoveFile { .. } => None,
         }
     }
 
@@ -889,6 +955,8 @@ impl Change {
             Change::Delete { reason, .. } => reason.clone(),
             Change::DeleteByToken { .. } => "unregister (with the runner's own token)".into(),
             Change::Clear { .. } => "unregister: clear the state entry".into(),
+            Change::ClearPending { reason, .. } if !reason.is_empty() => reason.clone(),
+            Change::ClearPending { .. } => "the create it records was looked for".into(),
             Change::RemoveFile { .. } => "left by a run that was stopped".into(),
         }
     }
@@ -934,6 +1002,12 @@ impl Change {
                 format!("{ty}: would delete the runner with its own token")
             }
             Change::Clear { ty } => format!("{ty}: would clear its state entry"),
+            Change::ClearPending { ty, .. } => {
+                format!(
+                    "{ty}: would clear its pending-create record: {}",
+                    self.reason()
+                )
+            }
             Change::RemoveFile { path } => format!(
                 "would remove {} (left by a run that was stopped)",
                 path.display()

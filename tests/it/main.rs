@@ -18,6 +18,7 @@
 //! | `ownership` | a host touches only its own runners: prune, drift, copied prefixes, groups |
 //! | `cli`       | usage errors, `--help`, environment variables, options |
 //! | `review`    | regressions from the security review (one test a finding) |
+//! | `review2`   | regressions from the review of the token-issuing paths |
 //! | `spec`      | the fake's checker against GitLab's OpenAPI spec (`tests/fixtures/`) |
 //!
 //! Run one module with `cargo test --test it trust::`, one test with
@@ -34,6 +35,7 @@ mod load;
 mod ownership;
 mod plan;
 mod review;
+mod review2;
 mod spec;
 mod stateless;
 mod tokens;
