@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-/// What went wrong, as far as the exit code is concerned (SPEC §5).
+/// What went wrong, as far as the exit code is concerned (the table in
+/// `EXIT_CODES`, `--help`, the README and the man page).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Bad command line (64).

@@ -57,7 +57,7 @@ fn run() -> i32 {
     }
 }
 
-/// The exit code of a command that ran to its end (SPEC's table).
+/// The exit code of a command that ran to its end (`error::EXIT_CODES`).
 fn exit_code(outcome: &reconcile::Outcome) -> i32 {
     use reconcile::Outcome;
     match outcome {

@@ -28,7 +28,8 @@ impl Secret {
     }
 }
 
-/// The prefixes GitLab gives its tokens (gitlab-api.md §1): runner
+/// The prefixes GitLab gives its tokens (see
+/// https://docs.gitlab.com/security/tokens/#token-prefixes): runner
 /// (`glrt-`, `glrtr-`), access, OAuth, feed, mail, trigger, SCIM and deploy
 /// tokens, and registration tokens (`GR1348941`). They are not secret.
 const TOKEN_PREFIXES: &[&str] = &[

@@ -126,7 +126,7 @@ pub fn plain_http_host(url: &str) -> Option<&str> {
 }
 
 /// The refusal of plain `http://` to a host that is not loopback, unless
-/// `--allow-http` (SPEC §6).
+/// `--allow-http`: tokens would cross the network in clear.
 pub fn plain_http_refused(api_base: &str, allow_http: bool) -> Option<Error> {
     let host = plain_http_host(api_base).filter(|_| !allow_http)?;
     Some(Error::config(format!(

@@ -135,9 +135,9 @@ fn f1_a_prefix_redirected_mid_run_never_hands_tokens_to_another_user() {
 
 /// Finding 2: SIGTERM (systemd stop, TimeoutStartSec) while GitLab is
 /// creating a runner: the tool dies at once, the runner GitLab created is
-/// left behind with a token nobody holds, and nothing warns about it
-/// (SPEC §6: "a run stopped by SIGTERM finishes persisting a token already
-/// issued before it exits").
+/// left behind with a token nobody holds, and nothing warns about it (a
+/// run stopped by SIGTERM must finish persisting a token already issued
+/// before it exits).
 #[test]
 fn f2_sigterm_during_create_does_not_lose_the_issued_token() {
     let gl = FakeGitlab::start(World::default());

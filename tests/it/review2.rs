@@ -282,9 +282,9 @@ fn r2_f6_a_state_file_that_cannot_be_renamed_over_loses_a_rotated_token() {
 
 /// F7 (medium). Stateless mode: SIGTERM during a create. `store` persists
 /// nothing in stateless mode, then stops the run (143) before
-/// `config.toml` is written: the token GitLab issued is in no file (SPEC
-/// §6: a run stopped by SIGTERM finishes persisting a token already
-/// issued). For a rotation the live `config.toml` keeps a dead token.
+/// `config.toml` is written: the token GitLab issued is in no file (a run
+/// stopped by SIGTERM must finish persisting a token already issued). For
+/// a rotation the live `config.toml` keeps a dead token.
 #[test]
 fn r2_f7_stateless_sigterm_after_a_create_does_not_persist_the_token() {
     let p_args = ["--stateless"];

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 //! A fake GitLab for tests and `make demo`: a std-only HTTP/1.1 server on
 //! 127.0.0.1 that keeps real state (runners, tokens, expiry, managers) and
-//! answers the runner endpoints as `shared/gitlab-api.md` §11 describes,
+//! answers the runner endpoints as GitLab does
+//! (https://docs.gitlab.com/api/runners/, https://docs.gitlab.com/api/users/#create-a-runner-linked-to-a-user),
 //! with a request log and scripted faults. Every request is checked against
 //! GitLab's own API spec first ([`spec::check`]): one GitLab would not
 //! accept is answered 400 `{"error": problem}` and fails the test.
