@@ -1113,3 +1113,349 @@ impl Plan {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Kind;
+    use crate::host::Host;
+    use crate::state::ConfigRunner;
+    use crate::template::Template;
+
+    const NOW: i64 = 1_800_000_000;
+    const TEMPLATE: &str =
+        "[[runners]]\n  token = \"{shell}\"\n[[runners]]\n  token = \"{batch}\"\n";
+
+    fn settings(args: &[&str]) -> Settings {
+        let mut argv = vec![
+            "--api-url",
+            "https://gitlab.example.com",
+            "-p",
+            "/nonexistent",
+        ];
+        argv.extend(args);
+        let a = crate::cli::parse(argv.iter().map(Into::into).collect(), &|_| None).unwrap();
+        Settings::from_args(&a, None).unwrap()
+    }
+
+    fn inputs(state: &str, pat: bool) -> Inputs {
+        Inputs {
+            template: Template::parse(TEMPLATE, "t").unwrap(),
+            state: State::parse(state.as_bytes()).unwrap(),
+            host: Host {
+                hostname: "node12".into(),
+                scheduler: None,
+                extra_tags: Vec::new(),
+            },
+            admin: Some((
+                Secret::new("GR1348941aaaaaaaaaaaaaaaaaaaa"),
+                "admin-token".into(),
+            )),
+            access: pat.then(|| Secret::new("glpat-bbbbbbbbbbbbbbbbbbbb")),
+            system_id: None,
+            template_len: TEMPLATE.len(),
+        }
+    }
+
+    fn runner(id: u64, description: &str, tags: &[&str]) -> Details {
+        Details::Found(
+            serde_json::from_value(json!({"id": id, "description": description, "tag_list": tags}))
+                .unwrap(),
+        )
+    }
+
+    fn valid(id: u64, expires: Option<i64>) -> Verified {
+        Verified::Valid {
+            id: Some(id),
+            expires_at: expires,
+        }
+    }
+
+    fn obs() -> Observation {
+        Observation {
+            now: NOW,
+            ..Observation::default()
+        }
+    }
+
+    /// (action, type) of each change, without the config diff.
+    fn actions(p: &Plan) -> Vec<(&'static str, Option<String>)> {
+        p.changes
+            .iter()
+            .map(|c| (c.action(), c.ty().map(String::from)))
+            .collect()
+    }
+
+    fn a(action: &'static str, ty: &str) -> (&'static str, Option<String>) {
+        (action, Some(ty.to_string()))
+    }
+
+    const BOTH: &str = r#"{"shell": {"id": 101, "token": "glrt-shellshellshellshell", "token_obtained_at": "2027-01-01T00:00:00Z"},
+                          "batch": {"id": 100, "token": "glrt-batchbatchbatchbatch", "token_obtained_at": "2027-01-01T00:00:00Z"}}"#;
+
+    fn both_valid() -> Observation {
+        let mut o = obs();
+        o.verified.insert("shell".into(), valid(101, None));
+        o.verified.insert("batch".into(), valid(100, None));
+        o
+    }
+
+    #[test]
+    fn the_plan_of_each_observation() {
+        type Case = (
+            &'static str,
+            &'static str,
+            bool,
+            Vec<&'static str>,
+            Box<dyn Fn(&mut Observation)>,
+            Vec<(&'static str, Option<String>)>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "first run",
+                "{\"shell\": {}, \"batch\": {}}",
+                false,
+                vec![],
+                Box::new(|_| {}),
+                vec![a("create", "batch"), a("create", "shell")],
+            ),
+            (
+                "nothing to do",
+                BOTH,
+                false,
+                vec![],
+                Box::new(|_| {}),
+                vec![],
+            ),
+            (
+                "an invalid token without an access token: create, the orphan named",
+                BOTH,
+                false,
+                vec![],
+                Box::new(|o| {
+                    o.verified.insert("shell".into(), Verified::Invalid);
+                }),
+                vec![a("create", "shell")],
+            ),
+            (
+                "an invalid token of this host's runner: heal",
+                BOTH,
+                true,
+                vec![],
+                Box::new(|o| {
+                    o.verified.insert("shell".into(), Verified::Invalid);
+                    o.details.insert(
+                        101,
+                        runner(101, "node12-shell", &["node12", "node", "shell"]),
+                    );
+                    o.details.insert(
+                        100,
+                        runner(100, "node12-batch", &["node12", "node", "batch"]),
+                    );
+                }),
+                vec![a("heal", "shell")],
+            ),
+            (
+                "an invalid token of a runner gone from GitLab: create, no doomed heal",
+                BOTH,
+                true,
+                vec![],
+                Box::new(|o| {
+                    o.verified.insert("shell".into(), Verified::Invalid);
+                    o.details.insert(101, Details::Gone);
+                    o.details.insert(
+                        100,
+                        runner(100, "node12-batch", &["node12", "node", "batch"]),
+                    );
+                }),
+                vec![a("create", "shell")],
+            ),
+            (
+                "a copied state: another host's runner is left alone",
+                BOTH,
+                true,
+                vec![],
+                Box::new(|o| {
+                    o.details.insert(
+                        101,
+                        runner(101, "login42-shell", &["login42", "login", "shell"]),
+                    );
+                    o.details.insert(
+                        100,
+                        runner(100, "node12-batch", &["node12", "node", "batch"]),
+                    );
+                }),
+                vec![a("create", "shell")],
+            ),
+            (
+                "drift: tags put back",
+                BOTH,
+                true,
+                vec![],
+                Box::new(|o| {
+                    o.details.insert(
+                        101,
+                        runner(101, "node12-shell", &["node12", "shell", "oops"]),
+                    );
+                    o.details.insert(
+                        100,
+                        runner(100, "node12-batch", &["node12", "node", "batch"]),
+                    );
+                }),
+                vec![a("update", "shell")],
+            ),
+            (
+                "a token gitlab-runner rotated is adopted",
+                BOTH,
+                false,
+                vec![],
+                Box::new(|o| {
+                    o.verified.insert("shell".into(), Verified::Invalid);
+                    o.unknown.push((
+                        ConfigRunner {
+                            token: Secret::new("glrt-rotatedrotatedrotated"),
+                            id: None,
+                            token_obtained_at: None,
+                        },
+                        valid(101, None),
+                    ));
+                }),
+                vec![a("adopt", "shell")],
+            ),
+            (
+                "past 75% of its lifetime: rotate",
+                BOTH,
+                false,
+                vec![],
+                Box::new(|o| {
+                    o.verified
+                        .insert("shell".into(), valid(101, Some(NOW + 10)));
+                }),
+                vec![a("rotate", "shell")],
+            ),
+            (
+                "prune: this host's unconfigured runner, never another host's",
+                BOTH,
+                true,
+                vec!["--prune"],
+                Box::new(|o| {
+                    o.details.insert(
+                        101,
+                        runner(101, "node12-shell", &["node12", "node", "shell"]),
+                    );
+                    o.details.insert(
+                        100,
+                        runner(100, "node12-batch", &["node12", "node", "batch"]),
+                    );
+                    o.listed = vec![100, 101, 102, 103];
+                    o.details
+                        .insert(102, runner(102, "node12-gpu", &["node12", "gpu"]));
+                    o.details.insert(
+                        103,
+                        runner(103, "node123-gpu", &["node123", "node12", "gpu"]),
+                    );
+                }),
+                vec![("delete", None)],
+            ),
+        ];
+        for (name, state, pat, args, tweak, want) in cases {
+            let s = settings(&args);
+            let i = inputs(state, pat);
+            let mut o = if state == BOTH { both_valid() } else { obs() };
+            tweak(&mut o);
+            let p = plan(&s, &i, &o).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let got: Vec<_> = actions(&p)
+                .into_iter()
+                .filter(|(a, _)| *a != "record")
+                .collect();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_plan_refuses_what_it_cannot_check() {
+        // --max-delete
+        let s = settings(&["--prune", "--max-delete", "1"]);
+        let i = inputs(BOTH, true);
+        let mut o = both_valid();
+        o.details.insert(
+            101,
+            runner(101, "node12-shell", &["node12", "node", "shell"]),
+        );
+        o.details.insert(
+            100,
+            runner(100, "node12-batch", &["node12", "node", "batch"]),
+        );
+        o.listed = vec![102, 103];
+        o.details
+            .insert(102, runner(102, "node12-gpu", &["node12", "gpu"]));
+        o.details
+            .insert(103, runner(103, "node12-cuda", &["node12", "cuda"]));
+        let e = plan(&s, &i, &o).unwrap_err();
+        assert_eq!(e.kind(), Kind::Config);
+        assert!(
+            e.to_string()
+                .contains("more than --max-delete 1; none deleted"),
+            "{e}"
+        );
+        // a rotation due on a runner whose owner GitLab did not say
+        let s = settings(&[]);
+        let mut o = both_valid();
+        o.verified
+            .insert("shell".into(), valid(101, Some(NOW + 10)));
+        o.details.insert(
+            101,
+            Details::Unreadable {
+                kind: Kind::Denied,
+                message: "GET /runners/101: 403".into(),
+            },
+        );
+        o.details.insert(
+            100,
+            runner(100, "node12-batch", &["node12", "node", "batch"]),
+        );
+        let e = plan(&s, &i, &o).unwrap_err();
+        assert_eq!(e.kind(), Kind::Denied);
+        assert!(
+            e.to_string()
+                .contains("cannot tell whether shell runner 101 is this host's"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn stateless_keeps_the_held_runner_and_deletes_the_pile_up() {
+        let s = settings(&["--stateless"]);
+        let i = inputs("{\"shell\": {}, \"batch\": {}}", true);
+        let mut o = obs();
+        o.listed = vec![100, 101, 102];
+        o.details.insert(
+            100,
+            runner(100, "node12-shell", &["node12", "node", "shell"]),
+        );
+        o.details.insert(
+            101,
+            runner(101, "node12-shell", &["node12", "node", "shell"]),
+        );
+        o.details.insert(
+            102,
+            runner(102, "node12-batch", &["node12", "node", "batch"]),
+        );
+        let held = ConfigRunner {
+            token: Secret::new("glrt-heldheldheldheldheld"),
+            id: None,
+            token_obtained_at: None,
+        };
+        o.held.push((held, valid(100, None)));
+        let p = plan(&s, &i, &o).unwrap();
+        assert_eq!(actions(&p), vec![a("heal", "batch"), ("delete", None)]);
+        assert_eq!(
+            p.changes[1].runner_id(),
+            Some(101),
+            "the newer one, whose token nobody holds"
+        );
+        let start = p.start.unwrap();
+        assert_eq!(start.entries["shell"].id, Some(100));
+        assert_eq!(start.entries["batch"].id, Some(102));
+    }
+}
