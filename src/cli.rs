@@ -101,7 +101,7 @@ OPTIONS (each also read from the environment variable shown; flags win):
                                                           [GITLAB_RUNNER_AUTH_TIMEOUT]
   --wait DUR              total time for retries, and for the lock
                           (default 60s)                   [GITLAB_RUNNER_AUTH_WAIT]
-  --json                  status: print JSON              [GITLAB_RUNNER_AUTH_JSON]
+  --json                  plan, status: print JSON        [GITLAB_RUNNER_AUTH_JSON]
   -v, --verbose           log each request (-vv: also the HTTP
                           client's debug lines)           [GITLAB_RUNNER_AUTH_VERBOSE]
   -q, --quiet             only warnings, errors and the summary line

@@ -13,6 +13,7 @@
 //! | `crash`     | the SIGKILL matrix at every request boundary |
 //! | `load`      | the cluster reboot (`make loadtest` runs the ignored sizes) |
 //! | `stateless` | `--stateless`: runners found in GitLab, no state file |
+//! | `golden`    | golden files of `plan`, `plan --json` and the demo's `config.toml` (`GOLDEN=1` rewrites them) |
 //! | `plan`      | what `plan` (`--dry-run`), `status` and `unregister` print and do |
 //! | `trust`     | local trust (prefix, template, state, lock), token files, secrets never shown |
 //! | `ownership` | a host touches only its own runners: prune, drift, copied prefixes, groups |
@@ -31,6 +32,7 @@ mod cli;
 mod crash;
 mod faults;
 mod first_run;
+mod golden;
 mod load;
 mod ownership;
 mod plan;
