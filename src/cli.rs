@@ -13,6 +13,8 @@ pub enum Command {
     Plan,
     Status,
     Unregister,
+    Import,
+    Doctor,
 }
 
 /// The raw options, still as text; `settings` validates them.
@@ -42,6 +44,15 @@ pub struct Args {
     pub verbose: u8,
     pub quiet: bool,
     pub json: bool,
+    /// `import`: the runner type of each `[[runners]]`, in order.
+    pub types: Vec<String>,
+    /// `import`: overwrite an existing template and state.
+    pub force: bool,
+    pub metrics_file: Option<PathBuf>,
+    pub auto_tags: Option<String>,
+    pub warn_before: Option<String>,
+    /// Where host facts are read (tests point it at fixture trees).
+    pub sysroot: Option<PathBuf>,
     pub help: bool,
     pub version: bool,
 }
@@ -54,13 +65,16 @@ tokens are valid, and that gitlab-runner's config.toml holds them.
 Runs as ExecStartPre= of gitlab-runner.service.
 
 USAGE:
-  gitlab-runner-auth [run|plan|status|unregister] [OPTIONS]
+  gitlab-runner-auth [run|plan|status|unregister|import|doctor] [OPTIONS]
 
 COMMANDS:
   run         reconcile runners and write config.toml (default)
   plan        show what run would do, change nothing (exit 2 if anything would)
   status      report each runner's token validity and expiry
   unregister  delete this host's runners from GitLab and clear local state
+  import      adopt a hand-registered config.toml: write config.template and
+              runner-data.json from it, re-registering nothing
+  doctor      check the whole installation, read-only; one line per check
 
 OPTIONS (each also read from the environment variable shown; flags win):
   --api-url URL           GitLab URL: https://host, https://host/ or
@@ -101,7 +115,19 @@ OPTIONS (each also read from the environment variable shown; flags win):
                                                           [GITLAB_RUNNER_AUTH_TIMEOUT]
   --wait DUR              total time for retries, and for the lock
                           (default 60s)                   [GITLAB_RUNNER_AUTH_WAIT]
-  --json                  plan, status: print JSON        [GITLAB_RUNNER_AUTH_JSON]
+  --json                  plan, status, doctor: print JSON
+                                                          [GITLAB_RUNNER_AUTH_JSON]
+  --type NAME             import: the runner type of each [[runners]], in
+                          order; repeatable               [GITLAB_RUNNER_AUTH_TYPES]
+  --force                 import: overwrite an existing template and state
+                                                          [GITLAB_RUNNER_AUTH_FORCE]
+  --metrics-file FILE     write Prometheus metrics there after run and status
+                          (node_exporter's textfile collector)
+                                                          [GITLAB_RUNNER_AUTH_METRICS_FILE]
+  --auto-tags LIST        also tag runners from the host: arch, os, gpu,
+                          env:NAME (comma-separated)      [GITLAB_RUNNER_AUTH_AUTO_TAGS]
+  --warn-before DUR       warn when an access token expires within DUR
+                          (default 30d)                   [GITLAB_RUNNER_AUTH_WARN_BEFORE]
   -v, --verbose           log each request (-vv: also the HTTP
                           client's debug lines)           [GITLAB_RUNNER_AUTH_VERBOSE]
   -q, --quiet             only warnings, errors and the summary line
@@ -143,16 +169,19 @@ fn parse_bool(name: &str, value: &str) -> Result<bool> {
 fn split_tag_eq(argv: Vec<OsString>) -> Vec<OsString> {
     let mut out = Vec::with_capacity(argv.len());
     for arg in argv {
-        let value = arg
-            .to_str()
-            .and_then(|a| a.strip_prefix("--tag="))
-            .map(|v| match v.as_bytes() {
-                [q @ (b'"' | b'\''), .., last] if q == last => &v[1..v.len() - 1],
-                _ => v,
-            });
-        match value {
-            Some(v) if !v.is_empty() => {
-                out.push(OsString::from("--tag"));
+        let split = arg.to_str().and_then(|a| {
+            ["--tag", "--type"].iter().find_map(|key| {
+                let v = a.strip_prefix(key)?.strip_prefix('=')?;
+                let v = match v.as_bytes() {
+                    [q @ (b'"' | b'\''), .., last] if q == last => &v[1..v.len() - 1],
+                    _ => v,
+                };
+                Some((*key, v))
+            })
+        });
+        match split {
+            Some((key, v)) if !v.is_empty() => {
+                out.push(OsString::from(key));
                 out.push(OsString::from(v));
             }
             _ => out.push(arg),
@@ -227,6 +256,22 @@ pub fn parse(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
     args.timeout = text(&mut p, &["--timeout"])?;
     args.wait = text(&mut p, &["--wait"])?;
     args.json = flag(&mut p, &["--json"])?;
+    args.types = p.values_from_str::<_, String>("--type").map_err(usage)?;
+    if args.types.is_empty()
+        && let Some(v) = env(&env_name("types"))
+    {
+        args.types = v
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect();
+    }
+    args.force = flag(&mut p, &["--force"])?;
+    args.metrics_file = text(&mut p, &["--metrics-file"])?.map(PathBuf::from);
+    args.auto_tags = text(&mut p, &["--auto-tags"])?;
+    args.warn_before = text(&mut p, &["--warn-before"])?;
+    args.sysroot = text(&mut p, &["--sysroot"])?.map(PathBuf::from);
     args.quiet = flag(&mut p, &["-q", "--quiet"])?;
     while p.contains("-vv") {
         args.verbose += 2;
@@ -252,6 +297,8 @@ pub fn parse(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
             "plan" => Command::Plan,
             "status" => Command::Status,
             "unregister" => Command::Unregister,
+            "import" => Command::Import,
+            "doctor" => Command::Doctor,
             other if other.starts_with('-') => {
                 return Err(Error::usage(format!(
                     "unexpected argument '{other}'; see --help"
@@ -259,7 +306,7 @@ pub fn parse(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
             }
             other => {
                 return Err(Error::usage(format!(
-                    "unknown command '{other}'; expected run, plan, status or unregister"
+                    "unknown command '{other}'; expected run, plan, status, unregister, import or doctor"
                 )));
             }
         };
@@ -456,6 +503,11 @@ mod tests {
             "wait",
             "verbose",
             "quiet",
+            "types",
+            "force",
+            "metrics-file",
+            "auto-tags",
+            "warn-before",
         ] {
             assert!(HELP.contains(&env_name(opt)), "{opt}");
         }

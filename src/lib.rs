@@ -6,10 +6,12 @@
 pub mod cli;
 pub mod clock;
 pub mod diff;
+pub mod doctor;
 pub mod error;
 pub mod fsutil;
 pub mod gitlab;
 pub mod host;
+pub mod import;
 pub mod reconcile;
 pub mod secret;
 pub mod settings;

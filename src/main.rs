@@ -63,6 +63,7 @@ fn exit_code(outcome: &reconcile::Outcome) -> i32 {
     match outcome {
         Outcome::Planned { pending: true } => 2,
         Outcome::Status { invalid } if *invalid > 0 => error::Kind::Denied.exit_code(),
+        Outcome::Doctor { code } => *code,
         _ => 0,
     }
 }

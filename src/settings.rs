@@ -61,11 +61,24 @@ pub struct Settings {
     pub timeout: Duration,
     pub wait: Duration,
     pub json: bool,
+    /// `import`: the runner type of each `[[runners]]`, in order.
+    pub types: Vec<String>,
+    /// `import`: overwrite an existing template and state.
+    pub force: bool,
+    /// Prometheus textfile to write after `run` and `status`.
+    pub metrics_path: Option<PathBuf>,
+    /// `--auto-tags`, as given (arch, os, gpu, env:NAME).
+    pub auto_tags: Vec<String>,
+    /// Warn when an access token expires within this.
+    pub warn_before: Duration,
+    /// The root host facts are read under (`/`; tests point it elsewhere).
+    pub sysroot: PathBuf,
 }
 
 pub const DEFAULT_PREFIX: &str = "/etc/gitlab-runner";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
+pub const DEFAULT_WARN_BEFORE: Duration = Duration::from_secs(30 * 86_400);
 
 /// Split a user-given GitLab URL into (`https://host`, `https://host/api/v4`).
 pub fn normalize_api_url(url: &str) -> Result<(String, String)> {
@@ -264,6 +277,25 @@ impl Settings {
             timeout: duration("--timeout", a.timeout.as_deref(), DEFAULT_TIMEOUT, MAX_WAIT)?,
             wait: duration("--wait", a.wait.as_deref(), DEFAULT_WAIT, MAX_WAIT)?,
             json: a.json,
+            types: a.types.clone(),
+            force: a.force,
+            metrics_path: a.metrics_file.clone(),
+            auto_tags: a
+                .auto_tags
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect(),
+            warn_before: duration(
+                "--warn-before",
+                a.warn_before.as_deref(),
+                DEFAULT_WARN_BEFORE,
+                MAX_ROTATE_BEFORE,
+            )?,
+            sysroot: a.sysroot.clone().unwrap_or_else(|| PathBuf::from("/")),
         })
     }
 }

@@ -40,10 +40,19 @@ pub enum Outcome {
     Status { invalid: usize },
     /// `unregister` applied its plan.
     Unregistered(Applied),
+    /// `import` wrote (or, with `--dry-run`, showed) the template and state.
+    Imported,
+    /// `doctor`: the exit code of the worst failed check (0: all ok).
+    Doctor { code: i32 },
 }
 
 /// Run the command of `s`.
 pub fn run(s: &Settings) -> Result<Outcome> {
+    match s.command {
+        Command::Doctor => return crate::doctor::run(s),
+        Command::Import => return crate::import::run(s),
+        _ => {}
+    }
     let Some(api_base) = s.api_root.as_deref() else {
         log::info!(
             "not configured: no GitLab API URL (set GITLAB_RUNNER_AUTH_API_URL in /etc/default/gitlab-runner-auth or pass --api-url); nothing to do"
@@ -105,6 +114,7 @@ pub fn run(s: &Settings) -> Result<Outcome> {
             ));
             Ok(Outcome::Unregistered(applied))
         }
+        Command::Import | Command::Doctor => Err(Error::internal("dispatched above")),
         Command::Run | Command::Plan => match reconcile(s, &client, inputs, now) {
             Err(e)
                 if matches!(e.kind(), Kind::Unreachable | Kind::Ambiguous)

@@ -40,8 +40,17 @@ fn normalise(text: &str, p: &Prefix, gl: &FakeGitlab) -> String {
     let mut tokens = gl.world().secrets();
     tokens.sort_by_key(|t| std::cmp::Reverse(t.len()));
     for t in tokens {
-        let tail: String = t.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
-        out = out.replace(&t, "glrt-TOKEN").replace(&format!("…{tail}"), "…tail");
+        let tail: String = t
+            .chars()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        out = out
+            .replace(&t, "glrt-TOKEN")
+            .replace(&format!("…{tail}"), "…tail");
     }
     times(&out)
 }
@@ -107,14 +116,18 @@ fn plan_text_json_and_the_demo_config() {
     check("plan-first-run.json", &normalise(&r.stdout, &p, &gl));
 
     assert_code(&run_demo(&p, &gl, &[]), 0);
-    check("demo-config.toml", &normalise(&p.read("config.toml"), &p, &gl));
+    check(
+        "demo-config.toml",
+        &normalise(&p.read("config.toml"), &p, &gl),
+    );
 
     // then the batch token dies and the shell runner's tags drift
     let (batch, shell) = (p.state_id("batch"), p.state_id("shell"));
     {
         let mut w = gl.world();
         w.rotate(batch);
-        w.runners.get_mut(&shell).unwrap().tags = vec!["demo01".into(), "shell".into(), "oops".into()];
+        w.runners.get_mut(&shell).unwrap().tags =
+            vec!["demo01".into(), "shell".into(), "oops".into()];
     }
     let r = run_demo(&p, &gl, &["plan"]);
     assert_code(&r, 2);
