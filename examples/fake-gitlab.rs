@@ -3,10 +3,14 @@
 //! Prints its URL on the first line of stdout, then serves until killed.
 //!
 //! fake-gitlab [--port N] [--no-registration] [--token-interval SECS]
-//!             [--latency-ms N] [--write-tokens DIR]
+//!             [--latency-ms N] [--write-tokens DIR] [--keep-alive]
+//!             [--tls [--ca-out FILE]]
 //!
 //! `--write-tokens DIR` writes DIR/registration-token and DIR/access-token
-//! (mode 0600) for scripts.
+//! (mode 0600) for scripts. `--tls` serves HTTPS with a certificate for
+//! 127.0.0.1 and localhost from a CA made at start, whose PEM `--ca-out`
+//! writes to FILE (for `--ca-file`, `curl --cacert`). `--keep-alive` keeps
+//! connections open for further requests, as GitLab does.
 
 #[path = "../tests/support/fake_gitlab.rs"]
 mod fake_gitlab;
@@ -20,6 +24,8 @@ fn main() {
     let mut port = 0u16;
     let mut latency = 0u64;
     let mut token_dir: Option<std::path::PathBuf> = None;
+    let mut tls = false;
+    let mut ca_out: Option<std::path::PathBuf> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--port" => port = args.next().and_then(|v| v.parse().ok()).expect("--port N"),
@@ -34,9 +40,12 @@ fn main() {
             "--write-tokens" => {
                 token_dir = Some(args.next().expect("--write-tokens DIR").into());
             }
+            "--keep-alive" => world.keep_alive = true,
+            "--tls" => tls = true,
+            "--ca-out" => ca_out = Some(args.next().expect("--ca-out FILE").into()),
             _ => {
                 eprintln!(
-                    "usage: fake-gitlab [--port N] [--no-registration] [--token-interval SECS] [--latency-ms N] [--write-tokens DIR]"
+                    "usage: fake-gitlab [--port N] [--no-registration] [--token-interval SECS] [--latency-ms N] [--write-tokens DIR] [--keep-alive] [--tls [--ca-out FILE]]"
                 );
                 std::process::exit(64);
             }
@@ -66,7 +75,15 @@ fn main() {
             writeln!(f, "{value}").expect("write token file");
         }
     }
-    let gl = FakeGitlab::start_on(&format!("127.0.0.1:{port}"), world, false);
+    if ca_out.is_some() && !tls {
+        eprintln!("fake-gitlab: --ca-out needs --tls");
+        std::process::exit(64);
+    }
+    let gl = FakeGitlab::start_on(&format!("127.0.0.1:{port}"), world, tls);
+    if let (Some(path), Some(pem)) = (ca_out, &gl.ca_pem) {
+        // written before the URL is printed: a script may use it at once
+        std::fs::write(&path, pem).expect("write the CA PEM");
+    }
     println!("{}", gl.url());
     let _ = std::io::stdout().flush();
     eprintln!(

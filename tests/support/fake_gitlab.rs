@@ -248,6 +248,9 @@ pub struct World {
     /// Requests refused as not in GitLab's API spec ([`spec::check`]),
     /// with the problem: the fake panics when dropped with any.
     pub refused: Vec<String>,
+    /// Keep connections open for further requests (HTTP/1.1 keep-alive, as
+    /// GitLab's nginx does); by default every answer closes its connection.
+    pub keep_alive: bool,
 }
 
 pub const REGISTRATION_TOKEN: &str = "GR1348941Zx9ypQmFv3sW2nRtK8a";
@@ -287,6 +290,7 @@ impl Default for World {
             next_slot: 0.0,
             throttled: 0,
             refused: Vec::new(),
+            keep_alive: false,
         }
     }
 }
@@ -510,6 +514,7 @@ impl FakeGitlab {
                 let tls_config = tls_config.clone();
                 std::thread::spawn(move || {
                     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                    let _ = conn.set_nodelay(true);
                     let _ = match tls_config {
                         Some(c) => match rustls::ServerConnection::new(c) {
                             Ok(server) => serve(rustls::StreamOwned::new(server, conn), &w),
@@ -627,8 +632,7 @@ fn tls_server_config() -> (Arc<rustls::ServerConfig>, String) {
     (Arc::new(config), ca.pem())
 }
 
-fn read_request(stream: &mut impl Read) -> std::io::Result<Option<Request>> {
-    let mut reader = BufReader::new(stream);
+fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<Request>> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Ok(None);
@@ -675,6 +679,7 @@ fn write_answer(
     stream: &mut impl Write,
     a: &Answer,
     request_id: Option<&str>,
+    keep_alive: bool,
 ) -> std::io::Result<()> {
     let reason = match a.status {
         200 => "OK",
@@ -692,10 +697,11 @@ fn write_answer(
         _ => "Status",
     };
     let mut head = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
         a.status,
         a.content_type,
-        a.body.len()
+        a.body.len(),
+        if keep_alive { "keep-alive" } else { "close" }
     );
     if let Some(id) = request_id {
         head.push_str(&format!("X-Request-Id: {id}\r\n"));
@@ -704,15 +710,34 @@ fn write_answer(
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
+    // one write, as a server does: head and body in separate segments
+    // would meet Nagle and a delayed ACK (40 ms) on the way
+    head.push_str(&a.body);
     stream.write_all(head.as_bytes())?;
-    stream.write_all(a.body.as_bytes())?;
     stream.flush()
 }
 
-fn serve(mut stream: impl Read + Write, world: &Mutex<World>) -> std::io::Result<()> {
-    let Some(req) = read_request(&mut stream)? else {
-        return Ok(());
+/// Answer the requests of one connection: one, or with `keep_alive` as
+/// many as the client sends.
+fn serve(stream: impl Read + Write, world: &Mutex<World>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    while serve_one(&mut reader, world)? {}
+    Ok(())
+}
+
+/// Answer one request; whether the connection stays open for another.
+fn serve_one<S: Read + Write>(
+    reader: &mut BufReader<S>,
+    world: &Mutex<World>,
+) -> std::io::Result<bool> {
+    let Some(req) = read_request(reader)? else {
+        return Ok(false);
     };
+    let keep_alive = world.lock().unwrap_or_else(|e| e.into_inner()).keep_alive
+        && !req
+            .header("connection")
+            .is_some_and(|c| c.eq_ignore_ascii_case("close"));
+    let stream = reader.get_mut();
     let request_id = req.header("x-request-id").map(String::from);
     let (fault, hook, latency, throttled) = {
         let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
@@ -722,7 +747,7 @@ fn serve(mut stream: impl Read + Write, world: &Mutex<World>) -> std::io::Result
             w.refused.push(problem.clone());
             drop(w);
             let a = json_answer(400, json!({ "error": problem }));
-            return write_answer(&mut stream, &a, request_id.as_deref());
+            return write_answer(stream, &a, request_id.as_deref(), keep_alive).map(|_| keep_alive);
         }
         let nth = w.requests.len() - 1;
         let hook = w
@@ -741,7 +766,7 @@ fn serve(mut stream: impl Read + Write, world: &Mutex<World>) -> std::io::Result
     if let Some(seconds) = throttled {
         let mut a = message(429, "429 Too Many Requests");
         a.headers.push(("Retry-After".into(), seconds.to_string()));
-        return write_answer(&mut stream, &a, request_id.as_deref());
+        return write_answer(stream, &a, request_id.as_deref(), keep_alive).map(|_| keep_alive);
     }
     if let Some(d) = latency {
         std::thread::sleep(d);
@@ -750,16 +775,17 @@ fn serve(mut stream: impl Read + Write, world: &Mutex<World>) -> std::io::Result
     if let Some(h) = fires(Phase::Arrival) {
         h.fire();
         match h.then {
-            Then::Drop => return Ok(()),
+            Then::Drop => return Ok(false),
             Then::Status(s) => {
                 let a = message(s, &format!("{s} Error"));
-                return write_answer(&mut stream, &a, request_id.as_deref());
+                return write_answer(stream, &a, request_id.as_deref(), keep_alive)
+                    .map(|_| keep_alive);
             }
             Then::Continue => {}
         }
     }
     let answer = match fault {
-        Some(FaultKind::Drop) => return Ok(()),
+        Some(FaultKind::Drop) => return Ok(false),
         Some(FaultKind::Status {
             status,
             retry_after,
@@ -799,18 +825,18 @@ fn serve(mut stream: impl Read + Write, world: &Mutex<World>) -> std::io::Result
         Some(h) => {
             h.fire();
             match h.then {
-                Then::Drop => return Ok(()),
+                Then::Drop => return Ok(false),
                 Then::Status(s) => message(s, &format!("{s} Gateway Timeout")),
                 Then::Continue => answer,
             }
         }
         None => answer,
     };
-    write_answer(&mut stream, &answer, request_id.as_deref())?;
+    write_answer(stream, &answer, request_id.as_deref(), keep_alive)?;
     if let Some(h) = fires(Phase::Answered) {
         h.fire();
     }
-    Ok(())
+    Ok(keep_alive)
 }
 
 /// An integer parameter sent as a JSON number or a string.
