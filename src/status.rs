@@ -5,7 +5,7 @@
 use crate::clock;
 use crate::error::Result;
 use crate::gitlab::Verified;
-use crate::reconcile::{Inputs, Observation, Outcome, summary};
+use crate::reconcile::{Inputs, Observation, Outcome, summary, token_expiry, token_warnings};
 use crate::settings::Settings;
 use crate::state::State;
 use serde_json::json;
@@ -49,6 +49,24 @@ pub fn status(
         })
         .collect();
     let days = |t: Option<i64>| t.map(|t| (t - obs.now).div_euclid(86_400));
+    let tokens: Vec<(String, &'static str, String, Option<i64>, bool)> = obs
+        .tokens
+        .iter()
+        .map(|t| {
+            let (scopes, valid) = match &t.info {
+                Ok(Some(i)) => (i.scopes.join(","), i.active != Some(false)),
+                Ok(None) => ("(unknown: GitLab < 15.5)".to_string(), true),
+                Err(_) => ("(invalid)".to_string(), false),
+            };
+            (
+                t.file.display().to_string(),
+                t.role,
+                scopes,
+                token_expiry(t),
+                valid,
+            )
+        })
+        .collect();
     if s.json {
         let v: Vec<_> = rows
             .iter()
@@ -63,7 +81,21 @@ pub fn status(
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        let t: Vec<_> = tokens
+            .iter()
+            .map(|(file, role, scopes, exp, valid)| {
+                json!({
+                    "file": file,
+                    "role": role,
+                    "scopes": scopes.split(',').filter(|s| !s.is_empty() && !s.starts_with('(')).collect::<Vec<_>>(),
+                    "valid": valid,
+                    "expires_at": exp.map(clock::format),
+                    "days_left": days(*exp),
+                })
+            })
+            .collect();
+        let out = json!({ "runners": v, "access_tokens": t });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
         println!(
             "{:<12} {:>8}  {:<14} {:<6} {:<21} DAYS LEFT",
@@ -80,6 +112,25 @@ pub fn status(
                 days(r.expires_at).map_or("-".into(), |d| d.to_string())
             );
         }
+        if !tokens.is_empty() {
+            println!(
+                "\n{:<12} {:<32} {:<22} {:<21} DAYS LEFT",
+                "ACCESS", "FILE", "SCOPES", "EXPIRES"
+            );
+            for (file, role, scopes, exp, _) in &tokens {
+                println!(
+                    "{:<12} {:<32} {:<22} {:<21} {}",
+                    role,
+                    file,
+                    scopes,
+                    exp.map_or("never".into(), clock::format),
+                    days(*exp).map_or("-".into(), |d| d.to_string())
+                );
+            }
+        }
+    }
+    for w in token_warnings(&obs.tokens, obs.now, s.warn_before.as_secs() as i64) {
+        log::warn!("{w}");
     }
     let invalid = rows.iter().filter(|r| !r.valid).count();
     summary(&format!(

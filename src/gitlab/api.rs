@@ -32,6 +32,21 @@ pub struct RunnerDetails {
     pub created_at: Option<String>,
 }
 
+/// `GET /personal_access_tokens/self` (GitLab 15.5+): the access token's
+/// own record (https://docs.gitlab.com/api/personal_access_tokens/#get-a-single-personal-access-token).
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+pub struct TokenSelf {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// A date (`2027-01-31`), or a time; `null` when it never expires.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub active: Option<bool>,
+}
+
 /// A GitLab error body: `{"message": "…"|{…}}` or `{"error": "…", "error_description": "…"}`.
 #[derive(Debug, Deserialize, Default)]
 pub struct ErrorBody {

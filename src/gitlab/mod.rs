@@ -10,7 +10,7 @@ use crate::clock;
 use crate::error::{Error, Kind, Result};
 use crate::secret::{Secret, mask_tokens};
 use crate::settings::Scope;
-use api::{ErrorBody, RunnerDetails, TokenAnswer};
+use api::{ErrorBody, RunnerDetails, TokenAnswer, TokenSelf};
 use retry::{Outcome, Repeat, Step};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -255,6 +255,25 @@ impl Client {
             200 => decode(&what, &reply).map(Some),
             404 => Ok(None),
             _ => Err(unexpected(&what, &reply)),
+        }
+    }
+
+    /// `GET /personal_access_tokens/self`: the access token's scopes and
+    /// expiry. `Ok(None)` on 404: GitLab before 15.5, or a token kind that
+    /// has no such record.
+    pub fn token_self(&self, pat: &Secret) -> Result<Option<TokenSelf>> {
+        let what = "GET /personal_access_tokens/self";
+        let reply = self.call(
+            "GET",
+            "/personal_access_tokens/self",
+            Some(pat),
+            None,
+            Repeat::Safe,
+        )?;
+        match reply.status {
+            200 => decode(what, &reply).map(Some),
+            404 => Ok(None),
+            _ => Err(unexpected(what, &reply)),
         }
     }
 

@@ -20,6 +20,8 @@ pub struct Inputs {
     pub host: Host,
     pub admin: Option<(Secret, std::path::PathBuf)>,
     pub access: Option<Secret>,
+    /// Where `access` was read.
+    pub access_path: Option<std::path::PathBuf>,
     pub system_id: Option<String>,
     /// The template's size, to know how much room `config.toml` needs.
     pub template_len: usize,
@@ -87,7 +89,10 @@ impl Inputs {
         let host = Host::detect(s.hostname.clone(), path.as_deref(), s.tags.clone())?;
         let dirs = TokenDirs::new(s.credentials_dir.clone(), &s.prefix);
         let admin = dirs.read("admin-token")?;
-        let access = dirs.read("access-token")?.map(|(t, _)| t);
+        let (access, access_path) = match dirs.read("access-token")? {
+            Some((t, p)) => (Some(t), Some(p)),
+            None => (None, None),
+        };
         if s.stateless && access.is_none() {
             return Err(Error::config(format!(
                 "--stateless needs an access token (api scope) in {}/access-token to find this host's runners in GitLab",
@@ -102,6 +107,7 @@ impl Inputs {
             host,
             admin,
             access,
+            access_path,
             system_id,
             template_len: text.len(),
         })

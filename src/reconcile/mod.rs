@@ -13,7 +13,7 @@ mod plan;
 
 pub use apply::Applied;
 pub use inputs::Inputs;
-pub use observe::Observation;
+pub use observe::{AccessToken, Observation};
 pub use plan::Plan;
 
 use crate::cli::Command;
@@ -138,6 +138,9 @@ pub fn run(s: &Settings) -> Result<Outcome> {
 /// Observe, plan, then apply (`run`) or print (`plan`).
 fn reconcile(s: &Settings, client: &Client, inputs: Inputs, now: i64) -> Result<Outcome> {
     let obs = observe::observe(s, &inputs, client, now, s.prune)?;
+    for w in token_warnings(&obs.tokens, now, s.warn_before.as_secs() as i64) {
+        log::warn!("{w}");
+    }
     let plan = plan::plan(s, &inputs, &obs)?;
     for t in &plan.types {
         let id = t.id.map_or(String::new(), |i| format!(" {i}"));
@@ -218,6 +221,52 @@ fn check_directories(s: &Settings) -> Result<()> {
         trust::check_dir(dir)?;
     }
     Ok(())
+}
+
+/// The expiry of an access token (`expires_at` is a date, `2027-01-31`,
+/// the token's last day is the one before; or a time).
+pub fn token_expiry(t: &AccessToken) -> Option<i64> {
+    let v = t.info.as_ref().ok()?.as_ref()?.expires_at.as_deref()?;
+    clock::parse(v).or_else(|| clock::parse(&format!("{v}T00:00:00Z")))
+}
+
+/// What to tell the admin about the access tokens this host holds: one
+/// expiring within `warn_before` seconds (GitLab 16+ caps them at a year,
+/// and when one expires every node loses healing and creating), or one
+/// lacking the scope its file is used for.
+pub fn token_warnings(tokens: &[AccessToken], now: i64, warn_before: i64) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in tokens {
+        let Ok(Some(info)) = &t.info else { continue };
+        let file = t.file.display();
+        if let Some(exp) = token_expiry(t)
+            && exp - now <= warn_before
+        {
+            let days = (exp - now).div_euclid(86_400);
+            out.push(if exp <= now {
+                format!("the access token in {file} expired on {}: replace it (a new one with the same scopes)", clock::format(exp))
+            } else {
+                format!(
+                    "the access token in {file} expires on {} ({days} days left): replace it before then, or this host can no longer {} runners",
+                    clock::format(exp),
+                    if t.role == "admin-token" { "create" } else { "heal, tag or delete" }
+                )
+            });
+        }
+        let has = |s: &str| info.scopes.iter().any(|x| x == s);
+        let (ok, need) = match t.role {
+            "admin-token" => (has("create_runner") || has("api"), "create_runner (or api)"),
+            _ => (has("api"), "api"),
+        };
+        if !info.scopes.is_empty() && !ok {
+            out.push(format!(
+                "the access token in {file} has scopes {} but its use as {} needs {need}: make one with that scope",
+                info.scopes.join(","),
+                t.role
+            ));
+        }
+    }
+    out
 }
 
 pub fn summary(text: &str) {

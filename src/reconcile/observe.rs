@@ -7,7 +7,7 @@
 
 use super::Inputs;
 use crate::error::{Error, Kind, Result};
-use crate::gitlab::api::RunnerDetails;
+use crate::gitlab::api::{RunnerDetails, TokenSelf};
 use crate::gitlab::{Client, Verified};
 use crate::secret::Secret;
 use crate::settings::Settings;
@@ -39,6 +39,17 @@ pub struct Leftover {
     pub verified: Verified,
 }
 
+/// An access token this host holds, and what GitLab says of it.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub file: PathBuf,
+    /// `admin-token` (creates runners) or `access-token` (manages them).
+    pub role: &'static str,
+    /// `Ok(None)`: GitLab cannot say (before 15.5); `Err`: the request
+    /// failed, with the message.
+    pub info: std::result::Result<Option<TokenSelf>, String>,
+}
+
 /// Everything a run read, as values.
 #[derive(Debug, Default)]
 pub struct Observation {
@@ -62,6 +73,8 @@ pub struct Observation {
     pub details: BTreeMap<u64, Details>,
     /// Runner ids listed by the hostname tag (stateless, `--prune`).
     pub listed: Vec<u64>,
+    /// The access tokens held (`admin-token` when it is one, `access-token`).
+    pub tokens: Vec<AccessToken>,
 }
 
 impl Observation {
@@ -78,11 +91,33 @@ impl Observation {
 enum Job<'a> {
     Verify(&'a Secret),
     Details(u64),
+    TokenSelf(&'a Secret),
 }
 
 enum Answer {
     Verified(Result<Verified>),
     Details(Result<Option<RunnerDetails>>),
+    TokenSelf(Result<Option<TokenSelf>>),
+}
+
+/// The access tokens to ask GitLab about: `admin-token` when it creates
+/// runners with `POST /user/runners`, and `access-token`.
+fn access_tokens(s: &Settings, inputs: &Inputs) -> Vec<(PathBuf, &'static str, Secret)> {
+    let mut out = Vec::new();
+    if let Some((t, path)) = &inputs.admin {
+        let user_runners = match s.registration {
+            crate::settings::Registration::Legacy => false,
+            crate::settings::Registration::UserRunners => true,
+            crate::settings::Registration::Auto => crate::secret::is_access_token(t.expose()),
+        };
+        if user_runners {
+            out.push((path.clone(), "admin-token", t.clone()));
+        }
+    }
+    if let (Some(t), Some(path)) = (&inputs.access, &inputs.access_path) {
+        out.push((path.clone(), "access-token", t.clone()));
+    }
+    out
 }
 
 /// Read everything the run needs. `prune` lists this host's runners.
@@ -170,8 +205,16 @@ pub fn observe(
     }
     ids.sort();
     ids.dedup();
+    let held_tokens = access_tokens(s, inputs);
+    let mut asked: Vec<&Secret> = Vec::new();
+    for (_, _, t) in &held_tokens {
+        if !asked.contains(&t) {
+            asked.push(t);
+        }
+    }
     let mut jobs: Vec<Job> = tokens.iter().map(Job::Verify).collect();
     jobs.extend(ids.iter().map(|id| Job::Details(*id)));
+    jobs.extend(asked.iter().map(|t| Job::TokenSelf(t)));
     let mut answers = fetch(client, pat, sid, &jobs).into_iter();
     for l in obs.leftovers.iter_mut() {
         l.verified = next_verified(&mut answers)?;
@@ -194,6 +237,21 @@ pub fn observe(
             _ => Err(Error::internal("answers out of order")),
         };
         obs.details.insert(id, details(d));
+    }
+    let infos: Vec<std::result::Result<Option<TokenSelf>, String>> = asked
+        .iter()
+        .map(|_| match answers.next() {
+            Some(Answer::TokenSelf(r)) => r.map_err(|e| e.to_string()),
+            _ => Err("answers out of order".to_string()),
+        })
+        .collect();
+    for (file, role, t) in &held_tokens {
+        let i = asked.iter().position(|a| *a == t).unwrap_or(0);
+        obs.tokens.push(AccessToken {
+            file: file.clone(),
+            role,
+            info: infos.get(i).cloned().unwrap_or(Ok(None)),
+        });
     }
     follow_up(s, inputs, client, &mut obs)?;
     Ok(obs)
@@ -345,6 +403,7 @@ fn fetch(client: &Client, pat: Option<&Secret>, sid: Option<&str>, jobs: &[Job])
             Some(pat) => Answer::Details(client.runner(pat, *id)),
             None => Answer::Details(Err(Error::internal("details without access token"))),
         },
+        Job::TokenSelf(t) => Answer::TokenSelf(client.token_self(t)),
     })
 }
 

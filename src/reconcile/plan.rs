@@ -1152,6 +1152,7 @@ mod tests {
                 "admin-token".into(),
             )),
             access: pat.then(|| Secret::new("glpat-bbbbbbbbbbbbbbbbbbbb")),
+            access_path: None,
             system_id: None,
             template_len: TEMPLATE.len(),
         }

@@ -133,8 +133,7 @@ fn registration_disabled_uses_user_runners_with_an_access_token() {
             .all(|q| q.header("private-token") == Some(ADMIN_PAT))
     );
     assert!(
-        w.requests
-            .iter()
+        w.runner_requests()
             .all(|q| q.param("runner_type").unwrap() == "instance_type")
     );
     assert!(
@@ -300,6 +299,7 @@ fn access_token_without_create_runner_scope_is_explained() {
             admin: true,
             expired: false,
             revoked: false,
+            expires_at: None,
         },
     );
     let gl = FakeGitlab::start(world);

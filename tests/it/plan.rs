@@ -74,6 +74,7 @@ fn status_reports_each_runner_and_fails_on_an_invalid_one() {
     let r = run(&p, &gl, &["status", "--json"]);
     assert_code(&r, 77);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let v = &v["runners"];
     assert_eq!(v[0]["type"], "batch");
     assert_eq!(v[0]["valid"], false);
     assert_eq!(v[1]["valid"], true);

@@ -237,6 +237,7 @@ fn stateless_status_and_unregister_work_from_gitlab() {
     let r = run(&p, &gl, &["--stateless", "status", "--json"]);
     assert_code(&r, 0);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let v = &v["runners"];
     assert_eq!(v.as_array().unwrap().len(), 2);
     assert!(
         v.as_array()

@@ -306,3 +306,89 @@ fn older_gitlab_without_reset_by_id_or_user_runners() {
         "the runner was not taken for deleted"
     );
 }
+
+/// A date `days` from now, as GitLab shows a token's `expires_at`.
+fn date_in(days: i64) -> String {
+    let t = gitlab_runner_auth::clock::now() + days * 86_400;
+    gitlab_runner_auth::clock::format(t)[..10].to_string()
+}
+
+#[test]
+fn an_access_token_expiring_soon_is_warned_about_once_a_run_and_shown_by_status() {
+    let gl = FakeGitlab::start(World::default());
+    gl.world().pats.get_mut(ADMIN_PAT).unwrap().expires_at = Some(date_in(10));
+    let p = pat_prefix(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 0);
+    let file = path_str(&p.path("access-token"));
+    let warning = format!("the access token in {file} expires on ");
+    assert_eq!(r.stderr.matches(&warning).count(), 1, "{r:?}");
+    assert!(
+        r.stderr.contains("days left): replace it before then"),
+        "{r:?}"
+    );
+    assert_eq!(gl.world().token_reads(), 2, "one read a run");
+    // --warn-before 7d: not yet
+    let r = run(&p, &gl, &["--warn-before", "7d"]);
+    assert!(!r.stderr.contains(&warning), "{r:?}");
+    // status: a row, and in --json
+    let r = run(&p, &gl, &["status"]);
+    assert_code(&r, 0);
+    let row = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("access-token"))
+        .unwrap_or_else(|| panic!("{r:?}"));
+    assert!(row.contains(&file) && row.contains("api"), "{row}");
+    assert!(row.ends_with(" 9") || row.ends_with(" 10"), "{row}");
+    let r = run(&p, &gl, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let t = &v["access_tokens"][0];
+    assert_eq!(t["role"], "access-token");
+    assert_eq!(t["scopes"], serde_json::json!(["api"]));
+    assert!(t["days_left"] == 9 || t["days_left"] == 10, "{t}");
+    assert_no_secrets(&r, &gl);
+}
+
+#[test]
+fn an_access_token_without_the_scope_its_file_needs_is_warned_about() {
+    let gl = FakeGitlab::start(World::default());
+    let weak = "glpat-ReadOnlyReadOnlyRead0123";
+    gl.world().pats.insert(
+        weak.into(),
+        gitlab_runner_auth_fake_pat(vec!["read_api".into(), "create_runner".into()]),
+    );
+    let p = Prefix::standard(weak);
+    p.write("access-token", weak);
+    let r = run(&p, &gl, &["plan"]);
+    let file = path_str(&p.path("access-token"));
+    assert!(
+        r.stderr.contains(&format!(
+            "the access token in {file} has scopes read_api,create_runner but its use as access-token needs api"
+        )),
+        "{r:?}"
+    );
+    // as admin-token, create_runner is enough: no warning for that file
+    let admin = path_str(&p.path("admin-token"));
+    assert!(
+        !r.stderr
+            .contains(&format!("the access token in {admin} has scopes")),
+        "{r:?}"
+    );
+    // GitLab before 15.5 cannot say: no warning, status says so
+    gl.world().no_token_self = true;
+    let r = run(&p, &gl, &["status"]);
+    assert!(!r.stderr.contains("has scopes"), "{r:?}");
+    assert!(r.stdout.contains("(unknown: GitLab < 15.5)"), "{r:?}");
+}
+
+fn gitlab_runner_auth_fake_pat(scopes: Vec<String>) -> crate::support::fake_gitlab::Pat {
+    crate::support::fake_gitlab::Pat {
+        scopes,
+        admin: true,
+        expired: false,
+        revoked: false,
+        expires_at: None,
+    }
+}

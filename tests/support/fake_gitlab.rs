@@ -48,6 +48,8 @@ pub struct Pat {
     pub admin: bool,
     pub expired: bool,
     pub revoked: bool,
+    /// `expires_at` as GitLab shows it: a date, `None` for never.
+    pub expires_at: Option<String>,
 }
 
 /// One request as the server saw it.
@@ -95,6 +97,11 @@ impl Request {
     pub fn param(&self, name: &str) -> Option<&Value> {
         self.params.get(name)
     }
+    /// `GET /personal_access_tokens/self`: the access token's own record.
+    pub fn is_token_read(&self) -> bool {
+        self.method == "GET" && self.path == "/personal_access_tokens/self"
+    }
+
     /// `"POST /runners/verify"`.
     pub fn line(&self) -> String {
         format!("{} {}", self.method, self.path)
@@ -147,7 +154,7 @@ pub enum Then {
 /// then: the hook waits for it, so a hook can be set before the spawn).
 pub type Pid = Arc<std::sync::atomic::AtomicU32>;
 
-/// When request number `nth` (counted in `World::requests`, from 0)
+/// When runner request number `nth` (as `World::lines` counts, from 0)
 /// reaches `phase`: send `signal` (`"KILL"`, `"TERM"`) to the process, if
 /// any, then do `then`. SIGKILL is waited for: the process is dead before
 /// the fake goes on.
@@ -230,6 +237,8 @@ pub struct World {
     pub no_reset_by_id: bool,
     /// No `POST /user/runners` (GitLab < 15.10).
     pub no_user_runners: bool,
+    /// No `GET /personal_access_tokens/self` (GitLab < 15.5).
+    pub no_token_self: bool,
     pub requests: Vec<Request>,
     pub faults: VecDeque<Fault>,
     /// Every runner token ever issued.
@@ -266,6 +275,7 @@ impl Default for World {
                 admin: true,
                 expired: false,
                 revoked: false,
+                expires_at: None,
             },
         );
         World {
@@ -281,6 +291,7 @@ impl Default for World {
             details_with_token: false,
             no_reset_by_id: false,
             no_user_runners: false,
+            no_token_self: false,
             requests: Vec::new(),
             faults: VecDeque::new(),
             issued: Vec::new(),
@@ -396,8 +407,21 @@ impl World {
     }
 
     /// The requests seen, as `"METHOD /path"` lines.
+    /// The runner requests seen, as `"METHOD /path"` lines: the reads of
+    /// an access token's own record (`GET /personal_access_tokens/self`)
+    /// are left out (see `token_reads`).
     pub fn lines(&self) -> Vec<String> {
-        self.requests.iter().map(Request::line).collect()
+        self.runner_requests().map(Request::line).collect()
+    }
+
+    /// The requests but `GET /personal_access_tokens/self`.
+    pub fn runner_requests(&self) -> impl Iterator<Item = &Request> {
+        self.requests.iter().filter(|q| !q.is_token_read())
+    }
+
+    /// How many `GET /personal_access_tokens/self` were made.
+    pub fn token_reads(&self) -> usize {
+        self.requests.iter().filter(|q| q.is_token_read()).count()
     }
 
     pub fn fault(&mut self, method: Option<&str>, path: &str, kind: FaultKind, times: usize) {
@@ -749,12 +773,16 @@ fn serve_one<S: Read + Write>(
             let a = json_answer(400, json!({ "error": problem }));
             return write_answer(stream, &a, request_id.as_deref(), keep_alive).map(|_| keep_alive);
         }
-        let nth = w.requests.len() - 1;
-        let hook = w
-            .hooks
-            .iter()
-            .position(|h| h.nth == nth)
-            .map(|i| w.hooks.remove(i));
+        // hooks count the runner requests (as `lines()` shows them)
+        let nth = w.runner_requests().count().wrapping_sub(1);
+        let hook = if req.is_token_read() {
+            None
+        } else {
+            w.hooks
+                .iter()
+                .position(|h| h.nth == nth)
+                .map(|i| w.hooks.remove(i))
+        };
         let throttled = w.throttle();
         (
             w.take_fault(&req.method, &req.path),
@@ -938,6 +966,32 @@ fn authenticate<'a>(
     Ok(pat)
 }
 
+/// `GET /personal_access_tokens/self`, as
+/// https://docs.gitlab.com/api/personal_access_tokens/#get-a-single-personal-access-token
+/// describes it (any scope may ask; an expired or revoked token gets 401).
+fn token_self(req: &Request, w: &World) -> Result<Answer, Answer> {
+    if w.no_token_self {
+        return Ok(json_answer(404, json!({"error": "404 Not Found"})));
+    }
+    let pat = authenticate(req, w, &|_| true)?;
+    Ok(json_answer(
+        200,
+        json!({
+            "id": 1,
+            "name": "gitlab-runner-auth",
+            "revoked": pat.revoked,
+            "created_at": "2026-01-01T00:00:00.000Z",
+            "description": null,
+            "scopes": pat.scopes,
+            "user_id": 1,
+            "last_used_at": null,
+            "active": !pat.revoked && !pat.expired,
+            "expires_at": pat.expires_at,
+            "last_used_ips": [],
+        }),
+    ))
+}
+
 fn runner_json(r: &Runner, with_token: bool) -> Value {
     let status = match r.contacted_at {
         None => "never_contacted",
@@ -986,6 +1040,7 @@ fn route(req: &Request, world: &Mutex<World>) -> Answer {
         ("DELETE", ["runners"]) => delete_by_token(req, &mut w),
         ("POST", ["user", "runners"]) => create(req, &mut w),
         ("GET", ["runners", "all"]) => list(req, &w, None),
+        ("GET", ["personal_access_tokens", "self"]) => token_self(req, &w),
         ("GET", ["groups", g, "runners"]) => list(req, &w, Some(("group_type", g))),
         ("GET", ["projects", p, "runners"]) => list(req, &w, Some(("project_type", p))),
         ("GET", ["runners", id]) => by_id(req, &mut w, id, "GET"),

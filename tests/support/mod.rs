@@ -199,7 +199,7 @@ pub fn run_hooked(
     let pid: Pid = Default::default();
     {
         let mut w = gl.world();
-        let base = w.requests.len();
+        let base = w.runner_requests().count();
         for &(n, phase, signal, then) in hooks {
             w.hooks.push(Hook {
                 nth: base + n,
