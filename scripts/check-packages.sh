@@ -18,7 +18,13 @@ HOST=x86_64-unknown-linux-musl
 MAX_SIZE=$((3 * 1024 * 1024))
 work=$(mktemp -d)
 fake=
-trap '[ -z "$fake" ] || kill "$fake" 2>/dev/null; rm -rf "$work"' EXIT
+cleanup() {
+    [ -z "$fake" ] || kill "$fake" 2>/dev/null
+    # dnf imports the repository key with gpg, which leaves an agent per home
+    find "$work" -type d -name pubring -exec gpgconf --homedir {} --kill gpg-agent \; 2>/dev/null || :
+    rm -rf "$work"
+}
+trap cleanup EXIT
 fail() { echo "package-check: FAIL: $*" >&2; exit 1; }
 passed=0
 pass() { echo "package-check: ok: $*"; passed=$((passed + 1)); }

@@ -31,6 +31,8 @@ else
         gpg --batch --list-keys --with-colons | awk -F: '$1 == "fpr" {print $10; exit}' >"$GNUPGHOME/key-id"
     fi
     key=$(cat "$GNUPGHOME/key-id")
+    # gpg starts an agent for this home: leave none running
+    trap 'gpgconf --kill gpg-agent 2>/dev/null || :' EXIT
 fi
 sign() { gpg --batch --quiet --yes --local-user "$key" "$@"; }
 

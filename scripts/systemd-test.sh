@@ -85,8 +85,9 @@ key=$(cat target/repo-key/key-id 2>/dev/null) || fail "no test key in target/rep
     export CARGO_TARGET_DIR=$CACHE/next-target CARGO_PROFILE_RELEASE_LTO=false \
         CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
     make --no-print-directory --quiet packages >"$work/next-build.log" 2>&1
-    GNUPGHOME=$OLDPWD/target/repo-key REPO_KEY=$key REPO_DIR=$work/repo-next \
-        ./scripts/repo.sh >>"$work/next-build.log" 2>&1
+    export GNUPGHOME=$OLDPWD/target/repo-key
+    REPO_KEY=$key REPO_DIR=$work/repo-next ./scripts/repo.sh >>"$work/next-build.log" 2>&1
+    gpgconf --kill gpg-agent 2>/dev/null || :
 ) || { tail -20 "$work/next-build.log"; fail "building $NEXT"; }
 RPM_NEXT=$CACHE/next-target/x86_64-unknown-linux-musl/generate-rpm/gitlab-runner-auth-$NEXT-1.x86_64.rpm
 echo "systemd-test: built $NEXT in $(( $(date +%s) - start_all ))s"
