@@ -62,7 +62,12 @@ $(MAN): packaging/gitlab-runner-auth.8
 deb: build man
 	$(CARGO) deb --target $(TARGET) --no-build --output $(TARGET_DIR)/debian/
 
+# cargo-generate-rpm clamps file dates to SOURCE_DATE_EPOCH but keeps older
+# ones (a checkout older than the last commit): make none older.
+RPM_ASSETS := $(BIN) $(MAN) systemd/50-gitlab-runner-auth.conf packaging/gitlab-runner-auth.env \
+    packaging/examples/config.template packaging/examples/runner-data.json README.md LICENSE
 rpm: build man
+	find $(RPM_ASSETS) ! -newermt @$(SOURCE_DATE_EPOCH) -exec touch {} +
 	$(CARGO) generate-rpm --target $(TARGET)
 
 # The .deb and .rpm of every target in TARGETS.

@@ -239,13 +239,16 @@ for f in "$REPO"/yum/*.rpm; do
 done
 pass "repositories: signed APT metadata; dnf reads the YUM metadata (repomd.xml signature checked)"
 
-# 8. reproducible: make dist again from a copy of this tree elsewhere, with a
-# new target directory; the host target's artefacts are byte-identical
+# 8. reproducible: make dist again from a copy of this tree elsewhere, its
+# files dated 1970, with a new target directory; the host target's
+# artefacts are byte-identical
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 make --no-print-directory --quiet dist TARGETS="$*" >"$work/dist1.log" 2>&1 || { tail -20 "$work/dist1.log"; fail "make dist"; }
 copy=$work/elsewhere/gitlab-runner-auth
 mkdir -p "$copy"
 tar --exclude=./target --exclude=./.git -c . | tar -x -C "$copy"
+# dated long before the commit, as in an old checkout
+find "$copy" -exec touch -h -d @1 {} +
 (cd "$copy" && CARGO_TARGET_DIR="$copy/target" make --no-print-directory --quiet dist TARGETS="$HOST") \
     >"$work/dist2.log" 2>&1 || { tail -20 "$work/dist2.log"; fail "second make dist"; }
 while read -r sum file; do
