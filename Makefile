@@ -1,24 +1,48 @@
 # SPDX-License-Identifier: MIT
 CARGO ?= cargo
+# The target `build`, `deb` and `rpm` act on.
 TARGET ?= x86_64-unknown-linux-musl
+# The targets `test` (its package checks), `repo` and `dist` cover. CI passes
+# all of SUPPORTED_TARGETS.
+TARGETS ?= $(TARGET)
+SUPPORTED_TARGETS := x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 PREFIX ?= /usr
 SYSCONFDIR ?= /etc
 DESTDIR ?=
-BIN := target/$(TARGET)/release/gitlab-runner-auth
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+BIN := $(TARGET_DIR)/$(TARGET)/release/gitlab-runner-auth
 MAN := target/man/gitlab-runner-auth.8.gz
 DROPIN_DIR := /usr/lib/systemd/system/gitlab-runner.service.d
-# ring's C code for musl is built with musl-gcc (Debian: musl-tools).
+# ring's C code for musl is built with musl-gcc (Debian: musl-tools) on
+# x86_64, with Debian's cross compilers elsewhere; they link too (Rust's
+# musl targets bring their own C library).
 export CC_x86_64_unknown_linux_musl ?= musl-gcc
+export CC_aarch64_unknown_linux_musl ?= aarch64-linux-gnu-gcc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER ?= aarch64-linux-gnu-gcc
+# Reproducible builds: file dates from the last commit, and no path of this
+# machine in the binary (the crates' sources are under CARGO_HOME; this
+# tree's own paths are relative).
+export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 1)
+CARGO_HOME ?= $(HOME)/.cargo
+REPRO_RUSTFLAGS := --remap-path-prefix=$(CARGO_HOME)=/cargo
 
-.PHONY: build test lint fmt unit package-check systemd-test demo bench loadtest deb rpm man \
-        install uninstall clean
+.PHONY: build test deps deps-boot lint fmt unit packages package-check systemd-test \
+        demo bench loadtest deb rpm repo dist man install uninstall clean
 
 # The static binary.
 build:
-	$(CARGO) build --release --locked --target $(TARGET)
+	RUSTFLAGS="$(REPRO_RUSTFLAGS) $$RUSTFLAGS" \
+	    $(CARGO) build --release --locked --target $(TARGET)
+
+# Installs what a fresh Debian machine lacks (silent when nothing is missing).
+deps:
+	@./scripts/deps.sh $(sort $(TARGET) $(TARGETS))
+
+deps-boot:
+	@./scripts/deps.sh --boot $(sort $(TARGET) $(TARGETS))
 
 # Everything CI checks: style, lints, unit and integration tests, packages.
-test: lint unit package-check
+test: deps lint unit package-check
 
 unit:
 	$(CARGO) test --locked
@@ -36,18 +60,40 @@ $(MAN): packaging/gitlab-runner-auth.8
 	gzip -9n < $< > $@
 
 deb: build man
-	$(CARGO) deb --target $(TARGET) --no-build --output target/debian/
+	$(CARGO) deb --target $(TARGET) --no-build --output $(TARGET_DIR)/debian/
 
+# cargo-generate-rpm clamps file dates to SOURCE_DATE_EPOCH but keeps older
+# ones (a checkout older than the last commit): make none older.
+RPM_ASSETS := $(BIN) $(MAN) systemd/50-gitlab-runner-auth.conf packaging/gitlab-runner-auth.env \
+    packaging/examples/config.template packaging/examples/runner-data.json README.md LICENSE
 rpm: build man
+	find $(RPM_ASSETS) ! -newermt @$(SOURCE_DATE_EPOCH) -exec touch {} +
 	$(CARGO) generate-rpm --target $(TARGET)
 
-# Inspect and install the packages into scratch roots; verify the drop-in.
-package-check: deb rpm
-	./scripts/check-packages.sh
+# The .deb and .rpm of every target in TARGETS.
+packages:
+	@for t in $(TARGETS); do $(MAKE) --no-print-directory deb rpm TARGET=$$t || exit 1; done
 
-# Boot a minimal Debian with systemd, the .deb and a stub gitlab-runner.
-systemd-test: deb
+# Signed APT and YUM repositories of those packages, under target/repo/
+# (REPO_KEY=<key id> signs with that key of your keyring; otherwise with a
+# test key made once in target/repo-key/).
+repo: packages
+	./scripts/repo.sh $(TARGETS)
+
+# Inspect and install the packages into scratch roots; verify the drop-in;
+# the YUM metadata; cross binaries under qemu; two dists byte-identical.
+package-check: repo
+	./scripts/check-packages.sh $(TARGETS)
+
+# Boot a minimal Debian with systemd: the package from the APT repository,
+# a stub gitlab-runner, failures, an upgrade.
+systemd-test: deps-boot repo
 	./scripts/systemd-test.sh
+
+# Release artefacts under target/dist/: binaries, packages, air-gap
+# tarballs, SHA256SUMS.
+dist: packages
+	./scripts/dist.sh $(TARGETS)
 
 demo:
 	./scripts/demo.sh

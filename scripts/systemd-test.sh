@@ -1,28 +1,65 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# make systemd-test: boot a minimal Debian (systemd 252) in systemd-nspawn
-# with the .deb installed, the stock gitlab-runner unit and a stub
-# gitlab-runner, against the fake GitLab on the host's loopback. Shows that
-# at boot our ExecStartPre wrote config.toml before the stub started, that a
-# failing run keeps the stub from starting, and that a restart recovers.
-# The debootstrap root is cached in $GRA_BOOT_CACHE between runs.
+# make systemd-test: a minimal Debian (systemd 252) booted twice in
+# systemd-nspawn, with the stock gitlab-runner unit, a stub gitlab-runner and
+# the fake GitLab on the host's loopback.
+#   boot 1: `apt-get install gitlab-runner-auth` by name from the signed APT
+#           repository (make repo) as a file: source; the admin configures it.
+#   boot 2: at boot our ExecStartPre wrote config.toml before the stub
+#           started; nothing at -p err; a refused token file keeps the stub
+#           from starting and shows at -p warning; a restart recovers; an
+#           upgrade to a rebuilt N+1 from the repository keeps the admin's
+#           settings file, reloads systemd, does not restart gitlab-runner and
+#           leaves the drop-in in place; unconfigured, the runner starts.
+# And the .rpm's upgrade with `rpm -U` in a scratch root: the edited settings
+# file stays, the new one lands as .rpmnew.
+# The debootstrap root is cached in $GRA_BOOT_CACHE between runs; its mirror
+# is the one apt uses here (DEBIAN_MIRROR overrides).
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
+T=${CARGO_TARGET_DIR:-target}
 CACHE=${GRA_BOOT_CACHE:-/var/cache/gitlab-runner-auth-test}
 BASE=$CACHE/bookworm-root
-DEB=$(ls -t target/debian/gitlab-runner-auth_*.deb | head -n 1)
+REPO=$(realpath "${REPO_DIR:-target/repo}")
+VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+NEXT=$(echo "$VERSION" | awk -F. '{printf "%d.%d.%d", $1, $2, $3 + 1}')
 fail() { echo "systemd-test: FAIL: $*" >&2; exit 1; }
+passed=0
+ok() { passed=$((passed + 1)); }
 
-for tool in systemd-nspawn debootstrap; do
-    command -v "$tool" >/dev/null || fail "$tool is missing (apt-get install systemd-container debootstrap)"
+# The Debian mirror apt uses on this machine: the first deb line of
+# sources.list(.d/*.list), else the first deb stanza of sources.list.d/*.sources,
+# never a security suite.
+debian_mirror() {
+    if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
+    local m
+    m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+        sed -e 's/#.*//' -e 's/\[[^]]*\]//' | awk '$1 == "deb" && $3 !~ /security/ {print $2; exit}')
+    if [ -z "$m" ]; then
+        m=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v '^[[:space:]]*#' |
+            awk 'BEGIN { RS = "" }
+                 /(^|\n)Types:[^\n]*[[:space:]]deb([[:space:]]|$)/ && !/(^|\n)Suites:[^\n]*security/ {
+                     if (match($0, /(^|\n)URIs:[[:space:]]*[^[:space:]]+/)) {
+                         u = substr($0, RSTART, RLENGTH); sub(/^\n?URIs:[[:space:]]*/, "", u); print u; exit
+                     }
+                 }')
+    fi
+    [ -n "$m" ] || fail "no Debian mirror in /etc/apt/sources.list{,.d}: set DEBIAN_MIRROR"
+    echo "$m"
+}
+
+for tool in systemd-nspawn debootstrap rpm; do
+    command -v "$tool" >/dev/null || fail "$tool is missing (make deps-boot)"
 done
+[ -s "$REPO/apt/InRelease" ] || fail "no APT repository in $REPO (make repo)"
 if [ ! -d "$BASE" ]; then
-    echo "systemd-test: building the Debian root in $BASE (once)"
+    mirror=$(debian_mirror)
+    echo "systemd-test: building the Debian root in $BASE (once, from $mirror)"
     mkdir -p "$CACHE"
     rm -rf "$BASE.tmp"
     debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$BASE.tmp" \
-        http://deb.debian.org/debian >"$CACHE/debootstrap.log" 2>&1 || fail "debootstrap (see $CACHE/debootstrap.log)"
+        "$mirror" >"$CACHE/debootstrap.log" 2>&1 || fail "debootstrap (see $CACHE/debootstrap.log)"
     mv "$BASE.tmp" "$BASE"
 fi
 
@@ -30,25 +67,70 @@ work=$(mktemp -d /var/tmp/gra-boot.XXXXXX)
 fake=
 cleanup() { [ -n "$fake" ] && kill "$fake" 2>/dev/null; [ -n "${GRA_BOOT_KEEP:-}" ] || rm -rf "$work"; }
 trap cleanup EXIT
+start_all=$(date +%s)
+
+# N+1: this tree with the next version and a settings file that changed (a
+# new release's new setting), rebuilt quickly (no LTO, no optimisation: only
+# the version and the files matter here) and put in a second repository
+# signed with the same key.
+next=$work/next-src
+mkdir -p "$next"
+tar --exclude=./target --exclude=./.git -c . | tar -x -C "$next"
+sed -i "0,/^version = \"$VERSION\"$/s//version = \"$NEXT\"/" "$next/Cargo.toml"
+sed -i "/^name = \"gitlab-runner-auth\"$/{n;s/^version = \"$VERSION\"$/version = \"$NEXT\"/}" "$next/Cargo.lock"
+printf '\n# New in %s.\n#GITLAB_RUNNER_AUTH_NEW_SETTING=\n' "$NEXT" >>"$next/packaging/gitlab-runner-auth.env"
+key=$(cat target/repo-key/key-id 2>/dev/null) || fail "no test key in target/repo-key (make repo)"
+(
+    cd "$next"
+    export CARGO_TARGET_DIR=$CACHE/next-target CARGO_PROFILE_RELEASE_LTO=false \
+        CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+    make --no-print-directory --quiet packages >"$work/next-build.log" 2>&1
+    export GNUPGHOME=$OLDPWD/target/repo-key
+    REPO_KEY=$key REPO_DIR=$work/repo-next ./scripts/repo.sh >>"$work/next-build.log" 2>&1
+    gpgconf --kill gpg-agent 2>/dev/null || :
+) || { tail -20 "$work/next-build.log"; fail "building $NEXT"; }
+RPM_NEXT=$CACHE/next-target/x86_64-unknown-linux-musl/generate-rpm/gitlab-runner-auth-$NEXT-1.x86_64.rpm
+echo "systemd-test: built $NEXT in $(( $(date +%s) - start_all ))s"
+
+# the .rpm: rpm -U keeps the edited %config(noreplace) file, the new one is
+# .rpmnew; scriptlets run in a copy of the Debian root (it has /bin/sh)
+rr=$work/rpmroot
+cp -a "$BASE" "$rr"
+rpmr() { rpm --root "$rr" --dbpath /var/lib/rpm "$@" 2>&1 | grep -v 'use Alien' || true; }
+rpmr --initdb
+rpmr -i --nodeps "$REPO/yum/gitlab-runner-auth-$VERSION-1.x86_64.rpm"
+echo "GITLAB_RUNNER_AUTH_API_URL=https://gitlab.example.com # the admin's" >>"$rr/etc/sysconfig/gitlab-runner-auth"
+rpmr -U --nodeps "$RPM_NEXT" >"$work/rpm-U.log"
+[ "$(rpm --root "$rr" --dbpath /var/lib/rpm -q --qf '%{VERSION}' gitlab-runner-auth 2>/dev/null)" = "$NEXT" ] \
+    || fail "rpm -U did not install $NEXT"
+grep -q "the admin's" "$rr/etc/sysconfig/gitlab-runner-auth" || fail "rpm -U replaced the edited settings file"
+grep -q "New in $NEXT" "$rr/etc/sysconfig/gitlab-runner-auth.rpmnew" || fail "rpm -U left no .rpmnew: $(cat "$work/rpm-U.log")"
+chroot "$rr" /usr/bin/gitlab-runner-auth --version | grep -q "^gitlab-runner-auth $NEXT " || fail "rpm -U: old binary"
+ok
+echo "systemd-test: ok: rpm -U $VERSION → $NEXT keeps the edited /etc/sysconfig/gitlab-runner-auth, new one as .rpmnew"
+rm -rf "$rr"
+
 R=$work/root
 out=$work/out
 mkdir -p "$out"
 cp -a "$BASE" "$R"
-
-cargo build --quiet --example fake-gitlab
-target/debug/examples/fake-gitlab --no-registration --token-interval 2592000 \
+cargo build --quiet --locked --example fake-gitlab
+"$T/debug/examples/fake-gitlab" --no-registration --token-interval 2592000 \
     --write-tokens "$work" >"$work/url" 2>/dev/null &
 fake=$!
 for _ in $(seq 50); do [ -s "$work/url" ] && break; sleep 0.1; done
 url=$(head -n 1 "$work/url")
 [ -n "$url" ] || fail "the fake GitLab did not start"
 
-# the package, the way an admin installs it
-cp "$DEB" "$R/tmp/gitlab-runner-auth.deb"
-chroot "$R" dpkg -i /tmp/gitlab-runner-auth.deb >/dev/null
+# the site mirror: N now, N+1 for the upgrade; apt sees only it
+mkdir -p "$R/srv"
+cp -a "$REPO/apt" "$R/srv/repo-$VERSION"
+cp -a "$work/repo-next/apt" "$R/srv/repo-$NEXT"
+ln -s "repo-$VERSION" "$R/srv/repo"
+install -D -m 644 "$REPO/gitlab-runner-auth.gpg" "$R/usr/share/keyrings/gitlab-runner-auth.gpg"
+echo 'deb [signed-by=/usr/share/keyrings/gitlab-runner-auth.gpg] file:/srv/repo ./' >"$R/etc/apt/sources.list"
 # the stock unit (as gitlab-runner's post-install writes it) and a stub runner
 cp tests/fixtures/gitlab-runner.service "$R/etc/systemd/system/"
-ln -s /etc/systemd/system/gitlab-runner.service "$R/etc/systemd/system/multi-user.target.wants/"
 cat >"$R/usr/bin/gitlab-runner" <<'STUB'
 #!/bin/sh
 # stub gitlab-runner: record what config.toml held when it started
@@ -57,56 +139,112 @@ echo "stub started with $n runner tokens" >> /probe-out/stub.log
 exec sleep infinity
 STUB
 chmod 755 "$R/usr/bin/gitlab-runner"
-# configure the tool
 mkdir -m 700 "$R/etc/gitlab-runner"
 install -m 600 "$work/access-token" "$R/etc/gitlab-runner/admin-token"
 sed "s|https://gitlab.example.com|$url|" packaging/examples/config.template >"$R/etc/gitlab-runner/config.template"
 printf 'GITLAB_RUNNER_AUTH_API_URL=%s\nGITLAB_RUNNER_AUTH_HOSTNAME=bootnode\nGITLAB_RUNNER_AUTH_WAIT=5s\n' "$url" \
-    >>"$R/etc/default/gitlab-runner-auth"
-# the probe: runs after gitlab-runner started at boot, then plays the failure
-cat >"$R/usr/local/bin/probe.sh" <<'PROBE'
+    >"$R/etc/gitlab-runner-auth.settings"
+
+# boot 1: install by name, as an admin does, then configure and enable
+cat >"$R/usr/local/bin/probe-install.sh" <<PROBE
+#!/bin/sh
+exec >/probe-out/install.log 2>&1
+export DEBIAN_FRONTEND=noninteractive
+{ apt-get update -q && apt-get install -y -q gitlab-runner-auth; } >/probe-out/apt-install.log 2>&1 && echo "install: ok"
+echo "install: version \$(dpkg-query -W -f '\${Version}' gitlab-runner-auth)"
+systemctl show -p DropInPaths -p NeedDaemonReload gitlab-runner
+cat /etc/gitlab-runner-auth.settings >>/etc/default/gitlab-runner-auth
+systemctl enable gitlab-runner
+echo done
+systemctl poweroff
+PROBE
+# boot 2: the runner started at boot; then failure, recovery and the upgrade
+cat >"$R/usr/local/bin/probe.sh" <<PROBE
 #!/bin/sh
 exec >/probe-out/probe.log 2>&1
-echo "boot: gitlab-runner $(systemctl is-active gitlab-runner)"
-echo "boot: config $(stat -c %a /etc/gitlab-runner/config.toml)"
+export DEBIAN_FRONTEND=noninteractive
+tool() { journalctl -b -u gitlab-runner -o cat SYSLOG_IDENTIFIER=gitlab-runner-auth "\$@"; }
+echo "boot: gitlab-runner \$(systemctl is-active gitlab-runner)"
+echo "boot: config \$(stat -c %a /etc/gitlab-runner/config.toml)"
 systemctl show -p DropInPaths gitlab-runner
+journalctl -b -u gitlab-runner -p err -o cat > /probe-out/boot-err.log
 systemctl stop gitlab-runner
 rm -f /etc/gitlab-runner/config.toml /etc/gitlab-runner/runner-data.json
 chmod 644 /etc/gitlab-runner/admin-token
 systemctl restart gitlab-runner && echo "broken: restart ok" || echo "broken: restart failed"
-echo "broken: gitlab-runner $(systemctl is-active gitlab-runner)"
+echo "broken: gitlab-runner \$(systemctl is-active gitlab-runner)"
+journalctl -b -u gitlab-runner -p warning -o cat > /probe-out/broken-warning.log
 chmod 600 /etc/gitlab-runner/admin-token
 systemctl restart gitlab-runner && echo "fixed: restart ok" || echo "fixed: restart failed"
-echo "fixed: gitlab-runner $(systemctl is-active gitlab-runner)"
+echo "fixed: gitlab-runner \$(systemctl is-active gitlab-runner)"
+# the upgrade: N+1 appears on the mirror; a marker drop-in systemd has not
+# loaded yet shows whether the package reloads it
+pid=\$(systemctl show -p MainPID --value gitlab-runner)
+mkdir -p /run/systemd/system/gitlab-runner.service.d
+printf '[Service]\nEnvironment=UPGRADE_PROBE=1\n' > /run/systemd/system/gitlab-runner.service.d/zz-probe.conf
+systemctl show -p Environment gitlab-runner | grep -q UPGRADE_PROBE=1 || echo "upgrade: marker not loaded yet"
+ln -sfn repo-$NEXT /srv/repo
+{ apt-get update -q && apt-get install -y -q -o Dpkg::Options::=--force-confdef \
+    -o Dpkg::Options::=--force-confold gitlab-runner-auth; } >/probe-out/apt-upgrade.log 2>&1 && echo "upgrade: ok"
+echo "upgrade: version \$(dpkg-query -W -f '\${Version}' gitlab-runner-auth)"
+gitlab-runner-auth --version | sed 's/^/upgrade: binary /'
+echo "upgrade: after \$(systemctl show -p NeedDaemonReload gitlab-runner)"
+systemctl show -p Environment gitlab-runner | grep -q UPGRADE_PROBE=1 && echo "upgrade: reloaded"
+[ "\$(systemctl show -p MainPID --value gitlab-runner)" = "\$pid" ] && echo "upgrade: same runner pid"
+echo "upgrade: gitlab-runner \$(systemctl is-active gitlab-runner)"
+systemctl show -p DropInPaths gitlab-runner | sed 's/^/upgrade: /'
+grep -q '^GITLAB_RUNNER_AUTH_HOSTNAME=bootnode$' /etc/default/gitlab-runner-auth && echo "upgrade: settings kept"
+grep -q 'New in $NEXT' /etc/default/gitlab-runner-auth.dpkg-dist && echo "upgrade: new settings as .dpkg-dist"
+systemctl restart gitlab-runner && echo "upgraded: restart ok" || echo "upgraded: restart failed"
 sed -i 's/^GITLAB_RUNNER_AUTH_API_URL=/#&/' /etc/default/gitlab-runner-auth
 systemctl restart gitlab-runner && echo "unconfigured: restart ok" || echo "unconfigured: restart failed"
-echo "unconfigured: gitlab-runner $(systemctl is-active gitlab-runner)"
-journalctl -u gitlab-runner --no-pager -o cat > /probe-out/journal.log
+echo "unconfigured: gitlab-runner \$(systemctl is-active gitlab-runner)"
+journalctl -b -u gitlab-runner --no-pager -o cat > /probe-out/journal.log
+tool -p warning > /probe-out/tool-warning.log
+tool -p info..info > /probe-out/tool-info.log
 echo done
 systemctl poweroff
 PROBE
-chmod 755 "$R/usr/local/bin/probe.sh"
-cat >"$R/etc/systemd/system/probe.service" <<'UNIT'
+chmod 755 "$R/usr/local/bin/probe-install.sh" "$R/usr/local/bin/probe.sh"
+for p in probe-install probe; do
+    cat >"$R/etc/systemd/system/$p.service" <<UNIT
 [Unit]
 After=gitlab-runner.service
+ConditionPathExists=/probe-out/$p
 [Service]
 Type=oneshot
-ExecStart=/usr/local/bin/probe.sh
+ExecStart=/usr/local/bin/$p.sh
 [Install]
 WantedBy=multi-user.target
 UNIT
-ln -s /etc/systemd/system/probe.service "$R/etc/systemd/system/multi-user.target.wants/"
+    ln -s "/etc/systemd/system/$p.service" "$R/etc/systemd/system/multi-user.target.wants/"
+done
+
+boot() {
+    local start
+    start=$(date +%s)
+    touch "$out/$1"
+    timeout 300 systemd-nspawn -D "$R" --register=no --keep-unit -b --bind="$out:/probe-out" \
+        >"$work/console-$1.log" 2>&1 || true
+    rm -f "$out/$1"
+    echo "systemd-test: boot ($1) ran $(( $(date +%s) - start ))s"
+}
+show() { echo "--- $1"; cat "$out/$1" 2>/dev/null || true; }
+expect() { grep -qx -- "$1" "$out/$2" || { show journal.log; fail "expected '$1' in $2"; }; ok; }
 
 echo "systemd-test: booting (fake GitLab at $url)"
-start=$(date +%s)
-timeout 300 systemd-nspawn -D "$R" --register=no --keep-unit -b --bind="$out:/probe-out" \
-    >"$work/console.log" 2>&1 || true
-echo "systemd-test: guest ran $(( $(date +%s) - start ))s"
-show() { echo "--- $1"; cat "$out/$1" 2>/dev/null || true; }
-grep -q '^done$' "$out/probe.log" 2>/dev/null || { tail -30 "$work/console.log"; show probe.log; fail "the probe did not finish"; }
+boot probe-install
+grep -q '^done$' "$out/install.log" 2>/dev/null || { tail -30 "$work/console-probe-install.log"; show install.log; fail "the install probe did not finish"; }
+grep -qx 'install: ok' "$out/install.log" || { show apt-install.log; fail "apt-get install gitlab-runner-auth"; }
+ok
+expect "install: version $VERSION-1" install.log
+expect 'DropInPaths=/usr/lib/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf' install.log
+expect 'NeedDaemonReload=no' install.log
+
+boot probe
+grep -q '^done$' "$out/probe.log" 2>/dev/null || { tail -30 "$work/console-probe.log"; show probe.log; fail "the probe did not finish"; }
 show probe.log
 show stub.log
-expect() { grep -qx "$1" "$out/$2" || { show journal.log; fail "expected '$1' in $2"; }; }
 expect 'boot: gitlab-runner active' probe.log
 expect 'boot: config 600' probe.log
 expect 'DropInPaths=/usr/lib/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf' probe.log
@@ -114,13 +252,40 @@ expect 'broken: restart failed' probe.log
 expect 'broken: gitlab-runner activating' probe.log
 expect 'fixed: restart ok' probe.log
 expect 'fixed: gitlab-runner active' probe.log
+expect 'upgrade: marker not loaded yet' probe.log
+grep -qx 'upgrade: ok' "$out/probe.log" || { show apt-upgrade.log; fail "the upgrade to $NEXT"; }
+ok
+expect "upgrade: version $NEXT-1" probe.log
+expect "upgrade: binary gitlab-runner-auth $NEXT (x86_64-unknown-linux-musl)" probe.log
+expect 'upgrade: after NeedDaemonReload=no' probe.log
+expect 'upgrade: reloaded' probe.log
+expect 'upgrade: same runner pid' probe.log
+expect 'upgrade: gitlab-runner active' probe.log
+expect 'upgrade: DropInPaths=/usr/lib/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf /run/systemd/system/gitlab-runner.service.d/zz-probe.conf' probe.log
+expect 'upgrade: settings kept' probe.log
+expect 'upgrade: new settings as .dpkg-dist' probe.log
+expect 'upgraded: restart ok' probe.log
 expect 'unconfigured: restart ok' probe.log
 expect 'unconfigured: gitlab-runner active' probe.log
-# the stub started at boot, after the fix and unconfigured, each time with
-# both tokens, never while broken
-[ "$(cat "$out/stub.log")" = "$(printf 'stub started with 2 runner tokens\n%.0s' 1 2 3 | head -c -1)" ] \
+# the stub started at boot, after the fix, after the upgrade and
+# unconfigured, each time with both tokens, never while broken
+[ "$(cat "$out/stub.log")" = "$(printf 'stub started with 2 runner tokens\n%.0s' 1 2 3 4 | head -c -1)" ] \
     || fail "stub starts: $(cat "$out/stub.log")"
-grep -q 'refusing token file /etc/gitlab-runner/admin-token' "$out/journal.log" || fail "no refusal in the journal"
-grep -q 'created shell runner' "$out/journal.log" || fail "no creation in the journal"
-grep -q 'not configured: no GitLab API URL' "$out/journal.log" || fail "no notice when unconfigured"
-echo "systemd-test: 10 passed, 0 failed"
+ok
+# journald: priorities parsed (no <N>, level word or module path left in the
+# text); a clean boot has nothing at -p err; the refusal, and only it, at -p
+# warning from the tool; info lines at info
+refusal='refusing /etc/gitlab-runner/admin-token: it is accessible by group or others (mode 0644); fix it with: chmod 600 /etc/gitlab-runner/admin-token'
+[ ! -s "$out/boot-err.log" ] || fail "a clean boot logged at -p err: $(cat "$out/boot-err.log")"
+ok
+grep -qxF "$refusal" "$out/broken-warning.log" || { show broken-warning.log; fail "no refusal at -p warning"; }
+ok
+[ "$(cat "$out/tool-warning.log")" = "$refusal" ] || { show tool-warning.log; fail "-p warning holds more than the refusal"; }
+ok
+grep -q '^created shell runner' "$out/tool-info.log" || { show tool-info.log; fail "no creation at -p info"; }
+grep -q '^not configured: no GitLab API URL' "$out/tool-info.log" || fail "no notice when unconfigured"
+ok
+if grep -Eq '^<[0-9]>|INFO|gitlab_runner_auth' "$out/journal.log"; then show journal.log; fail "unparsed log lines in the journal"; fi
+ok
+echo "systemd-test: took $(( $(date +%s) - start_all ))s"
+echo "systemd-test: $passed passed, 0 failed"

@@ -2,9 +2,7 @@
 //! gitlab-runner-auth: parse, set up logging, run, map the error to one log
 //! line and an exit code.
 
-use gitlab_runner_auth::{cli, error, reconcile, settings, signals};
-
-use std::io::IsTerminal;
+use gitlab_runner_auth::{cli, error, logging, reconcile, settings, signals};
 
 fn main() {
     // A bug must still end in one log line and the documented exit code.
@@ -44,7 +42,7 @@ fn run() -> i32 {
         );
         return 0;
     }
-    init_logging(args.verbose, args.quiet);
+    logging::init(args.verbose, args.quiet);
     signals::install();
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
     let result = settings::Settings::from_args(&args, credentials).and_then(|s| reconcile::run(&s));
@@ -66,32 +64,4 @@ fn exit_code(outcome: &reconcile::Outcome) -> i32 {
         Outcome::Doctor { code } => *code,
         _ => 0,
     }
-}
-
-fn init_logging(verbose: u8, quiet: bool) {
-    use log::LevelFilter;
-    let level = match (quiet, verbose) {
-        (true, _) => LevelFilter::Warn,
-        (false, 0) => LevelFilter::Info,
-        (false, 1) => LevelFilter::Debug,
-        (false, _) => LevelFilter::Trace,
-    };
-    // ureq redacts headers at debug, but its protocol layer dumps raw
-    // requests (tokens included) at trace: dependencies stop at debug.
-    let deps = if verbose >= 2 {
-        LevelFilter::Debug
-    } else {
-        LevelFilter::Warn
-    };
-    let mut logger = simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .with_module_level("ureq", deps)
-        .with_module_level("ureq_proto", deps)
-        .with_module_level("rustls", deps)
-        .with_module_level("gitlab_runner_auth::summary", LevelFilter::Info)
-        .with_colors(std::io::stderr().is_terminal());
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        logger = logger.without_timestamps();
-    }
-    let _ = logger.init();
 }

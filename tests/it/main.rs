@@ -11,6 +11,7 @@
 //! | `tokens`    | verify, rotation, healing, adoption, expiry; older GitLab versions |
 //! | `faults`    | retries, junk and lost answers, a full disk, the lock, SIGTERM |
 //! | `crash`     | the SIGKILL matrix at every request boundary |
+//! | `logging`   | the log format: journald priorities, the terminal's short component |
 //! | `load`      | the cluster reboot (`make loadtest` runs the ignored sizes) |
 //! | `stateless` | `--stateless`: runners found in GitLab, no state file |
 //! | `golden`    | golden files of `plan`, `plan --json` and the demo's `config.toml` (`GOLDEN=1` rewrites them) |
@@ -34,6 +35,7 @@ mod faults;
 mod first_run;
 mod golden;
 mod load;
+mod logging;
 mod ownership;
 mod plan;
 mod review;

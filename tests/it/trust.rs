@@ -340,7 +340,7 @@ fn trace_logging_never_shows_a_token() {
     assert!(r.stderr.contains("DEBUG"), "{r:?}");
     assert!(
         r.stderr
-            .contains("TRACE [gitlab_runner_auth::gitlab] POST /user/runners <- 201 {"),
+            .contains("TRACE [gitlab] POST /user/runners <- 201 {"),
         "{r:?}"
     );
     gl.world().rotate(p.state_id("shell"));
