@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::host::Host;
+use crate::host::{AutoTags, Host};
 use crate::secret::{Secret, TokenDirs};
 use crate::settings::Settings;
 use crate::state::State;
@@ -85,8 +85,12 @@ impl Inputs {
                 s.template_path.display()
             );
         }
+        let auto = AutoTags::detect(&s.auto_tags, &s.sysroot, &|n| std::env::var_os(n))?;
         let path = std::env::var("PATH").ok();
-        let host = Host::detect(s.hostname.clone(), path.as_deref(), s.tags.clone())?;
+        let host = Host {
+            auto,
+            ..Host::detect(s.hostname.clone(), path.as_deref(), s.tags.clone())?
+        };
         let dirs = TokenDirs::new(s.credentials_dir.clone(), &s.prefix);
         let admin = dirs.read("admin-token")?;
         let (access, access_path) = match dirs.read("access-token")? {

@@ -732,19 +732,14 @@ impl Planner<'_> {
         Ok(())
     }
 
-    /// With an access token, bring each kept runner's description and tags
-    /// back to what this host registers (only this host's runners).
+    /// With an access token, bring each kept runner's description back to
+    /// what this host registers, and the tags this host sets (tags added by
+    /// hand in GitLab stay: `host::repair_tags`); only this host's runners.
     fn drift(&mut self) {
         if self.inputs.access.is_none() {
             return;
         }
         let host = &self.inputs.host;
-        let sorted = |v: &[String]| {
-            let mut v = v.to_vec();
-            v.sort();
-            v.dedup();
-            v
-        };
         let mut updates = Vec::new();
         for (ty, id) in &self.keep {
             let Some(d) = self.obs.runner(*id) else {
@@ -754,15 +749,15 @@ impl Planner<'_> {
             if !host.owns(&have, &d.tag_list, ty) {
                 continue;
             }
-            let (want, tags) = (host.description(ty), host.tags(ty));
-            if have == want && sorted(&d.tag_list) == sorted(&tags) {
+            let (want, tags) = (host.description(ty), host.repaired_tags(ty, &d.tag_list));
+            if have == want && tags.is_none() {
                 continue;
             }
             updates.push(Change::UpdateRunner {
                 ty: ty.clone(),
                 id: *id,
                 from: (have, d.tag_list.clone()),
-                to: (want, tags),
+                to: (want, tags.unwrap_or_else(|| d.tag_list.clone())),
             });
         }
         self.plan.changes.extend(updates);
@@ -1146,6 +1141,7 @@ mod tests {
                 hostname: "node12".into(),
                 scheduler: None,
                 extra_tags: Vec::new(),
+                auto: Default::default(),
             },
             admin: Some((
                 Secret::new("GR1348941aaaaaaaaaaaaaaaaaaaa"),

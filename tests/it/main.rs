@@ -18,6 +18,7 @@
 //! | `plan`      | what `plan` (`--dry-run`), `status` and `unregister` print and do |
 //! | `trust`     | local trust (prefix, template, state, lock), token files, secrets never shown |
 //! | `ownership` | a host touches only its own runners: prune, drift, copied prefixes, groups |
+//! | `autotags`  | `--auto-tags`: tags from the host (fixture trees in `tests/fixtures/hosts/`), kept current by drift repair, hand-added tags kept |
 //! | `cli`       | usage errors, `--help`, environment variables, options |
 //! | `review`    | regressions from the security review (one test a finding) |
 //! | `review2`   | regressions from the review of the token-issuing paths |
@@ -29,6 +30,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod autotags;
 mod cli;
 mod crash;
 mod faults;

@@ -7,7 +7,7 @@
 //! renders to invalid TOML, found only after GitLab had issued a token.
 //!
 //! Also what a host does to its own runners: drifted tags and description
-//! restored, `--prune` (bounded by `--max-delete`, every page of the list),
+//! restored (tags added by hand kept), `--prune` (bounded by `--max-delete`, every page of the list),
 //! group runners kept to their group.
 
 use crate::support::*;
@@ -233,7 +233,8 @@ fn drifted_tags_and_description_are_restored_with_an_access_token() {
     let batch = p.state_id("batch");
     {
         let mut w = gl.world();
-        // tags drifted (still this host's by its description and tags)
+        // tags drifted (still this host's by its description and tags):
+        // `node` removed, `oops` added by hand (kept: not a tag this host sets)
         let r = w.runners.get_mut(&id).unwrap();
         r.tags = vec!["node12".into(), "shell".into(), "oops".into()];
         // renamed (still this host's by its exact tag set)
@@ -242,7 +243,7 @@ fn drifted_tags_and_description_are_restored_with_an_access_token() {
     }
     let r = run(&p, &gl, &["plan"]);
     assert_code(&r, 2);
-    assert!(r.stdout.contains(&format!("shell (runner {id}): would update description and tags on GitLab: 'node12-shell' [node12,shell,oops] -> 'node12-shell' [node12,node,shell]")), "{r:?}");
+    assert!(r.stdout.contains(&format!("shell (runner {id}): would update description and tags on GitLab: 'node12-shell' [node12,shell,oops] -> 'node12-shell' [node12,node,shell,oops]")), "{r:?}");
     assert!(r.stdout.contains(&format!("batch (runner {batch}): would update description and tags on GitLab: 'renamed' [node12,node,batch] -> 'node12-batch' [node12,node,batch]")), "{r:?}");
     assert!(
         gl.world()
@@ -254,7 +255,7 @@ fn drifted_tags_and_description_are_restored_with_an_access_token() {
     assert_code(&r, 0);
     assert!(gl.world().lines().contains(&format!("PUT /runners/{id}")));
     let w = gl.world();
-    assert_eq!(w.runners[&id].tags, vec!["node12", "node", "shell"]);
+    assert_eq!(w.runners[&id].tags, vec!["node12", "node", "shell", "oops"]);
     assert_eq!(w.runners[&id].description, "node12-shell");
     assert_eq!(w.runners[&batch].description, "node12-batch");
     drop(w);
