@@ -85,16 +85,19 @@ pub fn run(s: &Settings) -> Result<Outcome> {
     let access = dirs.read("access-token")?.map(|(t, _)| t);
     let now = clock::now();
     let mut state = State::default();
-    let mut invalid = 0;
+    let (mut invalid, mut creates) = (0, 0);
     for (b, ty) in adopted.iter().zip(&types) {
         let Some(token) = b.token.clone() else {
             continue;
         };
         let verified = client.verify(&token, system_id.as_deref())?;
+        let entry = entry(b, ty, token, &verified, now, access.is_some());
         if matches!(verified, Verified::Invalid) {
             invalid += 1;
+            if access.is_none() || entry.id.is_none() {
+                creates += 1;
+            }
         }
-        let entry = entry(b, ty, token, &verified, now, access.is_some());
         if let Some(pat) = &access
             && let Some(id) = entry.id
         {
@@ -102,7 +105,7 @@ pub fn run(s: &Settings) -> Result<Outcome> {
         }
         state.entries.insert(ty.clone(), entry);
     }
-    if invalid > 0 && !matches!(dirs.read("admin-token"), Ok(Some(_))) {
+    if creates > 0 && !matches!(dirs.read("admin-token"), Ok(Some(_))) {
         log::warn!(
             "no usable admin-token in {}: the next run cannot create a runner for a token GitLab refused",
             s.prefix.display()
