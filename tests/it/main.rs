@@ -13,6 +13,7 @@
 //! | `crash`     | the SIGKILL matrix at every request boundary |
 //! | `load`      | the cluster reboot (`make loadtest` runs the ignored sizes) |
 //! | `stateless` | `--stateless`: runners found in GitLab, no state file |
+//! | `import`    | `import`: adopting a hand-registered config.toml, the template and state it writes, the run after it |
 //! | `golden`    | golden files of `plan`, `plan --json` and the demo's `config.toml` (`GOLDEN=1` rewrites them) |
 //! | `plan`      | what `plan` (`--dry-run`), `status` and `unregister` print and do |
 //! | `trust`     | local trust (prefix, template, state, lock), token files, secrets never shown |
@@ -33,6 +34,7 @@ mod crash;
 mod faults;
 mod first_run;
 mod golden;
+mod import;
 mod load;
 mod ownership;
 mod plan;
