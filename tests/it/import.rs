@@ -533,3 +533,37 @@ fn import_errors_say_what_is_wrong() {
     assert_code(&r, 77);
     assert!(r.stderr.contains(&format!("refusing {config}")), "{r:?}");
 }
+
+#[test]
+fn a_value_the_next_run_writes_differently_is_named() {
+    let gl = FakeGitlab::start(World::default());
+    let (id, token) = {
+        let mut w = gl.world();
+        let id = w.add_runner("node12-shell", &tags("shell"), true);
+        (id, w.token_of(id))
+    };
+    // gitlab-runner keeps nanoseconds after it rotated; id 0 is its "unknown"
+    let config = format!(
+        "[[runners]]\n  name = \"node12-shell\"\n  url = \"{}\"\n  id = 0\n  token = \"{token}\"\n  token_obtained_at = 2025-06-06T07:38:01.123456789Z\n  token_expires_at = 0001-01-01T00:00:00Z\n  executor = \"shell\"\n",
+        gl.url()
+    );
+    let p = Prefix::new();
+    p.write("config.toml", &config);
+    let r = run(&p, &gl, &["import"]);
+    assert_code(&r, 0);
+    for said in [
+        format!("runner 'node12-shell' (line 4): the next run writes id = {id} (config.toml has 0)"),
+        "runner 'node12-shell' (line 6): the next run writes token_obtained_at = 2025-06-06T07:38:01Z (config.toml has 2025-06-06T07:38:01.123456789Z)".into(),
+    ] {
+        assert!(r.stderr.contains(&said), "{said}: {r:?}");
+    }
+    let want = config
+        .replace("id = 0", &format!("id = {id}"))
+        .replace(".123456789Z", "Z");
+    assert_eq!(rendered(&p), want);
+    // the next run writes just that, then keeps it
+    gl.world().requests.clear();
+    assert_code(&run(&p, &gl, &[]), 0);
+    assert!(verify_only(&gl.world().lines()), "{:?}", gl.world().lines());
+    assert_eq!(p.read("config.toml"), want);
+}
