@@ -175,8 +175,9 @@ fn refuse_overwrite(s: &Settings) -> Result<()> {
     if existing.is_empty() || s.force {
         return Ok(());
     }
+    let it = if existing.len() == 1 { "it" } else { "them" };
     let msg = format!(
-        "refusing to overwrite {}: import writes it from config.toml; pass --force to replace it",
+        "refusing to overwrite {}: import writes {it} from config.toml; pass --force to replace {it}",
         existing.join(" and ")
     );
     if s.preview {
