@@ -161,8 +161,8 @@ fn parse_token(path: &Path, text: &str) -> Result<Secret> {
 ///   `GR1348941…`) anywhere;
 /// - every one of `secrets`, wherever it occurs.
 ///
-/// Placeholders such as `<new token for shell>` and masks (`glrt-…abcd`)
-/// are kept.
+/// Placeholders such as `<new token for shell>`, template fields
+/// (`{shell.token}`) and masks (`glrt-…abcd`) are kept.
 pub fn mask_tokens(text: &str, secrets: &[&str]) -> String {
     let mut out = mask_prefixed(&mask_keyed(text));
     let mut known: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
@@ -180,7 +180,11 @@ pub fn mask_tokens(text: &str, secrets: &[&str]) -> String {
 /// a placeholder (`<new token for shell>`) and an already masked value.
 fn mask_value(value: &str) -> String {
     let core = value.trim();
-    if core.is_empty() || core.contains('…') || (core.starts_with('<') && core.ends_with('>')) {
+    if core.is_empty()
+        || core.contains('…')
+        || (core.starts_with('<') && core.ends_with('>'))
+        || is_template_field(core)
+    {
         return value.to_string();
     }
     let start = value.len() - value.trim_start().len();
@@ -190,6 +194,19 @@ fn mask_value(value: &str) -> String {
         mask(core),
         &value[start + core.len()..]
     )
+}
+
+/// A template field such as `{shell.token}` (a template, not a token).
+fn is_template_field(value: &str) -> bool {
+    value
+        .strip_prefix('{')
+        .and_then(|v| v.strip_suffix('}'))
+        .is_some_and(|name| {
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        })
 }
 
 fn is_token_key(key: &str) -> bool {
@@ -500,6 +517,8 @@ mod tests {
                 "token = \"<new token for shell>\"",
             ),
             ("token = 'glrt-t3_…qrst'", "token = 'glrt-t3_…qrst'"),
+            ("token = \"{shell.token}\"", "token = \"{shell.token}\""),
+            ("token = '{shell-2}'", "token = '{shell-2}'"),
             ("token = ''", "token = ''"),
             // characters, not bytes
             ("token = \"ééééééééééééééééé\" # ü", "token = \"…éééé\" # ü"),

@@ -201,7 +201,7 @@ fn show(s: &Settings, plan: &Plan) -> Outcome {
 
 /// The prefix, the directory of `config.toml` and `$CREDENTIALS_DIRECTORY`
 /// pass the trust rules before anything is read from them.
-fn check_directories(s: &Settings) -> Result<()> {
+pub(crate) fn check_directories(s: &Settings) -> Result<()> {
     if !s.prefix.is_dir() {
         return Err(Error::config(format!(
             "prefix {} is not a directory",

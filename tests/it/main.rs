@@ -14,6 +14,7 @@
 //! | `logging`   | the log format: journald priorities, the terminal's short component |
 //! | `load`      | the cluster reboot (`make loadtest` runs the ignored sizes) |
 //! | `stateless` | `--stateless`: runners found in GitLab, no state file |
+//! | `import`    | `import`: adopting a hand-registered config.toml, the template and state it writes, the run after it |
 //! | `golden`    | golden files of `plan`, `plan --json` and the demo's `config.toml` (`GOLDEN=1` rewrites them) |
 //! | `plan`      | what `plan` (`--dry-run`), `status` and `unregister` print and do |
 //! | `trust`     | local trust (prefix, template, state, lock), token files, secrets never shown |
@@ -36,6 +37,7 @@ mod crash;
 mod faults;
 mod first_run;
 mod golden;
+mod import;
 mod load;
 mod logging;
 mod ownership;
