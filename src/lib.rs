@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod gitlab;
 pub mod host;
 pub mod import;
+pub mod metrics;
 pub mod reconcile;
 pub mod secret;
 pub mod settings;
