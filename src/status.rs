@@ -5,6 +5,7 @@
 use crate::clock;
 use crate::error::Result;
 use crate::gitlab::Verified;
+use crate::metrics::Runner;
 use crate::reconcile::{Inputs, Observation, Outcome, summary, token_expiry, token_warnings};
 use crate::settings::Settings;
 use crate::state::State;
@@ -18,15 +19,24 @@ struct Row {
     expires_at: Option<i64>,
 }
 
-/// Print the report. `gitlab` is the state stateless mode found in GitLab.
-pub fn status(
-    s: &Settings,
-    inputs: &Inputs,
-    obs: &Observation,
-    gitlab: Option<&State>,
-) -> Result<Outcome> {
+/// Each runner type as `status` reports it (the metrics of `status`, and
+/// of a run that failed after it observed). `gitlab` is the state
+/// stateless mode found in GitLab.
+pub fn runners(inputs: &Inputs, obs: &Observation, gitlab: Option<&State>) -> Vec<Runner> {
+    rows(inputs, obs, gitlab)
+        .into_iter()
+        .map(|r| Runner {
+            ty: r.ty,
+            id: r.id,
+            valid: r.valid,
+            expires_at: r.expires_at,
+        })
+        .collect()
+}
+
+fn rows(inputs: &Inputs, obs: &Observation, gitlab: Option<&State>) -> Vec<Row> {
     let state = gitlab.unwrap_or(&inputs.state);
-    let rows: Vec<Row> = state
+    state
         .entries
         .iter()
         .map(|(ty, e)| {
@@ -47,7 +57,17 @@ pub fn status(
                 expires_at,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Print the report. `gitlab` is the state stateless mode found in GitLab.
+pub fn status(
+    s: &Settings,
+    inputs: &Inputs,
+    obs: &Observation,
+    gitlab: Option<&State>,
+) -> Result<Outcome> {
+    let rows = rows(inputs, obs, gitlab);
     let days = |t: Option<i64>| t.map(|t| (t - obs.now).div_euclid(86_400));
     let tokens: Vec<(String, &'static str, String, Option<i64>, bool)> = obs
         .tokens

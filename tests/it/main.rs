@@ -18,6 +18,7 @@
 //! | `trust`     | local trust (prefix, template, state, lock), token files, secrets never shown |
 //! | `ownership` | a host touches only its own runners: prune, drift, copied prefixes, groups |
 //! | `cli`       | usage errors, `--help`, environment variables, options |
+//! | `metrics`   | `--metrics-file`: what `run` and `status` write, checked by a real parser |
 //! | `review`    | regressions from the security review (one test a finding) |
 //! | `review2`   | regressions from the review of the token-issuing paths |
 //! | `spec`      | the fake's checker against GitLab's OpenAPI spec (`tests/fixtures/`) |
@@ -34,6 +35,7 @@ mod faults;
 mod first_run;
 mod golden;
 mod load;
+mod metrics;
 mod ownership;
 mod plan;
 mod review;
