@@ -40,19 +40,30 @@ fn rows(inputs: &Inputs, obs: &Observation, gitlab: Option<&State>) -> Vec<Row> 
         .entries
         .iter()
         .map(|(ty, e)| {
-            let (valid, id, expires_at) = match (&e.token, obs.verified.get(ty)) {
-                (None, _) => (false, e.id, None),
-                (Some(_), Some(Verified::Valid { id, expires_at })) => {
-                    (true, id.or(e.id), *expires_at)
+            // a token gitlab-runner rotated itself: in config.toml, valid,
+            // and this runner's (the next run adopts it)
+            let rotated = obs.unknown.iter().find_map(|(c, v)| match v {
+                Verified::Valid {
+                    id: Some(i),
+                    expires_at,
+                } if e.id == Some(*i) => Some((c.token.hint(), *expires_at)),
+                _ => None,
+            });
+            let hint = e.token.as_ref().map(|t| t.hint());
+            let (valid, id, expires_at, token) = match (&e.token, obs.verified.get(ty), rotated) {
+                (None, _, _) => (false, e.id, None, hint),
+                (Some(_), Some(Verified::Valid { id, expires_at }), _) => {
+                    (true, id.or(e.id), *expires_at, hint)
                 }
                 // stateless: the tokens found in GitLab are the valid ones
-                (Some(_), None) if gitlab.is_some() => (true, e.id, e.token_expires_at),
-                (Some(_), _) => (false, e.id, e.token_expires_at),
+                (Some(_), None, _) if gitlab.is_some() => (true, e.id, e.token_expires_at, hint),
+                (Some(_), _, Some((config, expires_at))) => (true, e.id, expires_at, Some(config)),
+                (Some(_), _, None) => (false, e.id, e.token_expires_at, hint),
             };
             Row {
                 ty: ty.clone(),
                 id,
-                token: e.token.as_ref().map(|t| t.hint()),
+                token,
                 valid,
                 expires_at,
             }

@@ -387,3 +387,34 @@ fn metrics_that_cannot_be_written_only_warn_and_plan_writes_none() {
         Some(1.0)
     );
 }
+
+#[test]
+fn status_counts_a_token_gitlab_runner_rotated_itself_as_valid() {
+    // the daily status timer runs while gitlab-runner rotates its tokens
+    // (the template fills token_expires_at): config.toml then holds a
+    // newer token than runner-data.json until the next run adopts it
+    let mut world = World::default();
+    world.token_interval = Some(30 * 86_400);
+    let gl = FakeGitlab::start(world);
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let id = p.state_id("shell");
+    let old = p.state_token("shell");
+    let new = gl.world().rotate(id);
+    let config = p.read("config.toml").replace(&old, &new);
+    p.write("config.toml", &config);
+    let (r, text) = run_metrics(&p, &gl, &["status"]);
+    assert_code(&r, 0);
+    let text = text.unwrap();
+    let valid = r#"gitlab_runner_auth_runner_token_valid{type="shell"}"#;
+    assert_eq!(sample(&text, valid), Some(1.0), "{text}");
+    let expiry = r#"gitlab_runner_auth_runner_token_expiry_timestamp_seconds{type="shell"}"#;
+    let want = gl.world().runners[&id].token_expires_at.unwrap();
+    assert_eq!(sample(&text, expiry), Some(want as f64), "{text}");
+    assert!(
+        r.stdout.contains(&format!("…{}", &new[new.len() - 4..])),
+        "the token in use: {r:?}"
+    );
+    assert_eq!(p.state_token("shell"), old, "status changes nothing");
+    assert_no_secrets(&r, &gl);
+}
