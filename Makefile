@@ -13,6 +13,8 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/$(TARGET)/release/gitlab-runner-auth
 MAN := target/man/gitlab-runner-auth.8.gz
 DROPIN_DIR := /usr/lib/systemd/system/gitlab-runner.service.d
+UNIT_DIR := /usr/lib/systemd/system
+STATUS_UNITS := gitlab-runner-auth-status.service gitlab-runner-auth-status.timer
 # ring's C code for musl is built with musl-gcc (Debian: musl-tools) on
 # x86_64, with Debian's cross compilers elsewhere; they link too (Rust's
 # musl targets bring their own C library).
@@ -112,6 +114,10 @@ install:
 	sed 's|/usr/bin/gitlab-runner-auth|$(PREFIX)/bin/gitlab-runner-auth|' \
 	    systemd/50-gitlab-runner-auth.conf > $(DESTDIR)$(DROPIN_DIR)/50-gitlab-runner-auth.conf
 	chmod 0644 $(DESTDIR)$(DROPIN_DIR)/50-gitlab-runner-auth.conf
+	for u in $(STATUS_UNITS); do \
+	    sed 's|/usr/bin/gitlab-runner-auth|$(PREFIX)/bin/gitlab-runner-auth|' systemd/$$u \
+	        > $(DESTDIR)$(UNIT_DIR)/$$u && chmod 0644 $(DESTDIR)$(UNIT_DIR)/$$u || exit 1; \
+	done
 	install -D -m 0644 packaging/gitlab-runner-auth.8 \
 	    $(DESTDIR)$(PREFIX)/share/man/man8/gitlab-runner-auth.8
 	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/doc/gitlab-runner-auth/examples \
@@ -123,6 +129,7 @@ install:
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/gitlab-runner-auth \
 	    $(DESTDIR)$(DROPIN_DIR)/50-gitlab-runner-auth.conf \
+	    $(addprefix $(DESTDIR)$(UNIT_DIR)/,$(STATUS_UNITS)) \
 	    $(DESTDIR)$(PREFIX)/share/man/man8/gitlab-runner-auth.8
 	rm -rf $(DESTDIR)$(PREFIX)/share/doc/gitlab-runner-auth
 

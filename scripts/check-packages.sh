@@ -6,6 +6,7 @@
 # the expected files, modes and config files. For the host's: both install
 # into scratch roots and the installed binary runs; the drop-in merged with
 # the stock gitlab-runner unit passes systemd-analyze; make install stages.
+# The status service and timer pass systemd-analyze and nothing enables them.
 # Then the repositories (signed APT metadata, YUM metadata read by dnf), and
 # a second `make dist` from a copy of the tree elsewhere is byte-identical.
 # Usage: check-packages.sh TARGET...   (after make repo TARGETS="TARGET...")
@@ -45,6 +46,8 @@ fake_gitlab() {
 want_files="-rw-r--r-- ./etc/default/gitlab-runner-auth
 -rwxr-xr-x ./usr/bin/gitlab-runner-auth
 -rw-r--r-- ./usr/lib/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf
+-rw-r--r-- ./usr/lib/systemd/system/gitlab-runner-auth-status.service
+-rw-r--r-- ./usr/lib/systemd/system/gitlab-runner-auth-status.timer
 -rw-r--r-- ./usr/share/doc/gitlab-runner-auth/README.md
 -rw-r--r-- ./usr/share/doc/gitlab-runner-auth/copyright
 -rw-r--r-- ./usr/share/doc/gitlab-runner-auth/examples/config.template
@@ -52,6 +55,8 @@ want_files="-rw-r--r-- ./etc/default/gitlab-runner-auth
 -rw-r--r-- ./usr/share/man/man8/gitlab-runner-auth.8.gz"
 want_rpm="-rw-r--r-- /etc/sysconfig/gitlab-runner-auth
 -rw-r--r-- /usr/lib/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf
+-rw-r--r-- /usr/lib/systemd/system/gitlab-runner-auth-status.service
+-rw-r--r-- /usr/lib/systemd/system/gitlab-runner-auth-status.timer
 -rw-r--r-- /usr/share/doc/gitlab-runner-auth/README.md
 -rw-r--r-- /usr/share/doc/gitlab-runner-auth/examples/config.template
 -rw-r--r-- /usr/share/doc/gitlab-runner-auth/examples/runner-data.json
@@ -107,8 +112,8 @@ field() { dpkg-deb -f "$DEB" "$1"; }
 dpkg-deb --ctrl-tarfile "$DEB" | tar -xO ./conffiles | grep -qx /etc/default/gitlab-runner-auth \
     || fail ".deb conffiles lacks /etc/default/gitlab-runner-auth"
 dpkg-deb --ctrl-tarfile "$DEB" | tar -xO ./postinst | grep -q 'daemon-reload' || fail "postinst does not reload systemd"
-if dpkg-deb --ctrl-tarfile "$DEB" | tar -xO ./postinst ./postrm | grep -v '^ *#' | grep -Eq 'systemctl .*(start|restart)'; then
-    fail "maintainer scripts must never (re)start gitlab-runner"
+if dpkg-deb --ctrl-tarfile "$DEB" | tar -xO ./postinst ./postrm | grep -v '^ *#' | grep -Eq 'systemctl .*(start|restart|enable)'; then
+    fail "maintainer scripts must never (re)start gitlab-runner, nor enable the status timer"
 fi
 for section in NAME SYNOPSIS DESCRIPTION OPTIONS ENVIRONMENT FILES "EXIT STATUS" EXAMPLES "SEE ALSO"; do
     grep -q "^\.SH \"\?$section\"\?$" packaging/gitlab-runner-auth.8 || fail "man page lacks $section"
@@ -191,6 +196,24 @@ if command -v systemd-analyze >/dev/null; then
         fail "the drop-in must not reset ExecStartPre= or touch ExecStart="
     fi
     pass "drop-in verified with the stock unit"
+    # the status service and its timer, as packaged (the binary is in the root)
+    units="gitlab-runner-auth-status.service gitlab-runner-auth-status.timer"
+    for u in $units; do cp "$work/debx/usr/lib/systemd/system/$u" "$sroot/usr/lib/systemd/system/"; done
+    # shellcheck disable=SC2086
+    err=$(systemd-analyze verify --man=no --root="$sroot" $units 2>&1 >/dev/null) \
+        || fail "systemd-analyze verify of the status units: $err"
+    [ -z "$err" ] || fail "systemd-analyze verify of the status units printed: $err"
+    timer=$(systemd-analyze --root="$sroot" cat-config systemd/system/gitlab-runner-auth-status.timer)
+    for line in OnCalendar=daily RandomizedDelaySec=1h Persistent=true WantedBy=timers.target; do
+        echo "$timer" | grep -qx "$line" || fail "the status timer lacks $line"
+    done
+    service=$(systemd-analyze --root="$sroot" cat-config systemd/system/gitlab-runner-auth-status.service)
+    for line in EnvironmentFile=-/etc/default/gitlab-runner-auth EnvironmentFile=-/etc/sysconfig/gitlab-runner-auth \
+        'ExecStart=/usr/bin/gitlab-runner-auth status --metrics-file ${GITLAB_RUNNER_AUTH_METRICS_FILE}'; do
+        echo "$service" | grep -qxF "$line" || fail "the status service lacks $line"
+    done
+    if echo "$service" | grep -q '^\[Install\]'; then fail "the status service must be started by its timer only"; fi
+    pass "status service and timer verified"
 else
     echo "package-check: skipped: systemd-analyze not installed" >&2
 fi
@@ -198,12 +221,15 @@ fi
 stage=$work/stage
 make --quiet install DESTDIR="$stage" PREFIX=/opt/gra >/dev/null
 for f in opt/gra/bin/gitlab-runner-auth usr/lib/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf \
+    usr/lib/systemd/system/gitlab-runner-auth-status.service usr/lib/systemd/system/gitlab-runner-auth-status.timer \
     opt/gra/share/man/man8/gitlab-runner-auth.8 opt/gra/share/doc/gitlab-runner-auth/examples/config.template \
     etc/default/gitlab-runner-auth; do
     [ -f "$stage/$f" ] || fail "make install did not stage /$f"
 done
 grep -qx 'ExecStartPre=/opt/gra/bin/gitlab-runner-auth' \
     "$stage/usr/lib/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf" || fail "installed drop-in does not follow PREFIX"
+grep -q '^ExecStart=/opt/gra/bin/gitlab-runner-auth status ' \
+    "$stage/usr/lib/systemd/system/gitlab-runner-auth-status.service" || fail "installed status service does not follow PREFIX"
 "$stage/opt/gra/bin/gitlab-runner-auth" --version >/dev/null || fail "installed binary does not run"
 pass "make install DESTDIR=… PREFIX=…"
 

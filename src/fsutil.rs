@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 //! The only place that writes files: atomic replacement (temporary file in
-//! the same directory, `0600`, fsync, rename, fsync of the directory), and
-//! the per-prefix lock.
+//! the same directory, `0600` (`0644` for the metrics), fsync, rename, fsync
+//! of the directory), and the per-prefix lock.
 
 use crate::error::{Error, Kind, Result};
 use crate::trust::{self, Class};
@@ -102,6 +102,13 @@ pub fn probe_writable(dir: &Path, bytes: usize) -> Result<()> {
 /// Replace `path` with `bytes`, mode `0600`. A file that already exists keeps
 /// its owner and group. Never leaves a truncated file behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_mode(path, bytes, 0o600)
+}
+
+/// [`write_atomic`] with another file mode, set on the whole temporary file
+/// before the rename whatever the umask: `0644` for a file that others read
+/// and that holds no secret (the metrics).
+pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let dir = dir_of(path);
     if path.file_name().is_none() {
         return Err(Error::write(path, "not a file path"));
@@ -132,6 +139,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
                 .map_err(|e| Error::write(path, format!("cannot keep owner {uid}:{gid}: {e}")))?;
         }
+    }
+    if mode != 0o600 {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::write(path, e))?;
     }
     file.sync_all().map_err(|e| Error::write(path, e))?;
     drop(file);
@@ -276,6 +288,28 @@ mod tests {
         assert_eq!(
             std::fs::read_dir(&d).unwrap().count(),
             1,
+            "no temp file left"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn writes_another_mode_when_asked() {
+        let d = scratch("m");
+        let p = d.join("f.prom");
+        std::fs::write(&p, "old").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic_mode(&p, b"new", 0o644).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o644);
+        write_atomic_mode(&d.join("g.prom"), b"x", 0o644).unwrap();
+        assert_eq!(
+            std::fs::metadata(d.join("g.prom")).unwrap().mode() & 0o777,
+            0o644
+        );
+        assert_eq!(
+            std::fs::read_dir(&d).unwrap().count(),
+            2,
             "no temp file left"
         );
         std::fs::remove_dir_all(&d).unwrap();

@@ -13,6 +13,7 @@ pub mod gitlab;
 pub mod host;
 pub mod import;
 pub mod logging;
+pub mod metrics;
 pub mod reconcile;
 pub mod secret;
 pub mod settings;

@@ -2,7 +2,7 @@
 //! gitlab-runner-auth: parse, set up logging, run, map the error to one log
 //! line and an exit code.
 
-use gitlab_runner_auth::{cli, error, logging, reconcile, settings, signals};
+use gitlab_runner_auth::{cli, clock, error, logging, metrics, reconcile, settings, signals};
 
 fn main() {
     // A bug must still end in one log line and the documented exit code.
@@ -44,15 +44,31 @@ fn run() -> i32 {
     }
     logging::init(args.verbose, args.quiet);
     signals::install();
+    let started = std::time::Instant::now();
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
-    let result = settings::Settings::from_args(&args, credentials).and_then(|s| reconcile::run(&s));
-    match result {
+    let mut facts = metrics::Facts::default();
+    let result = settings::Settings::from_args(&args, credentials)
+        .and_then(|s| reconcile::run(&s, &mut facts));
+    let code = match result {
         Ok(outcome) => exit_code(&outcome),
         Err(e) => {
             log::error!("{e}");
             e.exit_code()
         }
+    };
+    // a failed run writes them too: how it ended is one of the metrics
+    let command = metrics::reported(args.command, args.dry_run);
+    if let (Some(path), Some(command)) = (&args.metrics_file, command) {
+        let report = metrics::Report {
+            command,
+            finished: clock::now(),
+            duration: started.elapsed(),
+            exit_code: code,
+            facts: &facts,
+        };
+        metrics::write(path, &report);
     }
+    code
 }
 
 /// The exit code of a command that ran to its end (`error::EXIT_CODES`).

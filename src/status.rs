@@ -5,6 +5,7 @@
 use crate::clock;
 use crate::error::Result;
 use crate::gitlab::Verified;
+use crate::metrics::Runner;
 use crate::reconcile::{Inputs, Observation, Outcome, summary, token_expiry, token_warnings};
 use crate::settings::Settings;
 use crate::state::State;
@@ -18,6 +19,58 @@ struct Row {
     expires_at: Option<i64>,
 }
 
+/// Each runner type as `status` reports it (the metrics of `status`, and
+/// of a run that failed after it observed). `gitlab` is the state
+/// stateless mode found in GitLab.
+pub fn runners(inputs: &Inputs, obs: &Observation, gitlab: Option<&State>) -> Vec<Runner> {
+    rows(inputs, obs, gitlab)
+        .into_iter()
+        .map(|r| Runner {
+            ty: r.ty,
+            id: r.id,
+            valid: r.valid,
+            expires_at: r.expires_at,
+        })
+        .collect()
+}
+
+fn rows(inputs: &Inputs, obs: &Observation, gitlab: Option<&State>) -> Vec<Row> {
+    let state = gitlab.unwrap_or(&inputs.state);
+    state
+        .entries
+        .iter()
+        .map(|(ty, e)| {
+            // a token gitlab-runner rotated itself: in config.toml, valid,
+            // and this runner's (the next run adopts it)
+            let rotated = obs.unknown.iter().find_map(|(c, v)| match v {
+                Verified::Valid {
+                    id: Some(i),
+                    expires_at,
+                } if e.id == Some(*i) => Some((c.token.hint(), *expires_at)),
+                _ => None,
+            });
+            let hint = e.token.as_ref().map(|t| t.hint());
+            let (valid, id, expires_at, token) = match (&e.token, obs.verified.get(ty), rotated) {
+                (None, _, _) => (false, e.id, None, hint),
+                (Some(_), Some(Verified::Valid { id, expires_at }), _) => {
+                    (true, id.or(e.id), *expires_at, hint)
+                }
+                // stateless: the tokens found in GitLab are the valid ones
+                (Some(_), None, _) if gitlab.is_some() => (true, e.id, e.token_expires_at, hint),
+                (Some(_), _, Some((config, expires_at))) => (true, e.id, expires_at, Some(config)),
+                (Some(_), _, None) => (false, e.id, e.token_expires_at, hint),
+            };
+            Row {
+                ty: ty.clone(),
+                id,
+                token,
+                valid,
+                expires_at,
+            }
+        })
+        .collect()
+}
+
 /// Print the report. `gitlab` is the state stateless mode found in GitLab.
 pub fn status(
     s: &Settings,
@@ -25,29 +78,7 @@ pub fn status(
     obs: &Observation,
     gitlab: Option<&State>,
 ) -> Result<Outcome> {
-    let state = gitlab.unwrap_or(&inputs.state);
-    let rows: Vec<Row> = state
-        .entries
-        .iter()
-        .map(|(ty, e)| {
-            let (valid, id, expires_at) = match (&e.token, obs.verified.get(ty)) {
-                (None, _) => (false, e.id, None),
-                (Some(_), Some(Verified::Valid { id, expires_at })) => {
-                    (true, id.or(e.id), *expires_at)
-                }
-                // stateless: the tokens found in GitLab are the valid ones
-                (Some(_), None) if gitlab.is_some() => (true, e.id, e.token_expires_at),
-                (Some(_), _) => (false, e.id, e.token_expires_at),
-            };
-            Row {
-                ty: ty.clone(),
-                id,
-                token: e.token.as_ref().map(|t| t.hint()),
-                valid,
-                expires_at,
-            }
-        })
-        .collect();
+    let rows = rows(inputs, obs, gitlab);
     let days = |t: Option<i64>| t.map(|t| (t - obs.now).div_euclid(86_400));
     let tokens: Vec<(String, &'static str, String, Option<i64>, bool)> = obs
         .tokens

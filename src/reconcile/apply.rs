@@ -28,22 +28,27 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Each count by its name (`taken_over`: the metrics' `action` label).
+    pub fn counts(&self) -> [(&'static str, usize); 8] {
+        [
+            ("verified", self.verified),
+            ("created", self.created),
+            ("rotated", self.rotated),
+            ("healed", self.healed),
+            ("adopted", self.adopted),
+            ("taken_over", self.took_over),
+            ("updated", self.updated),
+            ("deleted", self.deleted),
+        ]
+    }
+
     /// `2 created, 1 healed`, or `nothing to do`.
     pub fn summary(&self) -> String {
-        let counts = [
-            (self.verified, "verified"),
-            (self.created, "created"),
-            (self.rotated, "rotated"),
-            (self.healed, "healed"),
-            (self.adopted, "adopted"),
-            (self.took_over, "taken over"),
-            (self.updated, "updated"),
-            (self.deleted, "deleted"),
-        ];
-        let done: Vec<String> = counts
+        let done: Vec<String> = self
+            .counts()
             .iter()
-            .filter(|(n, _)| *n > 0)
-            .map(|(n, what)| format!("{n} {what}"))
+            .filter(|(_, n)| *n > 0)
+            .map(|(what, n)| format!("{n} {}", what.replace('_', " ")))
             .collect();
         if done.is_empty() {
             "nothing to do".into()
@@ -61,6 +66,9 @@ pub struct Applied {
     pub wrote: bool,
     /// Runner ids that may remain in GitLab, deleted by nobody (unregister).
     pub left: Vec<String>,
+    /// Each runner type as the state ends: a token it holds is one GitLab
+    /// verified or just issued.
+    pub runners: Vec<crate::metrics::Runner>,
 }
 
 pub(super) struct Applier<'a> {
@@ -117,10 +125,23 @@ pub fn apply(
     if !a.issued.is_empty() {
         fsutil::remove(&fsutil::issued_path(&s.config_path))?;
     }
+    let runners = a
+        .inputs
+        .state
+        .entries
+        .iter()
+        .map(|(ty, e)| crate::metrics::Runner {
+            ty: ty.clone(),
+            id: e.id,
+            valid: e.token.is_some(),
+            expires_at: e.token_expires_at,
+        })
+        .collect();
     Ok(Applied {
         tally: a.tally,
         wrote,
         left: a.left,
+        runners,
     })
 }
 

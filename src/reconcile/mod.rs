@@ -21,6 +21,7 @@ use crate::clock;
 use crate::error::{Error, Kind, Result};
 use crate::fsutil;
 use crate::gitlab::{Client, Verified};
+use crate::metrics::{self, Facts};
 use crate::settings::Settings;
 use crate::trust;
 
@@ -46,8 +47,8 @@ pub enum Outcome {
     Doctor { code: i32 },
 }
 
-/// Run the command of `s`.
-pub fn run(s: &Settings) -> Result<Outcome> {
+/// Run the command of `s`, noting in `facts` what the metrics report.
+pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
     match s.command {
         Command::Doctor => return crate::doctor::run(s),
         Command::Import => return crate::import::run(s),
@@ -73,11 +74,13 @@ pub fn run(s: &Settings) -> Result<Outcome> {
     match s.command {
         Command::Status => {
             let obs = observe::observe(s, &inputs, &client, now, false)?;
+            facts.tokens = metric_tokens(&obs);
             let start = if s.stateless {
                 plan::plan(s, &inputs, &obs)?.start
             } else {
                 None
             };
+            facts.runners = crate::status::runners(&inputs, &obs, start.as_ref());
             crate::status::status(s, &inputs, &obs, start.as_ref())
         }
         Command::Unregister => {
@@ -115,7 +118,7 @@ pub fn run(s: &Settings) -> Result<Outcome> {
             Ok(Outcome::Unregistered(applied))
         }
         Command::Import | Command::Doctor => Err(Error::internal("dispatched above")),
-        Command::Run | Command::Plan => match reconcile(s, &client, inputs, now) {
+        Command::Run | Command::Plan => match reconcile(s, &client, inputs, now, facts) {
             Err(e)
                 if matches!(e.kind(), Kind::Unreachable | Kind::Ambiguous)
                     && s.offline_ok
@@ -136,8 +139,15 @@ pub fn run(s: &Settings) -> Result<Outcome> {
 }
 
 /// Observe, plan, then apply (`run`) or print (`plan`).
-fn reconcile(s: &Settings, client: &Client, inputs: Inputs, now: i64) -> Result<Outcome> {
+fn reconcile(
+    s: &Settings,
+    client: &Client,
+    inputs: Inputs,
+    now: i64,
+    facts: &mut Facts,
+) -> Result<Outcome> {
     let obs = observe::observe(s, &inputs, client, now, s.prune)?;
+    facts.tokens = metric_tokens(&obs);
     for w in token_warnings(&obs.tokens, now, s.warn_before.as_secs() as i64) {
         log::warn!("{w}");
     }
@@ -149,6 +159,13 @@ fn reconcile(s: &Settings, client: &Client, inputs: Inputs, now: i64) -> Result<
     if s.preview {
         return Ok(show(s, &plan));
     }
+    // what a failed apply leaves for the metrics: the types as observed
+    let gitlab = if s.stateless {
+        plan.start.as_ref()
+    } else {
+        None
+    };
+    facts.runners = crate::status::runners(&inputs, &obs, gitlab);
     let verified = if s.stateless {
         obs.held
             .iter()
@@ -162,6 +179,8 @@ fn reconcile(s: &Settings, client: &Client, inputs: Inputs, now: i64) -> Result<
     };
     let types = inputs.state.entries.len();
     let applied = apply::apply(s, client, inputs, plan, now, verified, true)?;
+    facts.runners = applied.runners.clone();
+    facts.actions = Some(applied.tally.counts().to_vec());
     summary(&format!(
         "{types} runner{} ok ({}); {} {}",
         if types == 1 { "" } else { "s" },
@@ -221,6 +240,18 @@ pub(crate) fn check_directories(s: &Settings) -> Result<()> {
         trust::check_dir(dir)?;
     }
     Ok(())
+}
+
+/// The access tokens an observation read, for the metrics.
+fn metric_tokens(obs: &Observation) -> Vec<metrics::Token> {
+    obs.tokens
+        .iter()
+        .map(|t| metrics::Token {
+            file: t.file.display().to_string(),
+            role: t.role,
+            expires_at: token_expiry(t),
+        })
+        .collect()
 }
 
 /// The expiry of an access token (`expires_at` is a date, `2027-01-31`,

@@ -21,6 +21,7 @@
 //! | `ownership` | a host touches only its own runners: prune, drift, copied prefixes, groups |
 //! | `autotags`  | `--auto-tags`: tags from the host (fixture trees in `tests/fixtures/hosts/`), kept current by drift repair, hand-added tags kept |
 //! | `cli`       | usage errors, `--help`, environment variables, options |
+//! | `metrics`   | `--metrics-file`: what `run` and `status` write, checked by a real parser |
 //! | `review`    | regressions from the security review (one test a finding) |
 //! | `review2`   | regressions from the review of the token-issuing paths |
 //! | `spec`      | the fake's checker against GitLab's OpenAPI spec (`tests/fixtures/`) |
@@ -40,6 +41,7 @@ mod golden;
 mod import;
 mod load;
 mod logging;
+mod metrics;
 mod ownership;
 mod plan;
 mod review;
