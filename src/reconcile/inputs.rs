@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::host::Host;
-use crate::secret::{Secret, TokenDirs};
+use crate::secret::{Secret, TokenDirs, TokenKind};
 use crate::settings::Settings;
 use crate::state::State;
 use crate::template::{RunnerValues, Template};
@@ -89,6 +89,9 @@ impl Inputs {
         let host = Host::detect(s.hostname.clone(), path.as_deref(), s.tags.clone())?;
         let dirs = TokenDirs::new(s.credentials_dir.clone(), &s.prefix);
         let admin = dirs.read("admin-token")?;
+        if let Some((token, path)) = &admin {
+            check_admin_token(path, token)?;
+        }
         let (access, access_path) = match dirs.read("access-token")? {
             Some((t, p)) => (Some(t), Some(p)),
             None => (None, None),
@@ -112,6 +115,20 @@ impl Inputs {
             template_len: text.len(),
         })
     }
+}
+
+/// A runner authentication token (`glrt-…`, what GitLab 16+ shows when a
+/// runner is made in its UI) in `admin-token` is refused before any
+/// request: it authenticates one runner and can create none.
+pub fn check_admin_token(path: &std::path::Path, token: &Secret) -> Result<()> {
+    if TokenKind::of(token.expose()) != TokenKind::RunnerAuth {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "refusing {}: it holds a runner authentication token ({}), which authenticates one existing runner and cannot create runners; to use that runner, put the token in runner-data.json as its type's token ({{\"shell\": {{\"token\": \"glrt-…\"}}}}, the template using {{shell}}) or literally in config.template, and delete admin-token; to have runners created, put an access token with create_runner scope (glpat-…) in admin-token instead",
+        path.display(),
+        token.hint()
+    )))
 }
 
 /// `runner-data.json` and `config.toml` hold tokens: one that group or
