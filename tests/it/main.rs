@@ -18,6 +18,7 @@
 //! | `trust`     | local trust (prefix, template, state, lock), token files, secrets never shown |
 //! | `ownership` | a host touches only its own runners: prune, drift, copied prefixes, groups |
 //! | `cli`       | usage errors, `--help`, environment variables, options |
+//! | `doctor`    | the first hour: what each first mistake's message says to do (`glrt-` in admin-token, a wrong `--api-url`, a template typo) |
 //! | `review`    | regressions from the security review (one test a finding) |
 //! | `review2`   | regressions from the review of the token-issuing paths |
 //! | `spec`      | the fake's checker against GitLab's OpenAPI spec (`tests/fixtures/`) |
@@ -30,6 +31,7 @@ mod support;
 
 mod cli;
 mod crash;
+mod doctor;
 mod faults;
 mod first_run;
 mod golden;
