@@ -726,15 +726,46 @@ fn unexpected(what: &str, reply: &Reply) -> Error {
     )
 }
 
+/// The system's CA bundles, in the order they are looked for.
+const BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The system CA bundle the client trusts (`SSL_CERT_FILE`, else the first
+/// of [`BUNDLES`] that can be read) and its bytes; `None`: the bundled
+/// Mozilla roots are used.
+fn system_bundle() -> Option<(std::path::PathBuf, Vec<u8>)> {
+    std::env::var_os("SSL_CERT_FILE")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(BUNDLES.iter().map(std::path::PathBuf::from))
+        .find_map(|p| std::fs::read(&p).ok().map(|b| (p, b)))
+}
+
+/// The path of the system CA bundle the client trusts (see [`system_bundle`]).
+pub fn system_ca_bundle() -> Option<std::path::PathBuf> {
+    system_bundle().map(|(p, _)| p)
+}
+
+/// The proxy the client uses for `url` (from `ALL_PROXY`, `HTTPS_PROXY` or
+/// `HTTP_PROXY`, unless `NO_PROXY` exempts the host), as
+/// `scheme://host:port` without credentials; `None` for a direct connection.
+pub fn proxy_for(url: &str) -> Option<String> {
+    let proxy = ureq::Proxy::try_from_env()?;
+    let uri: ureq::http::Uri = url.parse().ok()?;
+    if proxy.is_no_proxy(&uri) {
+        return None;
+    }
+    let scheme = proxy.uri().scheme_str().unwrap_or("http");
+    Some(format!("{scheme}://{}:{}", proxy.host(), proxy.port()))
+}
+
 /// Trust: the system's CA bundle (or `SSL_CERT_FILE`) plus `ca_file`; the
 /// bundled Mozilla roots when the system has no bundle.
 fn root_certs(ca_file: Option<&Path>) -> Result<ureq::tls::RootCerts> {
-    const BUNDLES: &[&str] = &[
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/ca-bundle.pem",
-        "/etc/ssl/cert.pem",
-    ];
     let mut certs = Vec::new();
     if let Some(f) = ca_file {
         crate::trust::check_parent_dirs(f)?;
@@ -749,12 +780,7 @@ fn root_certs(ca_file: Option<&Path>) -> Result<ureq::tls::RootCerts> {
         }
         certs.extend(found);
     }
-    let system = std::env::var_os("SSL_CERT_FILE")
-        .map(std::path::PathBuf::from)
-        .into_iter()
-        .chain(BUNDLES.iter().map(std::path::PathBuf::from))
-        .find_map(|p| std::fs::read(p).ok());
-    match system {
+    match system_bundle().map(|(_, pem)| pem) {
         Some(pem) => certs.extend(pem_certs(&pem)),
         None if certs.is_empty() => return Ok(ureq::tls::RootCerts::WebPki),
         None => {}

@@ -163,7 +163,7 @@ pub(super) fn keep_private(s: &Settings, read_only: bool) -> Result<()> {
 }
 
 /// `rendered` as TOML, or an error naming the template and the place.
-pub(super) fn parse_rendered(s: &Settings, rendered: &str) -> Result<toml::Table> {
+pub fn parse_rendered(s: &Settings, rendered: &str) -> Result<toml::Table> {
     rendered.parse::<toml::Table>().map_err(|e| {
         Error::data(format!(
             "{} renders to invalid TOML ({}); {} left unchanged",
@@ -184,8 +184,22 @@ fn check_template<'a>(
     host: &Host,
     types: impl Iterator<Item = &'a String>,
 ) -> Result<()> {
+    let table = render_placeholders(s, template, &host.hostname, types)?;
+    for w in foreign_urls(s, &table) {
+        log::warn!("{w}");
+    }
+    Ok(())
+}
+
+/// The template rendered with placeholder values for `types`, as TOML.
+pub fn render_placeholders<'a>(
+    s: &Settings,
+    template: &Template,
+    hostname: &str,
+    types: impl Iterator<Item = &'a String>,
+) -> Result<toml::Table> {
     let types: Vec<&String> = types.collect();
-    let rendered = template.render(&host.hostname, |ty| {
+    let rendered = template.render(hostname, |ty| {
         types
             .iter()
             .find(|t| t.as_str() == ty)
@@ -196,25 +210,31 @@ fn check_template<'a>(
                 token_expires_at: None,
             })
     })?;
-    let table = parse_rendered(s, &rendered)?;
+    parse_rendered(s, &rendered)
+}
+
+/// A warning for each rendered runner whose `url` is not the GitLab of
+/// `--api-url`: gitlab-runner sends its token there.
+pub fn foreign_urls(s: &Settings, table: &toml::Table) -> Vec<String> {
     let Some(api) = s.gitlab_url.as_deref().map(url_host) else {
-        return Ok(());
+        return Vec::new();
     };
     let runners = table.get("runners").and_then(|r| r.as_array());
+    let mut out = Vec::new();
     for r in runners.into_iter().flatten() {
         let Some(url) = r.get("url").and_then(|u| u.as_str()) else {
             continue;
         };
         if !url_host(url).eq_ignore_ascii_case(&api) {
-            log::warn!(
+            out.push(format!(
                 "{}: runner '{}' has url {url}, not the GitLab of --api-url ({api}): gitlab-runner will send its token to {}",
                 s.template_path.display(),
                 r.get("name").and_then(|n| n.as_str()).unwrap_or("?"),
                 url_host(url)
-            );
+            ));
         }
     }
-    Ok(())
+    out
 }
 
 /// The host of a URL (no port), lower-cased.
