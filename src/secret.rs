@@ -371,7 +371,8 @@ pub enum TokenKind {
     RunnerAuth,
     /// `GR1348941`: a runner registration token (the legacy workflow).
     Registration,
-    /// Another kind GitLab issues (deploy, trigger, feed, OAuth, …): named.
+    /// Another kind GitLab issues (deploy, trigger, feed, OAuth, …), named
+    /// with its article: `a deploy token`.
     Other(&'static str),
     /// No known prefix: an older registration token, or something else;
     /// `--registration auto` takes it for a registration token.
@@ -380,13 +381,13 @@ pub enum TokenKind {
 
 /// Token kinds by prefix that are neither access, runner nor registration tokens.
 const OTHER_KINDS: &[(&str, &str)] = &[
-    ("gloas-", "OAuth application secret"),
-    ("gldt-", "deploy token"),
-    ("glft-", "feed token"),
-    ("glimt-", "incoming mail token"),
-    ("glptt-", "pipeline trigger token"),
-    ("glsoat-", "SCIM token"),
-    ("glcbt-", "CI/CD job token"),
+    ("gloas-", "an OAuth application secret"),
+    ("gldt-", "a deploy token"),
+    ("glft-", "a feed token"),
+    ("glimt-", "an incoming mail token"),
+    ("glptt-", "a pipeline trigger token"),
+    ("glsoat-", "a SCIM token"),
+    ("glcbt-", "a CI/CD job token"),
 ];
 
 impl TokenKind {
@@ -498,8 +499,8 @@ mod tests {
             ("glrtr-abc", TokenKind::RunnerAuth),
             ("mycorp-glrt-abc", TokenKind::RunnerAuth),
             ("GR1348941abc", TokenKind::Registration),
-            ("gldt-abc", TokenKind::Other("deploy token")),
-            ("glptt-abc", TokenKind::Other("pipeline trigger token")),
+            ("gldt-abc", TokenKind::Other("a deploy token")),
+            ("glptt-abc", TokenKind::Other("a pipeline trigger token")),
             ("abcdef0123456789", TokenKind::Unknown),
             ("GLRT-abc", TokenKind::Unknown),
         ];
