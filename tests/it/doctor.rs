@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
-//! The first hour: the messages an admin reads after a first mistake (a
-//! runner token in `admin-token`, a wrong `--api-url`, a refused token, a
-//! template typo), each saying what to do next.
+//! The first hour: `doctor` (every check, a line and a fix for each
+//! problem, nothing written, only reads and verify sent; its golden files
+//! are in `golden`), and the messages an admin reads after a first mistake
+//! (a runner token in `admin-token`, a wrong `--api-url`, a refused token,
+//! a template typo), each saying what to do next.
 
 use crate::support::*;
 use std::io::{BufRead, BufReader, Read, Write};

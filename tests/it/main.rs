@@ -13,12 +13,12 @@
 //! | `crash`     | the SIGKILL matrix at every request boundary |
 //! | `load`      | the cluster reboot (`make loadtest` runs the ignored sizes) |
 //! | `stateless` | `--stateless`: runners found in GitLab, no state file |
-//! | `golden`    | golden files of `plan`, `plan --json` and the demo's `config.toml` (`GOLDEN=1` rewrites them) |
+//! | `golden`    | golden files of `plan`, `plan --json`, the demo's `config.toml` and `doctor` (`GOLDEN=1` rewrites them) |
 //! | `plan`      | what `plan` (`--dry-run`), `status` and `unregister` print and do |
 //! | `trust`     | local trust (prefix, template, state, lock), token files, secrets never shown |
 //! | `ownership` | a host touches only its own runners: prune, drift, copied prefixes, groups |
 //! | `cli`       | usage errors, `--help`, environment variables, options |
-//! | `doctor`    | the first hour: what each first mistake's message says to do (`glrt-` in admin-token, a wrong `--api-url`, a template typo) |
+//! | `doctor`    | `doctor` (a line and a fix for each problem, read-only) and the first hour's messages (`glrt-` in admin-token, a wrong `--api-url`, a template typo) |
 //! | `review`    | regressions from the security review (one test a finding) |
 //! | `review2`   | regressions from the review of the token-issuing paths |
 //! | `spec`      | the fake's checker against GitLab's OpenAPI spec (`tests/fixtures/`) |
