@@ -97,6 +97,23 @@ WantedBy=multi-user.target
 UNIT
 ln -s /etc/systemd/system/probe.service "$R/etc/systemd/system/multi-user.target.wants/"
 
+# doctor inside the booted guest, in its own probe before the main one: all
+# ok on the healthy setup, the drop-in line failing once the drop-in is masked
+cat >"$R/usr/local/bin/doctor-probe.sh" <<'DOCTOR'
+#!/bin/sh
+exec >/probe-out/doctor.log 2>&1
+gitlab-runner-auth doctor; echo "doctor: exit $?"
+d=/etc/systemd/system/gitlab-runner.service.d
+mkdir -p $d && ln -s /dev/null $d/50-gitlab-runner-auth.conf && systemctl daemon-reload
+gitlab-runner-auth doctor; echo "masked doctor: exit $?"
+rm $d/50-gitlab-runner-auth.conf && systemctl daemon-reload
+echo "doctor done"
+DOCTOR
+chmod 755 "$R/usr/local/bin/doctor-probe.sh"
+printf '[Unit]\nAfter=gitlab-runner.service\nBefore=probe.service\n[Service]\nType=oneshot\nExecStart=/usr/local/bin/doctor-probe.sh\n[Install]\nWantedBy=multi-user.target\n' \
+    >"$R/etc/systemd/system/doctor-probe.service"
+ln -s /etc/systemd/system/doctor-probe.service "$R/etc/systemd/system/multi-user.target.wants/"
+
 echo "systemd-test: booting (fake GitLab at $url)"
 start=$(date +%s)
 timeout 300 systemd-nspawn -D "$R" --register=no --keep-unit -b --bind="$out:/probe-out" \
@@ -120,6 +137,15 @@ expect 'unconfigured: gitlab-runner active' probe.log
 # both tokens, never while broken
 [ "$(cat "$out/stub.log")" = "$(printf 'stub started with 2 runner tokens\n%.0s' 1 2 3 | head -c -1)" ] \
     || fail "stub starts: $(cat "$out/stub.log")"
+# doctor (the doctor probe above)
+grep -q '^doctor done$' "$out/doctor.log" 2>/dev/null || { show doctor.log; fail "the doctor probe did not finish"; }
+expect 'doctor: exit 0' doctor.log
+expect 'masked doctor: exit 78' doctor.log
+grep -q '^  fail  drop-in  *not loaded: /etc/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf ' "$out/doctor.log" \
+    || { show doctor.log; fail "doctor's drop-in line did not fail with the drop-in masked"; }
+[ "$(grep -c '^  fail ' "$out/doctor.log")" = 1 ] || { show doctor.log; fail "doctor failed more than the drop-in line"; }
+show doctor.log
+echo "systemd-test: doctor: 4 passed"
 grep -q 'refusing token file /etc/gitlab-runner/admin-token' "$out/journal.log" || fail "no refusal in the journal"
 grep -q 'created shell runner' "$out/journal.log" || fail "no creation in the journal"
 grep -q 'not configured: no GitLab API URL' "$out/journal.log" || fail "no notice when unconfigured"
