@@ -62,7 +62,7 @@ pub fn check(s: &Settings, r: &mut Report) -> Found {
     ) {
         Ok(h) => {
             let from = if s.hostname.is_some() {
-                "--hostname"
+                "--hostname, GITLAB_RUNNER_AUTH_HOSTNAME"
             } else {
                 "the kernel's"
             };
