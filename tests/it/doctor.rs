@@ -926,3 +926,60 @@ fn doctor_tells_why_the_drop_in_is_not_loaded() {
         }
     }
 }
+
+#[test]
+fn doctor_checks_with_the_settings_file_as_the_service_does() {
+    let gl = FakeGitlab::start(World::default());
+    let p = healthy(&gl);
+    // nothing on the command line: the settings file's URL, prefix and hostname
+    let root = path_str(&p.path("root"));
+    let mut c = command(&p);
+    c.args(["doctor", "--sysroot", &root]);
+    let r = run_cmd(c);
+    assert_code(&r, 0);
+    assert!(
+        r.stdout.starts_with(&format!(
+            "gitlab-runner-auth doctor: prefix {}, config {}, GitLab {}, stateful\n",
+            p.dir.display(),
+            p.path("config.toml").display(),
+            gl.url()
+        )),
+        "{r:?}"
+    );
+    assert!(lines(&r).iter().all(|(s, _, _)| s == "ok"), "{r:?}");
+    // the command line points elsewhere than the service: said
+    settings_file(
+        &p,
+        &format!(
+            "GITLAB_RUNNER_AUTH_API_URL={}\nGITLAB_RUNNER_AUTH_HOSTNAME={HOST}\n",
+            gl.url()
+        ),
+    );
+    let r = doctor(&p, &gl, &[]);
+    let all = lines(&r);
+    assert!(
+        all.iter().any(|(s, n, t)| s == "warn"
+            && n == "service"
+            && t.contains(&format!(
+                "--prefix /etc/gitlab-runner (this run: {})",
+                p.dir.display()
+            ))),
+        "{r:?}"
+    );
+    // a value the service would refuse
+    settings_file(
+        &p,
+        &format!(
+            "GITLAB_RUNNER_AUTH_API_URL={}\nGITLAB_RUNNER_AUTH_WAIT=5 minutes\n",
+            gl.url()
+        ),
+    );
+    let r = doctor(&p, &gl, &[]);
+    assert_code(&r, 64);
+    assert!(
+        lines(&r).iter().any(|(s, n, t)| s == "fail"
+            && n == "settings"
+            && t.contains("invalid --wait '5 minutes'")),
+        "{r:?}"
+    );
+}
