@@ -118,6 +118,19 @@ fi
 for section in NAME SYNOPSIS DESCRIPTION OPTIONS ENVIRONMENT FILES "EXIT STATUS" EXAMPLES "SEE ALSO"; do
     grep -q "^\.SH \"\?$section\"\?$" packaging/gitlab-runner-auth.8 || fail "man page lacks $section"
 done
+# groff (Debian: groff-base) on the man page's markup: any warning fails (a
+# raw non-ASCII character such as an ellipsis, an unknown macro or escape)
+if ! command -v groff >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "package-check: installing groff-base for the man page check"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends groff-base >/dev/null \
+            || fail "groff is missing and apt-get install groff-base failed"
+    else
+        fail "groff is missing (apt-get install groff-base, or dnf install groff-base)"
+    fi
+fi
+warn=$(groff -man -ww -z packaging/gitlab-runner-auth.8 2>&1)
+[ -z "$warn" ] || fail "groff -man -ww -z warns about packaging/gitlab-runner-auth.8: $warn"
 if command -v man >/dev/null; then
     warn=$(MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z packaging/gitlab-runner-auth.8 2>&1 >/dev/null)
     [ -z "$warn" ] || fail "man page warnings: $warn"

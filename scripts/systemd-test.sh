@@ -168,6 +168,12 @@ echo "boot: gitlab-runner \$(systemctl is-active gitlab-runner)"
 echo "boot: config \$(stat -c %a /etc/gitlab-runner/config.toml)"
 systemctl show -p DropInPaths gitlab-runner
 journalctl -b -u gitlab-runner -p err -o cat > /probe-out/boot-err.log
+{ gitlab-runner-auth doctor; echo "doctor: exit \$?"
+  d=/etc/systemd/system/gitlab-runner.service.d
+  mkdir -p \$d && ln -s /dev/null \$d/50-gitlab-runner-auth.conf && systemctl daemon-reload
+  gitlab-runner-auth doctor; echo "masked doctor: exit \$?"
+  rm \$d/50-gitlab-runner-auth.conf && rmdir \$d && systemctl daemon-reload
+  echo "doctor done"; } > /probe-out/doctor.log 2>&1
 systemctl stop gitlab-runner
 rm -f /etc/gitlab-runner/config.toml /etc/gitlab-runner/runner-data.json
 chmod 644 /etc/gitlab-runner/admin-token
@@ -287,5 +293,15 @@ grep -q '^not configured: no GitLab API URL' "$out/tool-info.log" || fail "no no
 ok
 if grep -Eq '^<[0-9]>|INFO|gitlab_runner_auth' "$out/journal.log"; then show journal.log; fail "unparsed log lines in the journal"; fi
 ok
+# doctor (run by the main probe before it breaks anything): all ok on the
+# healthy setup, the drop-in line failing once the drop-in is masked
+grep -q '^doctor done$' "$out/doctor.log" 2>/dev/null || { show doctor.log; fail "the doctor run did not finish"; }
+expect 'doctor: exit 0' doctor.log
+expect 'masked doctor: exit 78' doctor.log
+grep -q '^  fail  drop-in  *not loaded: /etc/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf ' "$out/doctor.log" \
+    || { show doctor.log; fail "doctor's drop-in line did not fail with the drop-in masked"; }
+[ "$(grep -c '^  fail ' "$out/doctor.log")" = 1 ] || { show doctor.log; fail "doctor failed more than the drop-in line"; }
+ok
+show doctor.log
 echo "systemd-test: took $(( $(date +%s) - start_all ))s"
 echo "systemd-test: $passed passed, 0 failed"

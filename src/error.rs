@@ -128,8 +128,9 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// The table printed by `--help` and documented in the README and man page.
-pub const EXIT_CODES: &str = "\
-  0   success (for plan: nothing would change)
+/// (No `\` after the opening quote: it would eat the first row's indent.)
+pub const EXIT_CODES: &str =
+    "  0   success (for plan: nothing would change; for doctor: every check ok)
   2   plan only: changes are pending
   64  usage error (bad option or value)
   65  bad input data (malformed file, junk answer from GitLab)
@@ -168,6 +169,16 @@ mod tests {
                     || EXIT_CODES.contains(&format!(", {code} ")),
                 "{code}"
             );
+        }
+    }
+
+    #[test]
+    fn exit_codes_are_aligned() {
+        for line in EXIT_CODES.lines() {
+            let (code, text) = line.split_at(6);
+            assert!(code.starts_with("  "), "{line:?}");
+            assert!(code.trim().chars().all(|c| c.is_ascii_digit()), "{line:?}");
+            assert!(!text.starts_with(' ') && !text.is_empty(), "{line:?}");
         }
     }
 

@@ -375,6 +375,68 @@ pub fn is_access_token(token: &str) -> bool {
         .any(|p| token.starts_with(p) || token.contains(&format!("-{p}")))
 }
 
+/// What a token file holds, by the token's prefix
+/// (https://docs.gitlab.com/security/tokens/#token-prefixes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// `glpat-`: a personal, group or project access token (GitLab gives
+    /// all three that prefix), or `glgat-`/`glpt-`, which this tool also
+    /// takes as access tokens.
+    Access,
+    /// `glrt-` or `glrtr-`: one runner's authentication token, which
+    /// authenticates that runner and creates nothing.
+    RunnerAuth,
+    /// `GR1348941`: a runner registration token (the legacy workflow).
+    Registration,
+    /// Another kind GitLab issues (deploy, trigger, feed, OAuth, …), named
+    /// with its article: `a deploy token`.
+    Other(&'static str),
+    /// No known prefix: an older registration token, or something else;
+    /// `--registration auto` takes it for a registration token.
+    Unknown,
+}
+
+/// Token kinds by prefix that are neither access, runner nor registration tokens.
+const OTHER_KINDS: &[(&str, &str)] = &[
+    ("gloas-", "an OAuth application secret"),
+    ("gldt-", "a deploy token"),
+    ("glft-", "a feed token"),
+    ("glimt-", "an incoming mail token"),
+    ("glptt-", "a pipeline trigger token"),
+    ("glsoat-", "a SCIM token"),
+    ("glcbt-", "a CI/CD job token"),
+];
+
+impl TokenKind {
+    /// Classify `token` by its prefix (after a custom instance prefix such
+    /// as `mycompany-`).
+    pub fn of(token: &str) -> TokenKind {
+        let has = |p: &str| token.starts_with(p) || token.contains(&format!("-{p}"));
+        if is_access_token(token) {
+            TokenKind::Access
+        } else if has("glrt-") || has("glrtr-") {
+            TokenKind::RunnerAuth
+        } else if token.starts_with("GR1348941") {
+            TokenKind::Registration
+        } else if let Some((_, name)) = OTHER_KINDS.iter().find(|(p, _)| has(p)) {
+            TokenKind::Other(name)
+        } else {
+            TokenKind::Unknown
+        }
+    }
+
+    /// What it is, for a message.
+    pub fn describe(self) -> &'static str {
+        match self {
+            TokenKind::Access => "an access token (personal, group or project)",
+            TokenKind::RunnerAuth => "a runner authentication token",
+            TokenKind::Registration => "a runner registration token",
+            TokenKind::Other(name) => name,
+            TokenKind::Unknown => "a token without a known GitLab prefix",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,6 +503,26 @@ mod tests {
             ("abcdef", false),
         ] {
             assert_eq!(is_access_token(t), want, "{t}");
+        }
+    }
+
+    #[test]
+    fn token_kinds_by_prefix() {
+        let cases = [
+            ("glpat-abc", TokenKind::Access),
+            ("mycorp-glpat-abc", TokenKind::Access),
+            ("glgat-abc", TokenKind::Access),
+            ("glrt-t3_abc", TokenKind::RunnerAuth),
+            ("glrtr-abc", TokenKind::RunnerAuth),
+            ("mycorp-glrt-abc", TokenKind::RunnerAuth),
+            ("GR1348941abc", TokenKind::Registration),
+            ("gldt-abc", TokenKind::Other("a deploy token")),
+            ("glptt-abc", TokenKind::Other("a pipeline trigger token")),
+            ("abcdef0123456789", TokenKind::Unknown),
+            ("GLRT-abc", TokenKind::Unknown),
+        ];
+        for (t, want) in cases {
+            assert_eq!(TokenKind::of(t), want, "{t}");
         }
     }
 

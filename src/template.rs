@@ -163,13 +163,18 @@ impl Template {
             .fields()
             .find(|f| f.base != HOSTNAME && !types.contains(&f.base))
         {
-            Some(f) => Err(Error::config(format!(
-                "invalid template {}:{}:{}: unknown field '{}' ({why})",
-                self.origin,
-                f.line,
-                f.col,
-                shown(&f.base)
-            ))),
+            Some(f) => {
+                let known = types.iter().map(String::as_str).chain([HOSTNAME]);
+                let hint = closest(&f.base, known)
+                    .map_or(String::new(), |k| format!("; did you mean {{{k}}}?"));
+                Err(Error::config(format!(
+                    "invalid template {}:{}:{}: unknown field '{}' ({why}){hint}",
+                    self.origin,
+                    f.line,
+                    f.col,
+                    shown(&f.base)
+                )))
+            }
             None => Ok(()),
         }
     }
@@ -219,6 +224,47 @@ impl Template {
         }
         Ok(out)
     }
+}
+
+/// The candidate closest to `word` by edit distance (insert, delete,
+/// substitute, swap two neighbours), if it is at most 2 and not `word`
+/// itself; the first of equally close ones.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        let d = distance(word, c);
+        if d > 0 && d <= 2 && best.is_none_or(|(b, _)| d < b) {
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+/// The optimal string alignment distance between `a` and `b`, in characters.
+fn distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // bounded: field names are short, and a long one is no typo of a short one
+    if a.len().abs_diff(b.len()) > 2 || a.len() > 64 || b.len() > 64 {
+        return usize::MAX;
+    }
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    d[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 fn advance(line: &mut usize, col: &mut usize, c: char) {
@@ -278,8 +324,12 @@ fn parse_field(name: &str, line: usize, col: usize) -> std::result::Result<Field
             ));
         }
         Some(a) => Some(Attr::parse(a).ok_or_else(|| {
+            const KNOWN: [&str; 4] = ["token", "id", "token_obtained_at", "token_expires_at"];
+            let hint = closest(a, KNOWN).map_or(String::new(), |k| {
+                format!("; did you mean {{{base}.{k}}}?", base = shown(base))
+            });
             format!(
-                "field '{{{s}}}': unknown attribute '{}' (known: token, id, token_obtained_at, token_expires_at)",
+                "field '{{{s}}}': unknown attribute '{}' (known: token, id, token_obtained_at, token_expires_at){hint}",
                 shown(a)
             )
         })?),
@@ -364,8 +414,49 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "invalid template f:2:3: unknown field 'shel' (no such runner in runner-data.json)"
+            "invalid template f:2:3: unknown field 'shel' (no such runner in runner-data.json); did you mean {shell}?"
         );
+    }
+
+    #[test]
+    fn unknown_fields_suggest_the_closest_known_one() {
+        let types: BTreeSet<String> = ["batch".to_string(), "shell".to_string()].into();
+        let cases = [
+            ("{bach}", Some("did you mean {batch}?")),
+            ("{shel}", Some("did you mean {shell}?")),
+            ("{bacth}", Some("did you mean {batch}?")),
+            ("{hostnme}", Some("did you mean {hostname}?")),
+            ("{Shell}", Some("did you mean {shell}?")),
+            ("{gpu}", None),
+            ("{batches}", Some("did you mean {batch}?")),
+            ("{batchesx}", None),
+        ];
+        for (text, want) in cases {
+            let e = Template::parse(text, "t")
+                .unwrap()
+                .check_types(&types, "why")
+                .unwrap_err()
+                .to_string();
+            match want {
+                Some(w) => assert!(e.ends_with(&format!("(why); {w}")), "{text}: {e}"),
+                None => assert!(e.ends_with("(why)"), "{text}: {e}"),
+            }
+        }
+        let e = Template::parse("{shell.tokn}", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("; did you mean {shell.token}?"), "{e}");
+        let e = Template::parse("{shell.expires}", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("did you mean"), "{e}");
+        assert_eq!(
+            closest("x", ["x"]),
+            None,
+            "the word itself is no suggestion"
+        );
+        assert_eq!(distance("ab", "ba"), 1);
+        assert_eq!(distance("", "ab"), 2);
     }
 
     #[test]

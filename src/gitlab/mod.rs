@@ -200,12 +200,12 @@ impl Client {
         match reply.status {
             200 | 201 => issued(what, &reply).map_err(|e| e.hint(LOST_RUNNER)),
             410 => Err(Error::config(format!(
-                "{what}: 410 {}: registration tokens are disabled on this GitLab; put an access token with create_runner scope (glpat-…) in admin-token to create runners with POST /user/runners",
-                message(&reply).unwrap_or_default()
+                "{what}: {}: registration tokens are disabled on this GitLab; put an access token with create_runner scope (glpat-…) in admin-token to create runners with POST /user/runners",
+                status_text(410, &message(&reply).unwrap_or_default())
             ))),
             403 => Err(Error::denied(format!(
-                "{what}: 403 {}: GitLab refused the registration token in admin-token",
-                message(&reply).unwrap_or_default()
+                "{what}: {}: GitLab refused the registration token in admin-token; copy the current one from GitLab's runners page (Admin area, or the group's or project's CI/CD settings), or put an access token with create_runner scope (glpat-…) in admin-token instead",
+                status_text(403, &message(&reply).unwrap_or_default())
             ))),
             _ => Err(unexpected(what, &reply)),
         }
@@ -239,7 +239,7 @@ impl Client {
                 .is_some_and(|m| m.contains("Group") || m.contains("Project")) =>
             {
                 Err(Error::config(format!(
-                    "{what}: 404: this GitLab has no POST /user/runners (it came in 15.10); put a registration token in admin-token or pass --registration legacy"
+                    "{what}: 404: this GitLab has no POST /user/runners (it came in 15.10), or --api-url is not its API; put a registration token in admin-token or pass --registration legacy"
                 )))
             }
             _ => Err(unexpected(what, &reply)),
@@ -385,7 +385,7 @@ impl Client {
                         reply.status,
                         t0.elapsed().as_millis()
                     );
-                    let cause = format!("{} {}", reply.status, message(&reply).unwrap_or_default());
+                    let cause = status_text(reply.status, &message(&reply).unwrap_or_default());
                     (
                         Outcome::Status(reply.status),
                         retry_after,
@@ -682,6 +682,22 @@ fn describe_body(body: &str) -> String {
     }
 }
 
+/// `403 Forbidden - invalid token supplied`: the status once, then GitLab's
+/// text, which often starts with the status itself (`403 Forbidden - …`).
+fn status_text(status: u16, detail: &str) -> String {
+    let code = status.to_string();
+    let detail = detail.trim();
+    match detail.strip_prefix(&code) {
+        Some(rest) if rest.is_empty() || rest.starts_with(' ') => detail.to_string(),
+        _ if detail.is_empty() => code,
+        _ => format!("{code} {detail}"),
+    }
+}
+
+/// Routes every GitLab has (`what` as `METHOD /path`): a 404 for one of
+/// them means the URL is not GitLab's API.
+const EVERY_GITLAB: &[&str] = &["POST /runners", "DELETE /runners", "POST /runners/verify"];
+
 /// An error for a status the caller did not expect, with GitLab's message.
 fn unexpected(what: &str, reply: &Reply) -> Error {
     let msg = message(reply);
@@ -699,20 +715,57 @@ fn unexpected(what: &str, reply: &Reply) -> Error {
         }
         (403, _) => "; the token lacks permission for this runner",
         (300..=399, _) => "; redirected: check --api-url",
+        (404, _) if EVERY_GITLAB.contains(&what) && !detail.contains("check --api-url") => {
+            "; check --api-url (GitLab answered 404 for the API itself)"
+        }
         _ => "",
     };
-    Error::new(kind, format!("{what}: {} {detail}{hint}", reply.status))
+    Error::new(
+        kind,
+        format!("{what}: {}{hint}", status_text(reply.status, &detail)),
+    )
+}
+
+/// The system's CA bundles, in the order they are looked for.
+const BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The system CA bundle the client trusts (`SSL_CERT_FILE`, else the first
+/// of [`BUNDLES`] that can be read) and its bytes; `None`: the bundled
+/// Mozilla roots are used.
+fn system_bundle() -> Option<(std::path::PathBuf, Vec<u8>)> {
+    std::env::var_os("SSL_CERT_FILE")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(BUNDLES.iter().map(std::path::PathBuf::from))
+        .find_map(|p| std::fs::read(&p).ok().map(|b| (p, b)))
+}
+
+/// The path of the system CA bundle the client trusts (see [`system_bundle`]).
+pub fn system_ca_bundle() -> Option<std::path::PathBuf> {
+    system_bundle().map(|(p, _)| p)
+}
+
+/// The proxy the client uses for `url` (from `ALL_PROXY`, `HTTPS_PROXY` or
+/// `HTTP_PROXY`, unless `NO_PROXY` exempts the host), as
+/// `scheme://host:port` without credentials; `None` for a direct connection.
+pub fn proxy_for(url: &str) -> Option<String> {
+    let proxy = ureq::Proxy::try_from_env()?;
+    let uri: ureq::http::Uri = url.parse().ok()?;
+    if proxy.is_no_proxy(&uri) {
+        return None;
+    }
+    let scheme = proxy.uri().scheme_str().unwrap_or("http");
+    Some(format!("{scheme}://{}:{}", proxy.host(), proxy.port()))
 }
 
 /// Trust: the system's CA bundle (or `SSL_CERT_FILE`) plus `ca_file`; the
 /// bundled Mozilla roots when the system has no bundle.
 fn root_certs(ca_file: Option<&Path>) -> Result<ureq::tls::RootCerts> {
-    const BUNDLES: &[&str] = &[
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/ca-bundle.pem",
-        "/etc/ssl/cert.pem",
-    ];
     let mut certs = Vec::new();
     if let Some(f) = ca_file {
         crate::trust::check_parent_dirs(f)?;
@@ -727,12 +780,7 @@ fn root_certs(ca_file: Option<&Path>) -> Result<ureq::tls::RootCerts> {
         }
         certs.extend(found);
     }
-    let system = std::env::var_os("SSL_CERT_FILE")
-        .map(std::path::PathBuf::from)
-        .into_iter()
-        .chain(BUNDLES.iter().map(std::path::PathBuf::from))
-        .find_map(|p| std::fs::read(p).ok());
-    match system {
+    match system_bundle().map(|(_, pem)| pem) {
         Some(pem) => certs.extend(pem_certs(&pem)),
         None if certs.is_empty() => return Ok(ureq::tls::RootCerts::WebPki),
         None => {}
@@ -770,6 +818,70 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(percent_encode(text), want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn the_status_is_shown_once() {
+        let cases = [
+            (
+                403,
+                "403 Forbidden - invalid token supplied",
+                "403 Forbidden - invalid token supplied",
+            ),
+            (404, "404 Not Found", "404 Not Found"),
+            (401, "401 Unauthorized", "401 Unauthorized"),
+            (410, "410", "410"),
+            (
+                403,
+                "insufficient_scope: more",
+                "403 insufficient_scope: more",
+            ),
+            (400, "4000 things", "400 4000 things"),
+            (500, "", "500"),
+            (502, "  ", "502"),
+        ];
+        for (status, detail, want) in cases {
+            assert_eq!(status_text(status, detail), want, "{status} {detail:?}");
+        }
+    }
+
+    #[test]
+    fn a_404_for_a_route_every_gitlab_has_points_at_the_api_url() {
+        let reply = |body: &str| Reply {
+            status: 404,
+            body: body.to_string(),
+            next_page: None,
+            secrets: Vec::new(),
+        };
+        let not_found = reply(r#"{"message":"404 Not Found"}"#);
+        let cases = [
+            (
+                "POST /runners",
+                &not_found,
+                "POST /runners: 404 Not Found; check --api-url (GitLab answered 404 for the API itself)",
+            ),
+            (
+                "POST /runners/verify",
+                &not_found,
+                "POST /runners/verify: 404 Not Found; check --api-url (GitLab answered 404 for the API itself)",
+            ),
+            // a route older GitLab versions lack, or a runner that is gone: no hint
+            (
+                "GET /runners/7",
+                &not_found,
+                "GET /runners/7: 404 Not Found",
+            ),
+        ];
+        for (what, r, want) in cases {
+            let e = unexpected(what, r);
+            assert_eq!(e.to_string(), want);
+            assert_eq!(e.exit_code(), 78);
+        }
+        let html = reply("<html>not found</html>");
+        assert_eq!(
+            unexpected("POST /runners/verify", &html).to_string(),
+            "POST /runners/verify: 404 an HTML page, not the GitLab API: check --api-url"
+        );
     }
 
     #[test]

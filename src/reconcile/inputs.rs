@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::host::{AutoTags, Host};
-use crate::secret::{Secret, TokenDirs};
+use crate::secret::{Secret, TokenDirs, TokenKind};
 use crate::settings::Settings;
 use crate::state::State;
 use crate::template::{RunnerValues, Template};
@@ -93,6 +93,9 @@ impl Inputs {
         };
         let dirs = TokenDirs::new(s.credentials_dir.clone(), &s.prefix);
         let admin = dirs.read("admin-token")?;
+        if let Some((token, path)) = &admin {
+            check_admin_token(path, token)?;
+        }
         let (access, access_path) = match dirs.read("access-token")? {
             Some((t, p)) => (Some(t), Some(p)),
             None => (None, None),
@@ -116,6 +119,20 @@ impl Inputs {
             template_len: text.len(),
         })
     }
+}
+
+/// A runner authentication token (`glrt-…`, what GitLab 16+ shows when a
+/// runner is made in its UI) in `admin-token` is refused before any
+/// request: it authenticates one runner and can create none.
+pub fn check_admin_token(path: &std::path::Path, token: &Secret) -> Result<()> {
+    if TokenKind::of(token.expose()) != TokenKind::RunnerAuth {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "refusing {}: it holds a runner authentication token ({}), which authenticates one existing runner and cannot create runners; to use that runner, put the token in runner-data.json as its type's token ({{\"shell\": {{\"token\": \"glrt-…\"}}}}, the template using {{shell}}) or literally in config.template, and delete admin-token; to have runners created, put an access token with create_runner scope (glpat-…) in admin-token instead",
+        path.display(),
+        token.hint()
+    )))
 }
 
 /// `runner-data.json` and `config.toml` hold tokens: one that group or
@@ -150,7 +167,7 @@ pub(super) fn keep_private(s: &Settings, read_only: bool) -> Result<()> {
 }
 
 /// `rendered` as TOML, or an error naming the template and the place.
-pub(super) fn parse_rendered(s: &Settings, rendered: &str) -> Result<toml::Table> {
+pub fn parse_rendered(s: &Settings, rendered: &str) -> Result<toml::Table> {
     rendered.parse::<toml::Table>().map_err(|e| {
         Error::data(format!(
             "{} renders to invalid TOML ({}); {} left unchanged",
@@ -171,8 +188,22 @@ fn check_template<'a>(
     host: &Host,
     types: impl Iterator<Item = &'a String>,
 ) -> Result<()> {
+    let table = render_placeholders(s, template, &host.hostname, types)?;
+    for w in foreign_urls(s, &table) {
+        log::warn!("{w}");
+    }
+    Ok(())
+}
+
+/// The template rendered with placeholder values for `types`, as TOML.
+pub fn render_placeholders<'a>(
+    s: &Settings,
+    template: &Template,
+    hostname: &str,
+    types: impl Iterator<Item = &'a String>,
+) -> Result<toml::Table> {
     let types: Vec<&String> = types.collect();
-    let rendered = template.render(&host.hostname, |ty| {
+    let rendered = template.render(hostname, |ty| {
         types
             .iter()
             .find(|t| t.as_str() == ty)
@@ -183,25 +214,31 @@ fn check_template<'a>(
                 token_expires_at: None,
             })
     })?;
-    let table = parse_rendered(s, &rendered)?;
+    parse_rendered(s, &rendered)
+}
+
+/// A warning for each rendered runner whose `url` is not the GitLab of
+/// `--api-url`: gitlab-runner sends its token there.
+pub fn foreign_urls(s: &Settings, table: &toml::Table) -> Vec<String> {
     let Some(api) = s.gitlab_url.as_deref().map(url_host) else {
-        return Ok(());
+        return Vec::new();
     };
     let runners = table.get("runners").and_then(|r| r.as_array());
+    let mut out = Vec::new();
     for r in runners.into_iter().flatten() {
         let Some(url) = r.get("url").and_then(|u| u.as_str()) else {
             continue;
         };
         if !url_host(url).eq_ignore_ascii_case(&api) {
-            log::warn!(
+            out.push(format!(
                 "{}: runner '{}' has url {url}, not the GitLab of --api-url ({api}): gitlab-runner will send its token to {}",
                 s.template_path.display(),
                 r.get("name").and_then(|n| n.as_str()).unwrap_or("?"),
                 url_host(url)
-            );
+            ));
         }
     }
-    Ok(())
+    out
 }
 
 /// The host of a URL (no port), lower-cased.

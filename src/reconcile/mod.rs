@@ -6,7 +6,7 @@
 
 mod apply;
 mod decide;
-mod inputs;
+pub mod inputs;
 mod issue;
 mod observe;
 mod plan;

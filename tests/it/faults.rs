@@ -460,7 +460,7 @@ fn junk_answers_are_clear_errors_that_change_nothing() {
                 retry_after: None,
             },
             69,
-            "500 500 Internal Server Error",
+            "500 Internal Server Error",
         ),
     ];
     for (fault, code, want) in cases {

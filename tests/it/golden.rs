@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-//! Golden files (tests/golden/): what `plan` prints, `plan --json`, and the
-//! `config.toml` of `make demo`'s run, with the parts that change from run
+//! Golden files (tests/golden/): what `plan` prints, `plan --json`, the
+//! `config.toml` of `make demo`'s run, and what `doctor` prints on a
+//! healthy and on a broken host, with the parts that change from run
 //! to run (paths, the port, token tails, times) normalised. Regenerate them
 //! all with `GOLDEN=1 cargo test --test it golden::`.
 
@@ -14,7 +15,7 @@ fn golden(name: &str) -> PathBuf {
 }
 
 /// Compare `got` with the golden file, or write it with `GOLDEN=1`.
-fn check(name: &str, got: &str) {
+pub(crate) fn check(name: &str, got: &str) {
     let path = golden(name);
     if std::env::var_os("GOLDEN").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -33,7 +34,7 @@ fn check(name: &str, got: &str) {
 
 /// Replace what differs between runs: the prefix, the URL, every token the
 /// fake issued (whole or as a masked tail) and RFC 3339 times.
-fn normalise(text: &str, p: &Prefix, gl: &FakeGitlab) -> String {
+pub(crate) fn normalise(text: &str, p: &Prefix, gl: &FakeGitlab) -> String {
     let mut out = text
         .replace(&path_str(&p.dir), "$PREFIX")
         .replace(&gl.url(), "$URL");
@@ -135,5 +136,31 @@ fn plan_text_json_and_the_demo_config() {
     let r = run_demo(&p, &gl, &["plan", "--json"]);
     assert_code(&r, 2);
     check("plan-heal-and-drift.json", &normalise(&r.stdout, &p, &gl));
+    assert_no_secrets(&r, &gl);
+}
+
+/// [`normalise`], and the fake's address where it appears without its
+/// scheme (`127.0.0.1:PORT answered`).
+fn normalise_doctor(text: &str, p: &Prefix, gl: &FakeGitlab) -> String {
+    normalise(text, p, gl).replace(&gl.addr.to_string(), "$ADDR")
+}
+
+#[test]
+fn doctor_on_a_healthy_and_on_a_broken_host() {
+    use crate::doctor::{broken, doctor, healthy};
+    let gl = FakeGitlab::start(World::default());
+    let p = healthy(&gl);
+    let r = doctor(&p, &gl, &[]);
+    assert_code(&r, 0);
+    check("doctor-healthy.txt", &normalise_doctor(&r.stdout, &p, &gl));
+
+    let gl = FakeGitlab::start(World::default());
+    let p = broken(&gl);
+    let r = doctor(&p, &gl, &[]);
+    assert_code(&r, 77);
+    check("doctor-broken.txt", &normalise_doctor(&r.stdout, &p, &gl));
+    let r = doctor(&p, &gl, &["--json"]);
+    assert_code(&r, 77);
+    check("doctor-broken.json", &normalise_doctor(&r.stdout, &p, &gl));
     assert_no_secrets(&r, &gl);
 }

@@ -15,13 +15,14 @@
 //! | `load`      | the cluster reboot (`make loadtest` runs the ignored sizes) |
 //! | `stateless` | `--stateless`: runners found in GitLab, no state file |
 //! | `import`    | `import`: adopting a hand-registered config.toml, the template and state it writes, the run after it |
-//! | `golden`    | golden files of `plan`, `plan --json` and the demo's `config.toml` (`GOLDEN=1` rewrites them) |
+//! | `golden`    | golden files of `plan`, `plan --json`, the demo's `config.toml` and `doctor` (`GOLDEN=1` rewrites them) |
 //! | `plan`      | what `plan` (`--dry-run`), `status` and `unregister` print and do |
 //! | `trust`     | local trust (prefix, template, state, lock), token files, secrets never shown |
 //! | `ownership` | a host touches only its own runners: prune, drift, copied prefixes, groups |
 //! | `autotags`  | `--auto-tags`: tags from the host (fixture trees in `tests/fixtures/hosts/`), kept current by drift repair, hand-added tags kept |
 //! | `cli`       | usage errors, `--help`, environment variables, options |
 //! | `metrics`   | `--metrics-file`: what `run` and `status` write, checked by a real parser |
+//! | `doctor`    | `doctor` (a line and a fix for each problem, read-only) and the first hour's messages (`glrt-` in admin-token, a wrong `--api-url`, a template typo) |
 //! | `review`    | regressions from the security review (one test a finding) |
 //! | `review2`   | regressions from the review of the token-issuing paths |
 //! | `spec`      | the fake's checker against GitLab's OpenAPI spec (`tests/fixtures/`) |
@@ -35,6 +36,7 @@ mod support;
 mod autotags;
 mod cli;
 mod crash;
+mod doctor;
 mod faults;
 mod first_run;
 mod golden;

@@ -552,7 +552,7 @@ fn a_gitlab_error_echoing_the_registration_token_is_masked() {
     assert_code(&r, 78);
     assert!(
         r.stderr
-            .contains("POST /runners: 400 400 Bad request - …0123 (from body)"),
+            .contains("POST /runners: 400 Bad request - …0123 (from body)"),
         "{r:?}"
     );
     assert_no_secrets(&r, &gl);
@@ -582,7 +582,7 @@ fn a_gitlab_error_echoing_the_access_token_is_masked() {
     assert_code(&r, 78);
     assert!(
         r.stderr.contains(&format!(
-            "POST /runners/{id}/reset_authentication_token: 400 400 Bad request - …6789 glpat-…6789"
+            "POST /runners/{id}/reset_authentication_token: 400 Bad request - …6789 glpat-…6789"
         )),
         "{r:?}"
     );
@@ -625,7 +625,7 @@ fn a_retried_gitlab_error_echoing_the_runner_token_is_masked() {
     let tail = &token[token.len() - 4..];
     assert!(
         r.stderr.contains(&format!(
-            "POST /runners/verify: 502 502 Bad Gateway: upstream got …{tail}; retrying in"
+            "POST /runners/verify: 502 Bad Gateway: upstream got …{tail}; retrying in"
         )),
         "{r:?}"
     );
