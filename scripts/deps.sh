@@ -36,6 +36,7 @@ need apt-ftparchive apt-utils
 need gpg gnupg
 need createrepo_c createrepo-c
 need dnf dnf
+need groff groff-base
 for t in "${targets[@]}"; do
     case $t in
         x86_64-unknown-linux-musl) need musl-gcc musl-tools ;;

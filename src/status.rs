@@ -144,13 +144,15 @@ pub fn status(
             );
         }
         if !tokens.is_empty() {
+            let w = tokens.iter().map(|t| t.0.len()).max().unwrap_or(0).max(4);
+            let sw = tokens.iter().map(|t| t.2.len()).max().unwrap_or(0).max(6);
             println!(
-                "\n{:<12} {:<32} {:<22} {:<21} DAYS LEFT",
+                "\n{:<12} {:<w$} {:<sw$} {:<21} DAYS LEFT",
                 "ACCESS", "FILE", "SCOPES", "EXPIRES"
             );
             for (file, role, scopes, exp, _) in &tokens {
                 println!(
-                    "{:<12} {:<32} {:<22} {:<21} {}",
+                    "{:<12} {:<w$} {:<sw$} {:<21} {}",
                     role,
                     file,
                     scopes,
