@@ -66,7 +66,7 @@ deb: build man
 
 # cargo-generate-rpm clamps file dates to SOURCE_DATE_EPOCH but keeps older
 # ones (a checkout older than the last commit): make none older.
-RPM_ASSETS := $(BIN) $(MAN) systemd/50-gitlab-runner-auth.conf packaging/gitlab-runner-auth.env \
+RPM_ASSETS := $(BIN) $(MAN) $(wildcard systemd/*) packaging/gitlab-runner-auth.env \
     packaging/examples/config.template packaging/examples/runner-data.json README.md LICENSE
 rpm: build man
 	find $(RPM_ASSETS) ! -newermt @$(SOURCE_DATE_EPOCH) -exec touch {} +

@@ -158,7 +158,8 @@ fn parse_bool(name: &str, value: &str) -> Result<bool> {
         "1" | "true" | "yes" | "on" => Ok(true),
         "" | "0" | "false" | "no" | "off" => Ok(false),
         _ => Err(Error::usage(format!(
-            "invalid value '{value}' for {name}: expected true or false"
+            "invalid value '{}' for {name}: expected true or false",
+            crate::settings::shown(value)
         ))),
     }
 }

@@ -26,7 +26,11 @@ fn run() -> i32 {
     let args = match cli::parse(argv, &|k| std::env::var(k).ok()) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("gitlab-runner-auth: {e}");
+            // an option's value is quoted back: it may be a token
+            eprintln!(
+                "gitlab-runner-auth: {}",
+                gitlab_runner_auth::secret::mask_tokens(&e.to_string(), &[])
+            );
             return e.exit_code();
         }
     };
@@ -52,7 +56,10 @@ fn run() -> i32 {
     let code = match result {
         Ok(outcome) => exit_code(&outcome),
         Err(e) => {
-            log::error!("{e}");
+            log::error!(
+                "{}",
+                gitlab_runner_auth::secret::mask_tokens(&e.to_string(), &[])
+            );
             e.exit_code()
         }
     };

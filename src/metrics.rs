@@ -198,6 +198,12 @@ pub fn render(r: &Report) -> String {
 /// Write `r` to `path` (`0644`, atomically). A failure is a warning: the
 /// command's own result stands.
 pub fn write(path: &Path, r: &Report) {
+    // node_exporter serves what is there: not from a directory others can
+    // write (they could swap the file between its sync and its rename)
+    if let Err(e) = crate::trust::check_dir(fsutil::dir_of(path)) {
+        log::warn!("{e}; the metrics in {} were not updated", path.display());
+        return;
+    }
     match fsutil::write_atomic_mode(path, render(r).as_bytes(), 0o644) {
         Ok(()) => log::debug!("wrote {}", path.display()),
         Err(e) => log::warn!("{e}; the metrics there were not updated"),

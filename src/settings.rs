@@ -153,18 +153,30 @@ pub const MAX_WAIT: Duration = Duration::from_secs(7 * 86_400);
 pub const MAX_ROTATE_BEFORE: Duration = Duration::from_secs(3650 * 86_400);
 
 /// A duration option, at most `max` (shown in days in the message).
+/// An invalid option value as an error quotes it: whole when short, else
+/// cut (a token pasted into the wrong variable must not reach the journal).
+pub fn shown(v: &str) -> String {
+    if v.chars().count() <= 20 {
+        return v.to_string();
+    }
+    let head: String = v.chars().take(6).collect();
+    format!("{head}…")
+}
+
 fn duration(name: &str, value: Option<&str>, default: Duration, max: Duration) -> Result<Duration> {
     let Some(v) = value else {
         return Ok(default);
     };
     let d = parse_duration(v).ok_or_else(|| {
         Error::usage(format!(
-            "invalid {name} '{v}': expected a duration such as 30s, 5m, 2h, 7d"
+            "invalid {name} '{}': expected a duration such as 30s, 5m, 2h, 7d",
+            shown(v)
         ))
     })?;
     if d > max {
         return Err(Error::usage(format!(
-            "invalid {name} '{v}': at most {}d",
+            "invalid {name} '{}': at most {}d",
+            shown(v),
             max.as_secs() / 86_400
         )));
     }
@@ -174,9 +186,12 @@ fn duration(name: &str, value: Option<&str>, default: Duration, max: Duration) -
 fn id(name: &str, value: Option<&str>) -> Result<Option<u64>> {
     value
         .map(|v| {
-            v.trim()
-                .parse::<u64>()
-                .map_err(|_| Error::usage(format!("invalid {name} '{v}': expected a numeric id")))
+            v.trim().parse::<u64>().map_err(|_| {
+                Error::usage(format!(
+                    "invalid {name} '{}': expected a numeric id",
+                    shown(v)
+                ))
+            })
         })
         .transpose()
 }
@@ -211,7 +226,8 @@ impl Settings {
             Some("user-runners") => Registration::UserRunners,
             Some(v) => {
                 return Err(Error::usage(format!(
-                    "invalid --registration '{v}': expected auto, legacy or user-runners"
+                    "invalid --registration '{}': expected auto, legacy or user-runners",
+                    shown(v)
                 )));
             }
         };
@@ -228,14 +244,18 @@ impl Settings {
             ),
             Some(v) => {
                 return Err(Error::usage(format!(
-                    "invalid --runner-type '{v}': expected instance_type, group_type or project_type"
+                    "invalid --runner-type '{}': expected instance_type, group_type or project_type",
+                    shown(v)
                 )));
             }
         };
         let max_delete = match a.max_delete.as_deref() {
             None => 3,
             Some(v) => v.trim().parse().map_err(|_| {
-                Error::usage(format!("invalid --max-delete '{v}': expected a number"))
+                Error::usage(format!(
+                    "invalid --max-delete '{}': expected a number",
+                    shown(v)
+                ))
             })?,
         };
         if let Some(h) = &a.hostname {
@@ -453,7 +473,7 @@ mod tests {
                     assert_eq!(e.exit_code(), 64, "{name} {value}");
                     assert!(
                         e.to_string()
-                            .starts_with(&format!("invalid {name} '{value}': ")),
+                            .starts_with(&format!("invalid {name} '{}': ", shown(value))),
                         "{e}"
                     );
                 }

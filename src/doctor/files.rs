@@ -35,6 +35,25 @@ pub struct Found {
     pub existing: Vec<ConfigRunner>,
 }
 
+impl Found {
+    /// Every token read, for masking what doctor prints.
+    pub fn secrets(&self) -> Vec<&str> {
+        let state = self
+            .state
+            .iter()
+            .flat_map(|s| s.entries.values())
+            .filter_map(|e| e.token.as_ref());
+        self.admin
+            .iter()
+            .chain(self.access.iter())
+            .map(|(t, _)| t)
+            .chain(state)
+            .chain(self.existing.iter().map(|r| &r.token))
+            .map(Secret::expose)
+            .collect()
+    }
+}
+
 fn mode_of(path: &Path) -> u32 {
     std::fs::metadata(path).map_or(0, |m| m.mode() & 0o7777)
 }

@@ -251,13 +251,15 @@ pub fn run(s: &Settings) -> Result<Outcome> {
     r.section("gitlab");
     remote::check(s, &found, &service, &mut r);
     let (header, settings) = describe(s);
+    // what a check quotes (a settings value, a path) may hold a token
+    let shown = |t: String| crate::secret::mask_tokens(&t, &found.secrets());
     if s.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&r.json(settings)).unwrap_or_default()
+            shown(serde_json::to_string_pretty(&r.json(settings)).unwrap_or_default())
         );
     } else {
-        print!("{}", r.text(&header));
+        print!("{}", shown(r.text(&header)));
     }
     Ok(Outcome::Doctor { code: r.code() })
 }

@@ -37,13 +37,7 @@ const PROXY_ENV: &[&str] = &[
 
 /// `http://user:secret@proxy:3128` without what precedes the `@`.
 fn without_credentials(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((_, host)) => format!("{scheme}://…@{host}"),
-            None => url.to_string(),
-        },
-        None => url.rsplit('@').next().unwrap_or(url).to_string(),
-    }
+    crate::secret::url_without_credentials(url)
 }
 
 /// The CAs the client trusts, for a message.

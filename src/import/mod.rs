@@ -49,12 +49,16 @@ pub fn run(s: &Settings) -> Result<Outcome> {
             "failed to read {config}: it does not exist; import adopts the config.toml of a host whose runners were registered by hand (see --config)"
         ))
     })?;
-    let blocks = convert::blocks(&text).map_err(|e| {
+    // the strict parse first: what it refuses (an id past i64, say) the
+    // template made from the file would not render back
+    let parse_error = |e: &toml::de::Error| {
         Error::data(format!(
             "failed to parse {config}: {}",
-            toml_error(&text, &e)
+            toml_error(&text, e)
         ))
-    })?;
+    };
+    text.parse::<toml::Table>().map_err(|e| parse_error(&e))?;
+    let blocks = convert::blocks(&text).map_err(|e| parse_error(&e))?;
     if blocks.is_empty() {
         return Err(Error::config(format!(
             "{config} has no [[runners]]: nothing to import"
@@ -226,7 +230,8 @@ fn adoptable<'a>(s: &Settings, blocks: &'a [Block]) -> Result<Vec<&'a Block>> {
             }
             (_, None) => Some("it has no url".to_string()),
             (_, Some(u)) if !url_host(u).eq_ignore_ascii_case(&gitlab) => Some(format!(
-                "its url {u} is not the GitLab of --api-url ({gitlab}), so its token is not sent there"
+                "its url {} is not the GitLab of --api-url ({gitlab}), so its token is not sent there",
+                crate::secret::url_without_credentials(u)
             )),
             _ => None,
         };

@@ -58,8 +58,7 @@ fn huge_durations_are_usage_errors_before_any_request() {
     let r = run(&p, &gl, &["--wait", "18446744073709551615s"]);
     assert_code(&r, 64);
     assert!(
-        r.stderr
-            .contains("invalid --wait '18446744073709551615s': at most 7d"),
+        r.stderr.contains("invalid --wait '184467…': at most 7d"),
         "{r:?}"
     );
     // run() passes its own --timeout: build this command by hand

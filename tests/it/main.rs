@@ -25,6 +25,7 @@
 //! | `doctor`    | `doctor` (a line and a fix for each problem, read-only) and the first hour's messages (`glrt-` in admin-token, a wrong `--api-url`, a template typo) |
 //! | `review`    | regressions from the security review (one test a finding) |
 //! | `review2`   | regressions from the review of the token-issuing paths |
+//! | `review3`   | regressions from the review of import, doctor, metrics and auto tags |
 //! | `spec`      | the fake's checker against GitLab's OpenAPI spec (`tests/fixtures/`) |
 //!
 //! Run one module with `cargo test --test it trust::`, one test with
@@ -48,6 +49,7 @@ mod ownership;
 mod plan;
 mod review;
 mod review2;
+mod review3;
 mod spec;
 mod stateless;
 mod tokens;
