@@ -462,17 +462,7 @@ fn masked(state: &State) -> State {
     m
 }
 
-/// The host of a URL (no port), lower-cased.
-fn url_host(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.split(':').next().unwrap_or(""),
-    };
-    host.to_ascii_lowercase()
-}
+use crate::reconcile::inputs::url_host;
 
 #[cfg(test)]
 mod tests {

@@ -242,7 +242,7 @@ pub fn foreign_urls(s: &Settings, table: &toml::Table) -> Vec<String> {
 }
 
 /// The host of a URL (no port), lower-cased.
-fn url_host(url: &str) -> String {
+pub fn url_host(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = authority.rsplit('@').next().unwrap_or("");
