@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::gitlab::{Client, Verified};
 use crate::host::Host;
+use crate::reconcile::inputs::url_host;
 use crate::reconcile::{self, Outcome};
 use crate::secret::{Secret, TokenDirs, mask_tokens};
 use crate::settings::Settings;
@@ -461,8 +462,6 @@ fn masked(state: &State) -> State {
     }
     m
 }
-
-use crate::reconcile::inputs::url_host;
 
 #[cfg(test)]
 mod tests {
