@@ -12,7 +12,9 @@ DESTDIR ?=
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/$(TARGET)/release/gitlab-runner-auth
 MAN := target/man/gitlab-runner-auth.8.gz
-DROPIN_DIR := /usr/lib/systemd/system/gitlab-runner.service.d
+# `make install` is an admin install: its drop-in goes under SYSCONFDIR (the
+# packages' vendor install keeps /usr/lib/systemd/system/…; see the README).
+DROPIN_DIR := $(SYSCONFDIR)/systemd/system/gitlab-runner.service.d
 UNIT_DIR := /usr/lib/systemd/system
 STATUS_UNITS := gitlab-runner-auth-status.service gitlab-runner-auth-status.timer
 # ring's C code for musl is built with musl-gcc (Debian: musl-tools) on
@@ -107,10 +109,11 @@ bench:
 loadtest:
 	$(CARGO) test --locked --test it load:: -- --include-ignored --nocapture
 
-# The air-gapped install: the binary, the drop-in, the man page.
+# An admin install (an image build; a single node is easier with
+# `gitlab-runner-auth setup`): the binary, the drop-in, the man page.
 install:
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/gitlab-runner-auth
-	mkdir -p $(DESTDIR)$(DROPIN_DIR)
+	mkdir -p $(DESTDIR)$(DROPIN_DIR) $(DESTDIR)$(UNIT_DIR)
 	sed 's|/usr/bin/gitlab-runner-auth|$(PREFIX)/bin/gitlab-runner-auth|' \
 	    systemd/50-gitlab-runner-auth.conf > $(DESTDIR)$(DROPIN_DIR)/50-gitlab-runner-auth.conf
 	chmod 0644 $(DESTDIR)$(DROPIN_DIR)/50-gitlab-runner-auth.conf

@@ -230,17 +230,19 @@ if command -v systemd-analyze >/dev/null; then
 else
     echo "package-check: skipped: systemd-analyze not installed" >&2
 fi
-# 6. make install, the air-gapped path: staged with DESTDIR, drop-in follows PREFIX
+# 6. make install, an admin install: staged with DESTDIR, the drop-in under
+# SYSCONFDIR (/etc, not the packages' /usr/lib) running PREFIX's binary
 stage=$work/stage
 make --quiet install DESTDIR="$stage" PREFIX=/opt/gra >/dev/null
-for f in opt/gra/bin/gitlab-runner-auth usr/lib/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf \
+for f in opt/gra/bin/gitlab-runner-auth etc/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf \
     usr/lib/systemd/system/gitlab-runner-auth-status.service usr/lib/systemd/system/gitlab-runner-auth-status.timer \
     opt/gra/share/man/man8/gitlab-runner-auth.8 opt/gra/share/doc/gitlab-runner-auth/examples/config.template \
     etc/default/gitlab-runner-auth; do
     [ -f "$stage/$f" ] || fail "make install did not stage /$f"
 done
 grep -qx 'ExecStartPre=/opt/gra/bin/gitlab-runner-auth' \
-    "$stage/usr/lib/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf" || fail "installed drop-in does not follow PREFIX"
+    "$stage/etc/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf" || fail "installed drop-in does not follow PREFIX"
+[ ! -e "$stage/usr/lib/systemd/system/gitlab-runner.service.d" ] || fail "make install put the drop-in where the packages put theirs"
 grep -q '^ExecStart=/opt/gra/bin/gitlab-runner-auth status ' \
     "$stage/usr/lib/systemd/system/gitlab-runner-auth-status.service" || fail "installed status service does not follow PREFIX"
 "$stage/opt/gra/bin/gitlab-runner-auth" --version >/dev/null || fail "installed binary does not run"

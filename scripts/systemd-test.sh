@@ -11,6 +11,9 @@
 #           upgrade to a rebuilt N+1 from the repository keeps the admin's
 #           settings file, reloads systemd, does not restart gitlab-runner and
 #           leaves the drop-in in place; unconfigured, the runner starts.
+#   boot 3: a guest without the package: `gitlab-runner-auth setup` from the
+#           static binary alone, a restart, `setup --uninstall`; and setup
+#           refused where the .deb is installed.
 # And the .rpm's upgrade with `rpm -U` in a scratch root: the edited settings
 # file stays, the new one lands as .rpmnew.
 # The debootstrap root is cached in $GRA_BOOT_CACHE between runs; its mirror
@@ -303,5 +306,96 @@ grep -q '^  fail  drop-in  *not loaded: /etc/systemd/system/gitlab-runner.servic
 [ "$(grep -c '^  fail ' "$out/doctor.log")" = 1 ] || { show doctor.log; fail "doctor failed more than the drop-in line"; }
 ok
 show doctor.log
+
+# ---- air-gapped: `gitlab-runner-auth setup` from the static binary alone --
+# A third guest without the package: only the binary in /usr/local/sbin,
+# setup, the token, a restart; then setup --uninstall. And on the guest the
+# .deb is installed on, setup is refused naming the package's drop-in.
+refused=$(chroot "$R" /usr/bin/gitlab-runner-auth setup 2>&1) && fail "setup ran where the package is installed: $refused"
+code=$(chroot "$R" /usr/bin/gitlab-runner-auth setup >/dev/null 2>&1; echo $?)
+[ "$code" = 78 ] || fail "setup where the package is installed: exit $code, not 78"
+grep -q '/usr/lib/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf' <<<"$refused" \
+    || fail "setup's refusal does not name the package's drop-in: $refused"
+ok
+A=$work/airgap-root
+aout=$work/out-airgap
+mkdir -p "$aout"
+cp -a "$BASE" "$A"
+cp tests/fixtures/gitlab-runner.service "$A/etc/systemd/system/"
+install -m 755 "$R/usr/bin/gitlab-runner" "$A/usr/bin/gitlab-runner"
+static=$T/x86_64-unknown-linux-musl/release/gitlab-runner-auth
+[ -x "$static" ] || fail "no static binary $static (make build)"
+install -D -m 755 "$static" "$A/usr/local/sbin/gitlab-runner-auth"
+install -m 600 "$work/access-token" "$A/root/admin-token"
+cat >"$A/usr/local/bin/probe-airgap.sh" <<PROBE
+#!/bin/sh
+exec >/probe-out/airgap.log 2>&1
+S=/usr/local/sbin/gitlab-runner-auth
+d=/etc/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf
+\$S setup --api-url $url >/probe-out/setup.log 2>&1; echo "setup: exit \$?"
+echo "setup: drop-in \$(stat -c %a \$d) settings \$(stat -c %a /etc/default/gitlab-runner-auth) prefix \$(stat -c %a /etc/gitlab-runner)"
+grep '^ExecStartPre=' \$d | sed 's/^/setup: /'
+systemctl show -p NeedDaemonReload gitlab-runner | sed 's/^/setup: /'
+printf 'GITLAB_RUNNER_AUTH_HOSTNAME=airnode\nGITLAB_RUNNER_AUTH_WAIT=5s\n' >>/etc/default/gitlab-runner-auth
+install -m 600 /root/admin-token /etc/gitlab-runner/admin-token
+systemctl restart gitlab-runner && echo "restart: ok" || echo "restart: failed"
+echo "restart: gitlab-runner \$(systemctl is-active gitlab-runner)"
+systemctl show -p DropInPaths gitlab-runner | sed 's/^/restart: /'
+systemctl show -p ExecStartPre gitlab-runner >/probe-out/exec-start-pre.txt
+grep -q 'path=/usr/local/sbin/gitlab-runner-auth ; .* pid=[1-9][0-9]* ; code=exited ; status=0\(/0\)\? }' /probe-out/exec-start-pre.txt \
+    && echo "restart: pre-start ran from /usr/local/sbin"
+(set -a; . /etc/default/gitlab-runner-auth; \$S status) >/probe-out/status.log 2>&1; echo "status: exit \$?"
+\$S doctor >/probe-out/doctor.log 2>&1; echo "doctor: exit \$?"
+\$S setup --uninstall >/probe-out/uninstall.log 2>&1; echo "uninstall: exit \$?"
+[ -e \$d ] || echo "uninstall: drop-in gone"
+systemctl show -p DropInPaths -p NeedDaemonReload gitlab-runner | sed 's/^/uninstall: /'
+[ -e /etc/default/gitlab-runner-auth ] && echo "uninstall: edited settings kept"
+journalctl -b -u gitlab-runner --no-pager -o cat >/probe-out/journal.log
+echo done
+systemctl poweroff
+PROBE
+chmod 755 "$A/usr/local/bin/probe-airgap.sh"
+cat >"$A/etc/systemd/system/probe-airgap.service" <<UNIT
+[Service]
+Type=oneshot
+ExecStart=/usr/local/bin/probe-airgap.sh
+[Install]
+WantedBy=multi-user.target
+UNIT
+ln -s /etc/systemd/system/probe-airgap.service "$A/etc/systemd/system/multi-user.target.wants/"
+start=$(date +%s)
+timeout 300 systemd-nspawn -D "$A" --register=no --keep-unit -b --bind="$aout:/probe-out" \
+    >"$work/console-airgap.log" 2>&1 || true
+echo "systemd-test: boot (airgap) ran $(( $(date +%s) - start ))s"
+aexpect() {
+    grep -qx -- "$1" "$aout/airgap.log" || {
+        for f in airgap.log setup.log exec-start-pre.txt status.log doctor.log uninstall.log journal.log; do
+            echo "--- $f"; cat "$aout/$f" 2>/dev/null || true
+        done
+        fail "expected '$1' in airgap.log"
+    }
+    ok
+}
+grep -q '^done$' "$aout/airgap.log" 2>/dev/null || { tail -30 "$work/console-airgap.log"; aexpect done; }
+echo "--- airgap.log"; cat "$aout/airgap.log"
+aexpect 'setup: exit 0'
+aexpect 'setup: drop-in 644 settings 644 prefix 700'
+aexpect 'setup: ExecStartPre=/usr/local/sbin/gitlab-runner-auth'
+aexpect 'setup: NeedDaemonReload=no'
+aexpect 'restart: ok'
+aexpect 'restart: gitlab-runner active'
+aexpect 'restart: DropInPaths=/etc/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf'
+aexpect 'restart: pre-start ran from /usr/local/sbin'
+aexpect 'status: exit 0'
+aexpect 'doctor: exit 0'
+aexpect 'uninstall: exit 0'
+aexpect 'uninstall: drop-in gone'
+aexpect 'uninstall: DropInPaths='
+aexpect 'uninstall: NeedDaemonReload=no'
+aexpect 'uninstall: edited settings kept'
+[ "$(cat "$aout/stub.log")" = 'stub started with 2 runner tokens' ] || fail "airgap stub: $(cat "$aout/stub.log")"
+ok
+echo "systemd-test: ok: setup from the static binary alone, the restart, setup --uninstall; refused where the package is"
+# ---- end of the air-gapped block --------------------------------------------
 echo "systemd-test: took $(( $(date +%s) - start_all ))s"
 echo "systemd-test: $passed passed, 0 failed"

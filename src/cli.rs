@@ -15,6 +15,7 @@ pub enum Command {
     Unregister,
     Import,
     Doctor,
+    Setup,
 }
 
 /// The raw options, still as text; `settings` validates them.
@@ -48,6 +49,8 @@ pub struct Args {
     pub types: Vec<String>,
     /// `import`: overwrite an existing template and state.
     pub force: bool,
+    /// `setup`: remove what setup wrote.
+    pub uninstall: bool,
     pub metrics_file: Option<PathBuf>,
     pub auto_tags: Option<String>,
     pub warn_before: Option<String>,
@@ -65,7 +68,7 @@ tokens are valid, and that gitlab-runner's config.toml holds them.
 Runs as ExecStartPre= of gitlab-runner.service.
 
 USAGE:
-  gitlab-runner-auth [run|plan|status|unregister|import|doctor] [OPTIONS]
+  gitlab-runner-auth [run|plan|status|unregister|import|doctor|setup] [OPTIONS]
 
 COMMANDS:
   run         reconcile runners and write config.toml (default)
@@ -75,6 +78,9 @@ COMMANDS:
   import      adopt a hand-registered config.toml: write config.template and
               runner-data.json from it, re-registering nothing
   doctor      check the whole installation, read-only; one line per check
+  setup       install the hook on a node that has only this binary: the
+              drop-in (running this binary), the settings file and the
+              example template; never restarts gitlab-runner
 
 OPTIONS (each also read from the environment variable shown; flags win):
   --api-url URL           GitLab URL: https://host, https://host/ or
@@ -121,6 +127,8 @@ OPTIONS (each also read from the environment variable shown; flags win):
                           order; repeatable               [GITLAB_RUNNER_AUTH_TYPES]
   --force                 import: overwrite an existing template and state
                                                           [GITLAB_RUNNER_AUTH_FORCE]
+  --uninstall             setup: remove the drop-in, and the settings file
+                          unless edited                   [GITLAB_RUNNER_AUTH_UNINSTALL]
   --metrics-file FILE     write Prometheus metrics there after run and status
                           (node_exporter's textfile collector)
                                                           [GITLAB_RUNNER_AUTH_METRICS_FILE]
@@ -269,6 +277,7 @@ pub fn parse(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
             .collect();
     }
     args.force = flag(&mut p, &["--force"])?;
+    args.uninstall = flag(&mut p, &["--uninstall"])?;
     args.metrics_file = text(&mut p, &["--metrics-file"])?.map(PathBuf::from);
     args.auto_tags = text(&mut p, &["--auto-tags"])?;
     args.warn_before = text(&mut p, &["--warn-before"])?;
@@ -300,6 +309,7 @@ pub fn parse(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
             "unregister" => Command::Unregister,
             "import" => Command::Import,
             "doctor" => Command::Doctor,
+            "setup" => Command::Setup,
             other if other.starts_with('-') => {
                 return Err(Error::usage(format!(
                     "unexpected argument '{other}'; see --help"
@@ -307,10 +317,15 @@ pub fn parse(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
             }
             other => {
                 return Err(Error::usage(format!(
-                    "unknown command '{other}'; expected run, plan, status, unregister, import or doctor"
+                    "unknown command '{other}'; expected run, plan, status, unregister, import, doctor or setup"
                 )));
             }
         };
+    }
+    if args.uninstall && args.command != Command::Setup {
+        return Err(Error::usage(
+            "--uninstall is an option of setup; see --help",
+        ));
     }
     if let Some(extra) = rest.next() {
         return Err(Error::usage(format!(

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod reconcile;
 pub mod secret;
 pub mod settings;
+pub mod setup;
 pub mod signals;
 pub mod state;
 pub mod status;

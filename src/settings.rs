@@ -65,6 +65,8 @@ pub struct Settings {
     pub types: Vec<String>,
     /// `import`: overwrite an existing template and state.
     pub force: bool,
+    /// `setup --uninstall`.
+    pub uninstall: bool,
     /// Prometheus textfile to write after `run` and `status`.
     pub metrics_path: Option<PathBuf>,
     /// `--auto-tags`, as given (arch, os, gpu, env:NAME).
@@ -299,6 +301,7 @@ impl Settings {
             json: a.json,
             types: a.types.clone(),
             force: a.force,
+            uninstall: a.uninstall,
             metrics_path: a.metrics_file.clone(),
             auto_tags: a
                 .auto_tags

@@ -376,13 +376,13 @@ fn drop_in(root: &Path, u: &Unit, ours: Option<&Exec>, r: &mut Report) {
                 format!("{file} is loaded but {UNIT} has no ExecStartPre= of gitlab-runner-auth: a later drop-in ({paths}) clears the list with an empty ExecStartPre="),
                 "remove the empty ExecStartPre= line from that drop-in (keep its own ExecStartPre= after ours), then systemctl daemon-reload",
             );
-        } else if vendor.exists() {
+        } else if let Some(installed) = [&vendor, &admin].into_iter().find(|p| p.exists()) {
             r.fail(
                 "drop-in",
                 Kind::Config,
                 format!(
                     "{} is installed but systemd has not loaded it",
-                    vendor.display()
+                    installed.display()
                 ),
                 "systemctl daemon-reload",
             );
@@ -391,7 +391,7 @@ fn drop_in(root: &Path, u: &Unit, ours: Option<&Exec>, r: &mut Report) {
                 "drop-in",
                 Kind::Config,
                 format!("not installed: no {}", vendor.display()),
-                format!("apt-get install --reinstall gitlab-runner-auth (or dnf reinstall gitlab-runner-auth); air-gapped: copy systemd/{DROP_IN} to /{VENDOR_DIR}/ and systemctl daemon-reload"),
+                "apt-get install --reinstall gitlab-runner-auth (or dnf reinstall gitlab-runner-auth); air-gapped: gitlab-runner-auth setup",
             );
         }
     }

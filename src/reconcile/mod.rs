@@ -45,6 +45,8 @@ pub enum Outcome {
     Imported,
     /// `doctor`: the exit code of the worst failed check (0: all ok).
     Doctor { code: i32 },
+    /// `setup` wrote (or showed, or removed) the hook's files.
+    Setup,
 }
 
 /// Run the command of `s`, noting in `facts` what the metrics report.
@@ -52,6 +54,7 @@ pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
     match s.command {
         Command::Doctor => return crate::doctor::run(s),
         Command::Import => return crate::import::run(s),
+        Command::Setup => return crate::setup::run(s),
         _ => {}
     }
     let Some(api_base) = s.api_root.as_deref() else {
@@ -117,7 +120,9 @@ pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
             ));
             Ok(Outcome::Unregistered(applied))
         }
-        Command::Import | Command::Doctor => Err(Error::internal("dispatched above")),
+        Command::Import | Command::Doctor | Command::Setup => {
+            Err(Error::internal("dispatched above"))
+        }
         Command::Run | Command::Plan => match reconcile(s, &client, inputs, now, facts) {
             Err(e)
                 if matches!(e.kind(), Kind::Unreachable | Kind::Ambiguous)

@@ -1,0 +1,307 @@
+// SPDX-License-Identifier: MIT
+//! `setup`: the air-gapped install from the binary alone, in a scratch
+//! `--sysroot` tree and a scratch prefix; `--dry-run`, `--uninstall`, and
+//! the refusal where the package installed the drop-in.
+
+use crate::support::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+const DROP_IN: &str = "etc/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf";
+const VENDOR: &str = "usr/lib/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf";
+const DEBIAN: &str = "etc/default/gitlab-runner-auth";
+const RHEL: &str = "etc/sysconfig/gitlab-runner-auth";
+const PACKAGED_DROP_IN: &str = include_str!("../../systemd/50-gitlab-runner-auth.conf");
+const PACKAGED_SETTINGS: &str = include_str!("../../packaging/gitlab-runner-auth.env");
+const PACKAGED_TEMPLATE: &str = include_str!("../../packaging/examples/config.template");
+
+/// A scratch prefix whose `root/` is the sysroot (with `os_release`) and
+/// whose `gitlab-runner/` (not created) is the prefix setup is given.
+fn node(os_release: &str) -> (Prefix, PathBuf, PathBuf) {
+    let p = Prefix::new();
+    let root = p.path("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/os-release"), os_release).unwrap();
+    let prefix = p.path("gitlab-runner");
+    (p, root, prefix)
+}
+
+const DEBIAN_OS: &str =
+    "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n";
+const RHEL_OS: &str =
+    "NAME=\"Rocky Linux\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"\n";
+
+fn setup(p: &Prefix, root: &Path, prefix: &Path, args: &[&str]) -> Run {
+    let mut c = command(p);
+    c.arg("setup")
+        .arg("--sysroot")
+        .arg(root)
+        .arg("-p")
+        .arg(prefix)
+        .args(args);
+    run_cmd(c)
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every path under `dir`, with its mode and content, to prove nothing changed.
+fn tree(dir: &Path) -> Vec<(PathBuf, u32, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&path).unwrap();
+            if m.is_dir() {
+                todo.push(path.clone());
+                out.push((path, m.permissions().mode(), Vec::new()));
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                out.push((path, m.permissions().mode(), bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn setup_writes_the_drop_in_running_this_binary_the_settings_file_and_the_template() {
+    let (p, root, prefix) = node(DEBIAN_OS);
+    let r = setup(
+        &p,
+        &root,
+        &prefix,
+        &["--api-url", "https://gitlab.site.example/"],
+    );
+    assert_code(&r, 0);
+
+    let exe = std::fs::canonicalize(bin()).unwrap();
+    let drop_in = read(&root.join(DROP_IN));
+    let expected = PACKAGED_DROP_IN.replace(
+        "ExecStartPre=/usr/bin/gitlab-runner-auth\n",
+        &format!("ExecStartPre={}\n", exe.display()),
+    );
+    assert_ne!(
+        expected, PACKAGED_DROP_IN,
+        "the packaged ExecStartPre= line"
+    );
+    assert_eq!(
+        drop_in, expected,
+        "byte-identical but the ExecStartPre= path"
+    );
+    assert_eq!(mode(&root.join(DROP_IN)), 0o644);
+    assert_eq!(mode(root.join(DROP_IN).parent().unwrap()), 0o755);
+
+    let settings = read(&root.join(DEBIAN));
+    assert_eq!(mode(&root.join(DEBIAN)), 0o644);
+    assert!(
+        settings
+            .lines()
+            .any(|l| l == "GITLAB_RUNNER_AUTH_API_URL=https://gitlab.site.example"),
+        "{settings}"
+    );
+    assert_eq!(
+        settings.replace(
+            "GITLAB_RUNNER_AUTH_API_URL=https://gitlab.site.example\n",
+            "#GITLAB_RUNNER_AUTH_API_URL=https://gitlab.example.com\n"
+        ),
+        PACKAGED_SETTINGS,
+        "the packaged file but the API URL"
+    );
+    assert!(!root.join(RHEL).exists());
+
+    assert_eq!(mode(&prefix), 0o700, "a new prefix is private");
+    let template = read(&prefix.join("config.template"));
+    assert_eq!(
+        template,
+        PACKAGED_TEMPLATE.replace("https://gitlab.example.com", "https://gitlab.site.example")
+    );
+    assert_eq!(mode(&prefix.join("config.template")), 0o600);
+
+    // the steps left, and never a restart
+    let out = r.output();
+    assert!(
+        out.contains(&format!("{}", prefix.join("admin-token").display())),
+        "{out}"
+    );
+    assert!(out.contains("gitlab-runner-auth doctor"), "{out}");
+    assert!(out.contains("not calling systemctl"), "{out}");
+}
+
+#[test]
+fn without_an_api_url_the_settings_file_is_the_packaged_one_and_the_step_says_to_set_it() {
+    let (p, root, prefix) = node(DEBIAN_OS);
+    let r = setup(&p, &root, &prefix, &[]);
+    assert_code(&r, 0);
+    assert_eq!(read(&root.join(DEBIAN)), PACKAGED_SETTINGS);
+    assert_eq!(read(&prefix.join("config.template")), PACKAGED_TEMPLATE);
+    assert!(
+        r.stdout.contains(&format!(
+            "set GITLAB_RUNNER_AUTH_API_URL in {}",
+            root.join(DEBIAN).display()
+        )),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_second_setup_keeps_the_settings_file_and_the_template() {
+    let (p, root, prefix) = node(DEBIAN_OS);
+    assert_code(&setup(&p, &root, &prefix, &[]), 0);
+    let edited_settings = "GITLAB_RUNNER_AUTH_API_URL=https://mine.example\n";
+    std::fs::write(root.join(DEBIAN), edited_settings).unwrap();
+    std::fs::write(prefix.join("config.template"), "concurrent = 1\n").unwrap();
+    let r = setup(&p, &root, &prefix, &["--api-url", "https://other.example"]);
+    assert_code(&r, 0);
+    assert_eq!(read(&root.join(DEBIAN)), edited_settings);
+    assert_eq!(read(&prefix.join("config.template")), "concurrent = 1\n");
+    assert!(r.output().contains("is kept"), "{r:?}");
+    assert!(root.join(DROP_IN).exists());
+}
+
+#[test]
+fn dry_run_shows_every_file_and_changes_nothing() {
+    let (p, root, prefix) = node(DEBIAN_OS);
+    let before = tree(&p.dir);
+    let r = setup(
+        &p,
+        &root,
+        &prefix,
+        &["--dry-run", "--api-url", "https://gitlab.site.example"],
+    );
+    assert_code(&r, 0);
+    assert_eq!(tree(&p.dir), before, "nothing changed");
+    for path in [
+        root.join(DROP_IN),
+        root.join(DEBIAN),
+        prefix.join("config.template"),
+    ] {
+        assert!(
+            r.stdout
+                .contains(&format!("# {} (setup would write it", path.display())),
+            "{r:?}"
+        );
+    }
+    let exe = std::fs::canonicalize(bin()).unwrap();
+    assert!(
+        r.stdout
+            .contains(&format!("ExecStartPre={}\n", exe.display())),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout
+            .contains("GITLAB_RUNNER_AUTH_API_URL=https://gitlab.site.example\n")
+    );
+    assert!(
+        r.stdout.contains("executor = \"shell\""),
+        "the template's contents"
+    );
+}
+
+#[test]
+fn uninstall_removes_the_drop_in_and_the_unchanged_settings_file() {
+    let (p, root, prefix) = node(DEBIAN_OS);
+    assert_code(
+        &setup(
+            &p,
+            &root,
+            &prefix,
+            &["--api-url", "https://gitlab.site.example"],
+        ),
+        0,
+    );
+    let r = setup(&p, &root, &prefix, &["--uninstall"]);
+    assert_code(&r, 0);
+    assert!(!root.join(DROP_IN).exists(), "{r:?}");
+    assert!(!root.join(DEBIAN).exists(), "{r:?}");
+    assert!(
+        prefix.join("config.template").exists(),
+        "the template is the admin's now"
+    );
+}
+
+#[test]
+fn uninstall_keeps_an_edited_settings_file() {
+    let (p, root, prefix) = node(DEBIAN_OS);
+    assert_code(&setup(&p, &root, &prefix, &[]), 0);
+    let edited = PACKAGED_SETTINGS.replace(
+        "#GITLAB_RUNNER_AUTH_PRUNE=false",
+        "GITLAB_RUNNER_AUTH_PRUNE=true",
+    );
+    assert_ne!(edited, PACKAGED_SETTINGS);
+    std::fs::write(root.join(DEBIAN), &edited).unwrap();
+    let r = setup(&p, &root, &prefix, &["--uninstall"]);
+    assert_code(&r, 0);
+    assert!(!root.join(DROP_IN).exists(), "{r:?}");
+    assert_eq!(read(&root.join(DEBIAN)), edited);
+    assert!(r.output().contains("was edited"), "{r:?}");
+}
+
+#[test]
+fn uninstall_from_the_environment_variable() {
+    let (p, root, prefix) = node(DEBIAN_OS);
+    assert_code(&setup(&p, &root, &prefix, &[]), 0);
+    let mut c = command(&p);
+    c.arg("setup")
+        .arg("--sysroot")
+        .arg(&root)
+        .arg("-p")
+        .arg(&prefix)
+        .env("GITLAB_RUNNER_AUTH_UNINSTALL", "1");
+    assert_code(&run_cmd(c), 0);
+    assert!(!root.join(DROP_IN).exists());
+}
+
+#[test]
+fn the_packages_drop_in_is_refused_naming_it() {
+    let (p, root, prefix) = node(DEBIAN_OS);
+    let vendor = root.join(VENDOR);
+    std::fs::create_dir_all(vendor.parent().unwrap()).unwrap();
+    std::fs::write(&vendor, PACKAGED_DROP_IN).unwrap();
+    let before = tree(&p.dir);
+    let r = setup(&p, &root, &prefix, &[]);
+    assert_code(&r, 78);
+    assert!(r.stderr.contains(&vendor.display().to_string()), "{r:?}");
+    assert_eq!(tree(&p.dir), before, "nothing written");
+    assert_code(&setup(&p, &root, &prefix, &["--uninstall"]), 78);
+}
+
+#[test]
+fn rhel_like_systems_get_etc_sysconfig() {
+    for os in [
+        RHEL_OS,
+        "ID=rhel\nVERSION_ID=9\n",
+        "ID=\"opensuse-leap\"\nID_LIKE=\"suse opensuse\"\n",
+    ] {
+        let (p, root, prefix) = node(os);
+        assert_code(&setup(&p, &root, &prefix, &[]), 0);
+        assert_eq!(read(&root.join(RHEL)), PACKAGED_SETTINGS, "{os}");
+        assert_eq!(mode(&root.join(RHEL)), 0o644);
+        assert!(!root.join(DEBIAN).exists(), "{os}");
+    }
+    for os in [
+        DEBIAN_OS,
+        "ID=ubuntu\nID_LIKE=debian\n",
+        "ID=linuxmint\nID_LIKE=\"ubuntu debian\"\n",
+    ] {
+        let (p, root, prefix) = node(os);
+        assert_code(&setup(&p, &root, &prefix, &[]), 0);
+        assert!(root.join(DEBIAN).exists(), "{os}");
+        assert!(!root.join(RHEL).exists(), "{os}");
+    }
+}
+
+#[test]
+fn uninstall_is_an_option_of_setup_only() {
+    let p = Prefix::new();
+    let mut c = command(&p);
+    c.args(["plan", "--uninstall"]);
+    assert_code(&run_cmd(c), 64);
+}
