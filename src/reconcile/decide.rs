@@ -13,14 +13,12 @@ pub enum Observed {
     Missing,
     /// GitLab rejected the token (403).
     Invalid,
-
-    /// A valid token: the state's, or one gitlab-runner rotated itself and
-    /// left in `config.toml` (`adopted`).
+    /// A valid token. (Tokens found elsewhere, in `config.toml` or a
+    /// leftover file, are adopted by `plan` before this is decided.)
     Valid {
         token: Secret,
         /// The runner id verify answered (GitLab 15.10+).
         id: Option<u64>,
-        adopted: bool,
         expires_at: Option<i64>,
         obtained_at: Option<i64>,
     },
@@ -33,8 +31,6 @@ pub enum Action {
     Keep,
     /// Store what verify told us (expiry, first-seen time) in the state.
     Record,
-    /// Take over the token gitlab-runner rotated.
-    Adopt,
     /// Reset the token with itself, keeping the runner.
     Rotate { reason: String },
     /// Reset the token by runner id with the access token.
@@ -59,7 +55,6 @@ pub fn decide(
         },
         Observed::Valid {
             id,
-            adopted,
             expires_at,
             obtained_at,
             ..
@@ -79,9 +74,7 @@ pub fn decide(
                     }
                 }
             }
-            if *adopted {
-                Action::Adopt
-            } else if entry.token_expires_at != *expires_at
+            if entry.token_expires_at != *expires_at
                 || entry.token_obtained_at.is_none()
                 || (id.is_some() && *id != entry.id)
             {
@@ -107,11 +100,10 @@ mod tests {
         }
     }
 
-    fn valid(expires: Option<i64>, obtained: Option<i64>, adopted: bool) -> Observed {
+    fn valid(expires: Option<i64>, obtained: Option<i64>) -> Observed {
         Observed::Valid {
             token: Secret::new("t"),
             id: Some(5),
-            adopted,
             expires_at: expires,
             obtained_at: obtained,
         }
@@ -152,7 +144,7 @@ mod tests {
             ),
             (
                 entry(Some(5), None, Some(now)),
-                valid(None, Some(now), false),
+                valid(None, Some(now)),
                 0,
                 false,
                 Action::Keep,
@@ -160,7 +152,7 @@ mod tests {
             // expiry learned → record it
             (
                 entry(Some(5), None, Some(now)),
-                valid(Some(now + 30 * day), Some(now), false),
+                valid(Some(now + 30 * day), Some(now)),
                 0,
                 false,
                 Action::Record,
@@ -168,7 +160,7 @@ mod tests {
             // no obtained time (the original's file) → record it
             (
                 entry(Some(5), None, None),
-                valid(None, Some(now), false),
+                valid(None, Some(now)),
                 0,
                 false,
                 Action::Record,
@@ -176,14 +168,14 @@ mod tests {
             // 74% of the lifetime: keep; 75%: rotate
             (
                 entry(Some(5), Some(now + 26 * day), Some(now - 74 * day)),
-                valid(Some(now + 26 * day), Some(now - 74 * day), false),
+                valid(Some(now + 26 * day), Some(now - 74 * day)),
                 0,
                 false,
                 Action::Keep,
             ),
             (
                 entry(Some(5), Some(now + 25 * day), Some(now - 75 * day)),
-                valid(Some(now + 25 * day), Some(now - 75 * day), false),
+                valid(Some(now + 25 * day), Some(now - 75 * day)),
                 0,
                 false,
                 Action::Rotate {
@@ -193,27 +185,16 @@ mod tests {
             // --rotate-before
             (
                 entry(Some(5), Some(now + day), Some(now)),
-                valid(Some(now + day), Some(now), false),
+                valid(Some(now + day), Some(now)),
                 2 * day,
                 false,
                 Action::Rotate {
                     reason: format!("expires {}", clock::format(now + day)),
                 },
             ),
-            (
-                valid_entry_adopt(),
-                valid(None, Some(now), true),
-                0,
-                false,
-                Action::Adopt,
-            ),
         ];
         for (i, (e, obs, before, pat, want)) in cases.into_iter().enumerate() {
             assert_eq!(decide(&e, &obs, now, before, pat), want, "case {i}");
         }
-    }
-
-    fn valid_entry_adopt() -> Entry {
-        entry(Some(5), None, Some(1))
     }
 }

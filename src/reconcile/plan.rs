@@ -294,7 +294,6 @@ impl Planner<'_> {
                     Observed::Valid {
                         token: token.clone(),
                         id: *id,
-                        adopted: false,
                         expires_at: *expires_at,
                         obtained_at: entry.token_obtained_at.or(Some(obs.now)),
                     },
@@ -494,7 +493,6 @@ impl Planner<'_> {
                     obtained_at,
                 });
             }
-            Action::Adopt => {}
             Action::Rotate { reason } => {
                 let id = verified_id.or(entry.id);
                 if !self.owned_or_unknowable(ty, id)? {
@@ -682,7 +680,6 @@ impl Planner<'_> {
                     let observed = Observed::Valid {
                         token: (*token).clone(),
                         id: Some(id),
-                        adopted: false,
                         expires_at: *expires_at,
                         obtained_at: obtained.or(Some(obs.now)),
                     };
