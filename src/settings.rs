@@ -15,6 +15,18 @@ pub enum Registration {
     UserRunners,
 }
 
+impl Registration {
+    /// Whether `admin-token` creates runners with `POST /user/runners`
+    /// (else `POST /runners`), given whether it is an access token.
+    pub fn user_runners(self, access_token: bool) -> bool {
+        match self {
+            Registration::Legacy => false,
+            Registration::UserRunners => true,
+            Registration::Auto => access_token,
+        }
+    }
+}
+
 /// Which kind of runner to create, and where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {

@@ -9,16 +9,12 @@ use super::files::Found;
 use crate::error::Kind;
 use crate::reconcile::inputs::check_admin_token;
 use crate::secret::TokenKind;
-use crate::settings::{Registration, Settings};
+use crate::settings::Settings;
 
 /// Does `admin-token` create runners with `POST /user/runners` (an access
 /// token), as the run decides?
 pub fn creates_with_access_token(s: &Settings, kind: TokenKind) -> bool {
-    match s.registration {
-        Registration::Legacy => false,
-        Registration::UserRunners => true,
-        Registration::Auto => kind == TokenKind::Access,
-    }
+    s.registration.user_runners(kind == TokenKind::Access)
 }
 
 pub fn check(s: &Settings, f: &Found, r: &mut Report) {

@@ -10,7 +10,6 @@ use crate::error::{Error, Kind, Result};
 use crate::fsutil;
 use crate::gitlab::{IssuedToken, NewRunner, ResetById};
 use crate::secret::{Secret, is_access_token};
-use crate::settings::Registration;
 
 impl Applier<'_> {
     /// Before the first call that issues a token: prove the state and config
@@ -257,12 +256,11 @@ impl Applier<'_> {
             tags: &tags,
             scope: self.s.scope,
         };
-        let user_runners = match self.s.registration {
-            Registration::Legacy => false,
-            Registration::UserRunners => true,
-            Registration::Auto => is_access_token(admin.expose()),
-        };
-        let issued = if user_runners {
+        let issued = if self
+            .s
+            .registration
+            .user_runners(is_access_token(admin.expose()))
+        {
             self.client.create(admin, &new)
         } else {
             self.client.register(admin, &new)

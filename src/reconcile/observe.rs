@@ -104,15 +104,11 @@ enum Answer {
 /// runners with `POST /user/runners`, and `access-token`.
 fn access_tokens(s: &Settings, inputs: &Inputs) -> Vec<(PathBuf, &'static str, Secret)> {
     let mut out = Vec::new();
-    if let Some((t, path)) = &inputs.admin {
-        let user_runners = match s.registration {
-            crate::settings::Registration::Legacy => false,
-            crate::settings::Registration::UserRunners => true,
-            crate::settings::Registration::Auto => crate::secret::is_access_token(t.expose()),
-        };
-        if user_runners {
-            out.push((path.clone(), "admin-token", t.clone()));
-        }
+    if let Some((t, path)) = &inputs.admin
+        && s.registration
+            .user_runners(crate::secret::is_access_token(t.expose()))
+    {
+        out.push((path.clone(), "admin-token", t.clone()));
     }
     if let (Some(t), Some(path)) = (&inputs.access, &inputs.access_path) {
         out.push((path.clone(), "access-token", t.clone()));
