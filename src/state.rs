@@ -102,6 +102,17 @@ impl State {
 }
 
 impl Entry {
+    /// What the template's fields of this runner type render to (no token:
+    /// an empty one).
+    pub fn values(&self) -> crate::template::RunnerValues<'_> {
+        crate::template::RunnerValues {
+            token: self.token.as_ref().map_or("", Secret::expose),
+            id: self.id,
+            token_obtained_at: self.token_obtained_at,
+            token_expires_at: self.token_expires_at,
+        }
+    }
+
     fn from_json(mut obj: Map<String, Value>) -> std::result::Result<Entry, String> {
         let id = match obj.remove("id") {
             None | Some(Value::Null) => None,

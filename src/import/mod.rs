@@ -17,7 +17,7 @@ use crate::reconcile::{self, Outcome};
 use crate::secret::{Secret, TokenDirs, mask_tokens};
 use crate::settings::Settings;
 use crate::state::{Entry, State, toml_error};
-use crate::template::{RunnerValues, Template};
+use crate::template::Template;
 use crate::trust::{self, Class};
 use convert::Block;
 
@@ -384,15 +384,7 @@ fn check_round_trip(
     state: &State,
 ) -> Result<()> {
     let origin = s.template_path.display().to_string();
-    let values = |ty: &str| {
-        let e = state.entries.get(ty)?;
-        Some(RunnerValues {
-            token: e.token.as_ref().map_or("", Secret::expose),
-            id: e.id,
-            token_obtained_at: e.token_obtained_at,
-            token_expires_at: e.token_expires_at,
-        })
-    };
+    let values = |ty: &str| Some(state.entries.get(ty)?.values());
     let bug = |what: String| {
         Error::internal(format!(
             "{what}; nothing written (a bug in gitlab-runner-auth import, please report it)"

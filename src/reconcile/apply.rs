@@ -147,34 +147,14 @@ pub fn apply(
 
 impl Applier<'_> {
     fn change(&mut self, change: Change) -> Result<()> {
+        if let Change::Record { ty, .. } | Change::Adopt { ty, .. } = &change {
+            let ty = ty.clone();
+            change.update(self.entry(&ty));
+            self.save_state()?;
+        }
         match change {
-            Change::Record {
-                ty,
-                id,
-                expires_at,
-                obtained_at,
-            } => {
-                let e = self.entry(&ty);
-                e.id = id.or(e.id);
-                e.token_expires_at = expires_at;
-                e.token_obtained_at = obtained_at;
-                self.save_state()
-            }
-            Change::Adopt {
-                ty,
-                id,
-                token,
-                expires_at,
-                obtained_at,
-                from,
-            } => {
-                let e = self.entry(&ty);
-                e.id = id.or(e.id);
-                e.token = Some(token);
-                e.token_expires_at = expires_at;
-                e.token_obtained_at = obtained_at;
-                e.create_pending_since = None;
-                self.save_state()?;
+            Change::Record { .. } => Ok(()),
+            Change::Adopt { ty, id, from, .. } => {
                 self.tally.adopted += 1;
                 let id = id.map_or("?".into(), |i| i.to_string());
                 match from {

@@ -15,7 +15,6 @@ use crate::gitlab::api::RunnerDetails;
 use crate::secret::{Secret, mask_tokens};
 use crate::settings::Settings;
 use crate::state::{Entry, State};
-use crate::template::RunnerValues;
 use serde_json::{Value, json};
 
 /// One change to GitLab or to this host's files.
@@ -481,17 +480,14 @@ impl Planner<'_> {
             Action::Record => {
                 let id = verified_id.or(entry.id);
                 self.keep.extend(id.map(|i| (ty.to_string(), i)));
-                self.apply_state(ty, |e| {
-                    e.id = id;
-                    e.token_expires_at = expires_at;
-                    e.token_obtained_at = obtained_at;
-                });
-                self.plan.changes.push(Change::Record {
+                let record = Change::Record {
                     ty: ty.to_string(),
                     id,
                     expires_at,
                     obtained_at,
-                });
+                };
+                self.apply_state(ty, |e| record.update(e));
+                self.plan.changes.push(record);
             }
             Action::Rotate { reason } => {
                 let id = verified_id.or(entry.id);
@@ -544,27 +540,13 @@ impl Planner<'_> {
     }
 
     fn push_adopt(&mut self, adopt: Change) {
-        let Change::Adopt {
-            ty,
-            id,
-            token,
-            expires_at,
-            obtained_at,
-            from,
-        } = &adopt
-        else {
+        let Change::Adopt { ty, id, from, .. } = &adopt else {
             return;
         };
-        self.view(ty, *id, format!("a valid token in {from}"));
+        let ty = ty.clone();
+        self.view(&ty, *id, format!("a valid token in {from}"));
         self.keep.extend(id.map(|i| (ty.clone(), i)));
-        let (token, expires_at, obtained_at, id) = (token.clone(), *expires_at, *obtained_at, *id);
-        self.apply_state(ty, |e| {
-            e.id = id.or(e.id);
-            e.token = Some(token);
-            e.token_expires_at = expires_at;
-            e.token_obtained_at = obtained_at;
-            e.create_pending_since = None;
-        });
+        self.apply_state(&ty, |e| adopt.update(e));
         self.plan.changes.push(adopt);
     }
 
@@ -856,13 +838,7 @@ fn owns(host: &crate::host::Host, d: &RunnerDetails, ty: &str) -> bool {
 /// `config.toml` from the template and `state`, checked as TOML.
 pub fn render(s: &Settings, inputs: &Inputs, state: &State) -> Result<String> {
     let rendered = inputs.template.render(&inputs.host.hostname, |ty| {
-        let e = state.entries.get(ty)?;
-        Some(RunnerValues {
-            token: e.token.as_ref().map_or("", Secret::expose),
-            id: e.id,
-            token_obtained_at: e.token_obtained_at,
-            token_expires_at: e.token_expires_at,
-        })
+        Some(state.entries.get(ty)?.values())
     })?;
     super::inputs::parse_rendered(s, &rendered)?;
     Ok(rendered)
@@ -883,6 +859,38 @@ fn describe_observed(obs: &Observed) -> String {
 }
 
 impl Change {
+    /// What a change that needs no request (`Record`, `Adopt`) does to its
+    /// runner type's state entry; the plan's picture of the state and
+    /// `apply` both go through it.
+    pub fn update(&self, e: &mut Entry) {
+        match self {
+            Change::Record {
+                id,
+                expires_at,
+                obtained_at,
+                ..
+            } => {
+                e.id = id.or(e.id);
+                e.token_expires_at = *expires_at;
+                e.token_obtained_at = *obtained_at;
+            }
+            Change::Adopt {
+                id,
+                token,
+                expires_at,
+                obtained_at,
+                ..
+            } => {
+                e.id = id.or(e.id);
+                e.token = Some(token.clone());
+                e.token_expires_at = *expires_at;
+                e.token_obtained_at = *obtained_at;
+                e.create_pending_since = None;
+            }
+            _ => {}
+        }
+    }
+
     /// The runner type it is about, if any.
     pub fn ty(&self) -> Option<&str> {
         match self {
