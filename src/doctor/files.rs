@@ -326,17 +326,7 @@ fn types(s: &Settings, r: &mut Report, t: &Template, st: &State, host: Option<&H
         .iter()
         .filter(|ty| !used.contains(*ty) && !meant.contains(&ty.as_str()))
     {
-        let fix = if from_file {
-            format!(
-                "remove it from {} or use {{{unused}}} in the template",
-                s.state_path.display()
-            )
-        } else {
-            format!(
-                "create {} listing the types the template uses, e.g. {{\"shell\": {{}}}}",
-                s.state_path.display()
-            )
-        };
+        let fix = crate::reconcile::inputs::unused_type_fix(s, unused, from_file);
         r.fail(
             "runner types",
             Kind::Config,

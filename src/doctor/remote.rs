@@ -36,9 +36,6 @@ const PROXY_ENV: &[&str] = &[
 ];
 
 /// `http://user:secret@proxy:3128` without what precedes the `@`.
-fn without_credentials(url: &str) -> String {
-    crate::secret::url_without_credentials(url)
-}
 
 /// The CAs the client trusts, for a message.
 fn cas(s: &Settings) -> String {
@@ -121,7 +118,7 @@ fn proxy(api: &str, host: &str, svc: &Service, file: &std::path::Path, r: &mut R
         .filter(|(k, v)| {
             PROXY_VARS.contains(&k.as_str()) && std::env::var(k).unwrap_or_default() != **v
         })
-        .map(|(k, v)| format!("{k}={}", without_credentials(v)))
+        .map(|(k, v)| format!("{k}={}", crate::secret::url_without_credentials(v)))
         .collect();
     if !differ.is_empty() {
         r.warn(
@@ -402,7 +399,7 @@ mod tests {
             ("user:secret@proxy:3128", "proxy:3128"),
         ];
         for (url, want) in cases {
-            assert_eq!(without_credentials(url), want);
+            assert_eq!(crate::secret::url_without_credentials(url), want);
         }
     }
 

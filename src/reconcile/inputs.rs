@@ -63,20 +63,10 @@ impl Inputs {
         template.check_types(&types, &origin)?;
         let used = template.runner_types();
         if let Some(unused) = types.iter().find(|t| !used.contains(*t)) {
-            let fix = if from_file {
-                format!(
-                    "remove it from {} or use {{{unused}}} in the template",
-                    s.state_path.display()
-                )
-            } else {
-                format!(
-                    "create {} listing the types the template uses, e.g. {{\"shell\": {{}}}}",
-                    s.state_path.display()
-                )
-            };
             return Err(Error::config(format!(
-                "runner type '{unused}' is never used by {}: {fix}",
-                s.template_path.display()
+                "runner type '{unused}' is never used by {}: {}",
+                s.template_path.display(),
+                unused_type_fix(s, unused, from_file)
             )));
         }
         for t in template.expiry_without_obtained() {
@@ -133,6 +123,22 @@ pub fn check_admin_token(path: &std::path::Path, token: &Secret) -> Result<()> {
         path.display(),
         token.hint()
     )))
+}
+
+/// How to fix a runner type the state (or, without a state file, the
+/// default batch and shell) names but the template never uses.
+pub fn unused_type_fix(s: &Settings, unused: &str, from_file: bool) -> String {
+    if from_file {
+        format!(
+            "remove it from {} or use {{{unused}}} in the template",
+            s.state_path.display()
+        )
+    } else {
+        format!(
+            "create {} listing the types the template uses, e.g. {{\"shell\": {{}}}}",
+            s.state_path.display()
+        )
+    }
 }
 
 /// `runner-data.json` and `config.toml` hold tokens: one that group or
