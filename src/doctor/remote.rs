@@ -35,8 +35,6 @@ const PROXY_ENV: &[&str] = &[
     "http_proxy",
 ];
 
-/// `http://user:secret@proxy:3128` without what precedes the `@`.
-
 /// The CAs the client trusts, for a message.
 fn cas(s: &Settings) -> String {
     let system = gitlab::system_ca_bundle().map_or_else(
