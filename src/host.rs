@@ -174,6 +174,21 @@ impl Host {
         !names_another && self.registers_exactly(tags, ty)
     }
 
+    /// Could a runner listed with `description` be this host's by
+    /// [`Host::owns`]? Lists show no tags, so only its details can tell;
+    /// this says whose details are worth reading: a description `H-…` of
+    /// this host, and one that names no host at all (no `-`: what an admin
+    /// or the original script may have given a runner of this host's exact
+    /// tag set). A description `X-…` of another host is not read: it could
+    /// be this host's only by its exact tag set for another type than the
+    /// one it names, which no registration makes.
+    pub fn could_own(&self, description: &str) -> bool {
+        description
+            .strip_prefix(&self.hostname)
+            .is_some_and(|rest| rest.starts_with('-'))
+            || !description.contains('-')
+    }
+
     /// The "exact tag set" half of [`Host::owns`]: `tags` is the set this
     /// host registers for `ty` without `--auto-tags` (hostname, cluster,
     /// type, scheduler, `--tag`s: what the original script registered, and

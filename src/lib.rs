@@ -23,3 +23,4 @@ pub mod state;
 pub mod status;
 pub mod template;
 pub mod trust;
+pub mod untrusted;

@@ -121,10 +121,20 @@ impl Entry {
             Some(Value::String(s)) => Some(s.parse().map_err(|_| "'id' is not an integer")?),
             Some(_) => return Err("'id' is not an integer".into()),
         };
+        if id.is_some_and(|id| !crate::untrusted::id_ok(id)) {
+            return Err(format!("'id' is not in 1..={}", crate::untrusted::ID_MAX));
+        }
         let token = match obj.remove("token") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.trim().is_empty() => None,
-            Some(Value::String(s)) => Some(Secret::new(s.trim())),
+            Some(Value::String(s)) => match crate::untrusted::token_problem(s.trim()) {
+                None => Some(Secret::new(s.trim())),
+                Some(p) => {
+                    return Err(format!(
+                        "'token' is not a GitLab runner token ({p}); remove the entry's token to heal the runner"
+                    ));
+                }
+            },
             Some(_) => return Err("'token' is not a string".into()),
         };
         let mut time = |key: &str| match obj.remove(key) {
@@ -209,6 +219,15 @@ pub fn parse_config_runners(path: &Path, text: &str) -> Result<Vec<ConfigRunner>
         .iter()
         .filter_map(|r| {
             let token = r.get("token")?.as_str()?.trim();
+            // gitlab-runner writes what GitLab gave it when it rotates: a
+            // token outside GitLab's alphabet is never taken from here
+            if let Some(p) = crate::untrusted::token_problem(token).filter(|_| !token.is_empty()) {
+                log::warn!(
+                    "{}: a runner's token is not a GitLab runner token ({p}): not used",
+                    path.display()
+                );
+                return None;
+            }
             (!token.is_empty()).then(|| ConfigRunner {
                 token: Secret::new(token),
                 id: r

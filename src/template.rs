@@ -37,6 +37,20 @@ pub struct Field {
     pub col: usize,
 }
 
+impl Field {
+    /// As written: `shell`, `shell.id`.
+    fn name(&self) -> String {
+        let attr = match self.attr {
+            None => "",
+            Some(Attr::Token) => ".token",
+            Some(Attr::Id) => ".id",
+            Some(Attr::TokenObtainedAt) => ".token_obtained_at",
+            Some(Attr::TokenExpiresAt) => ".token_expires_at",
+        };
+        format!("{}{attr}", shown(&self.base))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     Text(String),
@@ -192,37 +206,304 @@ impl Template {
             .collect()
     }
 
-    /// Render with `hostname` and a lookup of runner values by type.
+    /// Render with `hostname` and a lookup of runner values by type. Each
+    /// value is written for the TOML it lands in (see [`Context`]): escaped
+    /// inside a `"…"` string, refused where it cannot be written as itself,
+    /// so no value changes the document's shape.
     pub fn render<'a>(
         &self,
         hostname: &str,
         runner: impl Fn(&str) -> Option<RunnerValues<'a>>,
     ) -> Result<String> {
         let mut out = String::new();
+        let mut ctx = Context::Bare;
+        let mut escaped = false;
         for seg in &self.segments {
             match seg {
-                Segment::Text(t) => out.push_str(t),
-                Segment::Field(f) if f.base == HOSTNAME => out.push_str(hostname),
+                Segment::Text(t) => {
+                    out.push_str(t);
+                    (ctx, escaped) = ctx.after(t, escaped);
+                }
                 Segment::Field(f) => {
-                    let v = runner(&f.base).ok_or_else(|| {
-                        Error::internal(format!(
-                            "template {}:{}:{}: no value for '{}'",
-                            self.origin, f.line, f.col, f.base
+                    let value = self.value(f, hostname, &runner)?;
+                    let place = |m: &str| {
+                        Error::data(format!(
+                            "template {}:{}:{}: the value of {{{}}} cannot be written {}: {m}",
+                            self.origin,
+                            f.line,
+                            f.col,
+                            f.name(),
+                            ctx.name()
                         ))
-                    })?;
-                    let time = |t: Option<i64>| {
-                        t.map_or(crate::clock::ZERO.to_string(), crate::clock::format)
                     };
-                    match f.attr {
-                        None | Some(Attr::Token) => out.push_str(v.token),
-                        Some(Attr::Id) => out.push_str(&v.id.unwrap_or(0).to_string()),
-                        Some(Attr::TokenObtainedAt) => out.push_str(&time(v.token_obtained_at)),
-                        Some(Attr::TokenExpiresAt) => out.push_str(&time(v.token_expires_at)),
+                    if escaped {
+                        return Err(place("it follows a backslash"));
                     }
+                    ctx.write(&value, &mut out).map_err(|m| place(&m))?;
                 }
             }
         }
         Ok(out)
+    }
+
+    fn value<'a>(
+        &self,
+        f: &Field,
+        hostname: &str,
+        runner: &impl Fn(&str) -> Option<RunnerValues<'a>>,
+    ) -> Result<String> {
+        if f.base == HOSTNAME {
+            return Ok(hostname.to_string());
+        }
+        let v = runner(&f.base).ok_or_else(|| {
+            Error::internal(format!(
+                "template {}:{}:{}: no value for '{}'",
+                self.origin, f.line, f.col, f.base
+            ))
+        })?;
+        let time = |t: Option<i64>| t.map_or(crate::clock::ZERO.to_string(), crate::clock::format);
+        Ok(match f.attr {
+            None | Some(Attr::Token) => v.token.to_string(),
+            Some(Attr::Id) => v.id.unwrap_or(0).to_string(),
+            Some(Attr::TokenObtainedAt) => time(v.token_obtained_at),
+            Some(Attr::TokenExpiresAt) => time(v.token_expires_at),
+        })
+    }
+
+    /// After rendering: `rendered` must have exactly the shape of this
+    /// template rendered with harmless placeholders: the same tables, keys,
+    /// array lengths and value kinds, and every string that is a runner's
+    /// token field alone must parse back to exactly that token. Otherwise a
+    /// value changed the document (a key injected into a `[[runners]]`
+    /// block), and nothing may be written.
+    pub fn check_shape<'a>(
+        &self,
+        hostname: &str,
+        rendered: &toml::Table,
+        runner: impl Fn(&str) -> Option<RunnerValues<'a>>,
+    ) -> Result<()> {
+        let types: Vec<String> = self.runner_types().into_iter().collect();
+        let marks: Vec<String> = (0..types.len()).map(|i| format!("gra-shape-{i}")).collect();
+        let shape = self.render(hostname, |ty| {
+            let i = types.iter().position(|t| t == ty)?;
+            Some(RunnerValues {
+                token: &marks[i],
+                id: Some(1),
+                token_obtained_at: None,
+                token_expires_at: None,
+            })
+        })?;
+        let Ok(shape) = shape.parse::<toml::Table>() else {
+            // the inputs' check refuses such a template before any request
+            return Err(Error::internal(format!(
+                "template {}: does not render to TOML with placeholders",
+                self.origin
+            )));
+        };
+        let mut tokens = std::collections::HashMap::new();
+        for (ty, mark) in types.iter().zip(&marks) {
+            let v = runner(ty).ok_or_else(|| Error::internal(format!("no value for '{ty}'")))?;
+            tokens.insert(mark.as_str(), (ty.as_str(), v.token.to_string()));
+        }
+        same_shape(
+            &toml::Value::Table(shape),
+            &toml::Value::Table(rendered.clone()),
+            &tokens,
+            "",
+        )
+        .map_err(|m| {
+            Error::data(format!(
+                "{}: the rendered config.toml does not have the template's shape ({m}): nothing written",
+                self.origin
+            ))
+        })
+    }
+}
+
+/// Compare `want` (the placeholder rendering) with `got` at `path`.
+fn same_shape(
+    want: &toml::Value,
+    got: &toml::Value,
+    tokens: &std::collections::HashMap<&str, (&str, String)>,
+    path: &str,
+) -> std::result::Result<(), String> {
+    use toml::Value as V;
+    let at = |p: &str| {
+        if p.is_empty() {
+            "the top".to_string()
+        } else {
+            p.to_string()
+        }
+    };
+    match (want, got) {
+        (V::Table(a), V::Table(b)) => {
+            if let Some(k) = b.keys().find(|k| !a.contains_key(*k)) {
+                return Err(format!(
+                    "key {} in {} is not the template's",
+                    crate::untrusted::shown(k),
+                    at(path)
+                ));
+            }
+            for (k, va) in a {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                let vb = b.get(k).ok_or_else(|| format!("key {p} is missing"))?;
+                same_shape(va, vb, tokens, &p)?;
+            }
+            Ok(())
+        }
+        (V::Array(a), V::Array(b)) => {
+            if a.len() != b.len() {
+                return Err(format!(
+                    "{} has {} items, not {}",
+                    at(path),
+                    b.len(),
+                    a.len()
+                ));
+            }
+            for (i, (va, vb)) in a.iter().zip(b).enumerate() {
+                same_shape(va, vb, tokens, &format!("{path}[{i}]"))?;
+            }
+            Ok(())
+        }
+        (V::String(a), V::String(b)) => match tokens.get(a.as_str()) {
+            Some((ty, token)) if b != token => {
+                Err(format!("{path} does not read back as the token of {ty}"))
+            }
+            _ => Ok(()),
+        },
+        (a, b) if std::mem::discriminant(a) == std::mem::discriminant(b) => Ok(()),
+        (a, b) => Err(format!(
+            "{} is a {}, not a {}",
+            at(path),
+            b.type_str(),
+            a.type_str()
+        )),
+    }
+}
+
+/// Where in the TOML a field's value lands, from the template's text
+/// before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Context {
+    /// Outside strings: a key, a number, a date.
+    Bare,
+    Comment,
+    /// `"…"`
+    Basic,
+    /// `"""…"""`
+    MultiBasic,
+    /// `'…'`
+    Literal,
+    /// `'''…'''`
+    MultiLiteral,
+}
+
+impl Context {
+    fn name(self) -> &'static str {
+        match self {
+            Context::Bare => "outside a string",
+            Context::Comment => "in a comment",
+            Context::Basic | Context::MultiBasic => "in a string",
+            Context::Literal | Context::MultiLiteral => "in a '…' literal string",
+        }
+    }
+
+    /// The context after `text`, and whether it ends on an escaping
+    /// backslash (in a `"…"` string).
+    fn after(mut self, text: &str, mut escaped: bool) -> (Context, bool) {
+        let b = text.as_bytes();
+        let mut i = 0;
+        let run = |i: usize, q: u8| b[i..].iter().take_while(|c| **c == q).count();
+        while i < b.len() {
+            let c = b[i];
+            if escaped {
+                escaped = false;
+                i += 1;
+                continue;
+            }
+            match self {
+                Context::Bare => match c {
+                    b'#' => self = Context::Comment,
+                    b'"' if run(i, b'"') >= 3 => {
+                        self = Context::MultiBasic;
+                        i += 2;
+                    }
+                    b'"' => self = Context::Basic,
+                    b'\'' if run(i, b'\'') >= 3 => {
+                        self = Context::MultiLiteral;
+                        i += 2;
+                    }
+                    b'\'' => self = Context::Literal,
+                    _ => {}
+                },
+                Context::Comment if c == b'\n' => self = Context::Bare,
+                Context::Comment => {}
+                Context::Basic => match c {
+                    b'\\' => escaped = true,
+                    b'"' | b'\n' => self = Context::Bare,
+                    _ => {}
+                },
+                Context::Literal if c == b'\'' || c == b'\n' => self = Context::Bare,
+                Context::Literal => {}
+                Context::MultiBasic => match c {
+                    b'\\' => escaped = true,
+                    b'"' if run(i, b'"') >= 3 => {
+                        // up to two quotes before the closing three are content
+                        i += run(i, b'"').min(5) - 1;
+                        self = Context::Bare;
+                    }
+                    _ => {}
+                },
+                Context::MultiLiteral => {
+                    if c == b'\'' && run(i, b'\'') >= 3 {
+                        i += run(i, b'\'').min(5) - 1;
+                        self = Context::Bare;
+                    }
+                }
+            }
+            i += 1;
+        }
+        (self, escaped)
+    }
+
+    /// Write `value` for this context, or say why it cannot be.
+    fn write(self, value: &str, out: &mut String) -> std::result::Result<(), String> {
+        let bad = |pred: &dyn Fn(char) -> bool| value.chars().find(|c| pred(*c));
+        let found = |c: char| format!("it holds {c:?}");
+        match self {
+            Context::Basic | Context::MultiBasic => {
+                for c in value.chars() {
+                    match c {
+                        '"' => out.push_str("\\\""),
+                        '\\' => out.push_str("\\\\"),
+                        c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+                        c => out.push(c),
+                    }
+                }
+                return Ok(());
+            }
+            Context::Literal | Context::MultiLiteral => {
+                if let Some(c) = bad(&|c| c == '\'' || (c.is_control() && c != '\t')) {
+                    return Err(found(c));
+                }
+            }
+            Context::Comment => {
+                if let Some(c) = bad(&|c| c.is_control() && c != '\t') {
+                    return Err(found(c));
+                }
+            }
+            Context::Bare => {
+                if let Some(c) = bad(&|c| !(c.is_ascii_alphanumeric() || "-_.:+".contains(c))) {
+                    return Err(found(c));
+                }
+            }
+        }
+        out.push_str(value);
+        Ok(())
     }
 }
 

@@ -32,6 +32,15 @@ pub struct RunnerDetails {
     pub created_at: Option<String>,
 }
 
+/// A list entry (GitLab's `Runner` entity): no tags, and only what the
+/// listing needs is kept.
+#[derive(Debug, Deserialize)]
+pub struct Listed {
+    pub id: u64,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
 /// `GET /personal_access_tokens/self` (GitLab 15.5+): the access token's
 /// own record (https://docs.gitlab.com/api/personal_access_tokens/#get-a-single-personal-access-token).
 #[derive(Debug, Deserialize, Clone, PartialEq)]

@@ -74,13 +74,27 @@ pub struct Client {
     issuing: ureq::Agent,
     base: String,
     wait: Duration,
+    timeout: Duration,
     /// Retries stop here: `--wait` bounds them for the whole run.
     deadline: Instant,
+    /// No request runs past this: `--wait` and one `--timeout` from the
+    /// client's start bound the whole run, however many requests it makes.
+    ends: Instant,
 }
 
 /// Longer than GitLab's own request timeout (Puma's worker timeout, 60 s):
 /// after it, a request GitLab was still working on has been ended.
 const ISSUING_TIMEOUT: Duration = Duration::from_secs(65);
+
+/// The most of an answer read (`GET /runners/:id` lists a project
+/// runner's projects).
+const ANSWER_BYTES: u64 = 16 * 1024 * 1024;
+/// Runners a list page asks for, the most of a page read, and the most
+/// runners a listing may name: this host's runners by its hostname tag,
+/// which no real host has thousands of.
+const LIST_PER_PAGE: usize = 100;
+pub const LIST_PAGE_BYTES: u64 = 2 * 1024 * 1024;
+pub const LIST_MAX: usize = 10_000;
 
 /// Said when a create succeeded but its answer cannot be read.
 const LOST_RUNNER: &str =
@@ -120,7 +134,9 @@ impl Client {
             issuing: agent(timeout.max(ISSUING_TIMEOUT)),
             base: base.to_string(),
             wait,
+            timeout,
             deadline: Instant::now() + wait,
+            ends: Instant::now() + wait + timeout.max(ISSUING_TIMEOUT),
         })
     }
 
@@ -142,7 +158,7 @@ impl Client {
                 }
                 let a: TokenAnswer = decode(what, &reply)?;
                 Ok(Verified::Valid {
-                    id: a.id,
+                    id: checked_id(what, a.id)?,
                     expires_at: expiry(what, a.token_expires_at.as_deref())?,
                 })
             }
@@ -176,9 +192,13 @@ impl Client {
         let what = format!("POST {path}");
         let reply = self.call("POST", &path, Some(pat), None, Repeat::Issuing)?;
         match reply.status {
-            200 | 201 => {
-                issued(&what, &reply).map(|t| ResetById::Reset(IssuedToken { id: Some(id), ..t }))
-            }
+            200 | 201 => issued(&what, &reply)
+                .map(|t| ResetById::Reset(IssuedToken { id: Some(id), ..t }))
+                .map_err(|e| {
+                    e.hint(format!(
+                        "runner {id} remains in GitLab with a token this host did not take: reset or delete it there"
+                    ))
+                }),
             // "404 Runner Not Found"; a bare "404 Not Found" is a missing route (GitLab < 14.3)
             404 if message(&reply).is_some_and(|m| m.contains("Runner")) => Ok(ResetById::NoRunner),
             404 => Ok(ResetById::Unsupported),
@@ -252,7 +272,16 @@ impl Client {
         let what = format!("GET {path}");
         let reply = self.call("GET", &path, Some(pat), None, Repeat::Safe)?;
         match reply.status {
-            200 => decode(&what, &reply).map(Some),
+            200 => {
+                let d: RunnerDetails = decode(&what, &reply)?;
+                if d.id != id {
+                    return Err(Error::data(format!(
+                        "{what}: 200 with the details of runner {} instead",
+                        d.id
+                    )));
+                }
+                Ok(Some(d))
+            }
             404 => Ok(None),
             _ => Err(unexpected(&what, &reply)),
         }
@@ -315,49 +344,78 @@ impl Client {
     }
 
     /// The runners carrying every tag in `tags`, every page: `GET /runners/all`
-    /// for instance runners, else the group's or project's list.
+    /// for instance runners, else the group's or project's list. Only the
+    /// ids of those `keep` takes (by the description the list shows) are
+    /// kept, and the listing is bounded: [`LIST_PAGE_BYTES`] a page, at most
+    /// [`LIST_MAX`] runners, within the run's deadline. A GitLab that lists
+    /// more is broken or hostile, and the run stops (65).
     pub fn list_tagged(
         &self,
         pat: &Secret,
         scope: Scope,
         tags: &[String],
-    ) -> Result<Vec<RunnerDetails>> {
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<u64>> {
         let list = match scope {
             Scope::Instance => "/runners/all".to_string(),
             Scope::Group(g) => format!("/groups/{g}/runners"),
             Scope::Project(p) => format!("/projects/{p}/runners"),
         };
         let mut out = Vec::new();
+        let mut seen = 0usize;
         let mut page = "1".to_string();
-        for _ in 0..1000 {
-            // each tag encoded, joined by the literal comma GitLab splits on
-            let tag_list: Vec<String> = tags.iter().map(|t| percent_encode(t)).collect();
+        // each tag encoded, joined by the literal comma GitLab splits on
+        let tag_list: Vec<String> = tags.iter().map(|t| percent_encode(t)).collect();
+        loop {
             let path = format!(
-                "{list}?type={}&tag_list={}&per_page=100&page={}",
+                "{list}?type={}&tag_list={}&per_page={LIST_PER_PAGE}&page={}",
                 scope.runner_type(),
                 tag_list.join(","),
                 percent_encode(&page)
             );
             let what = format!("GET {path}");
-            let reply = self.call("GET", &path, Some(pat), None, Repeat::Safe)?;
+            let reply = self.call_bounded("GET", &path, Some(pat), None, LIST_PAGE_BYTES)?;
             if reply.status != 200 {
                 return Err(unexpected(&what, &reply));
             }
-            out.extend(decode::<Vec<RunnerDetails>>(&what, &reply)?);
+            let entries: Vec<api::Listed> = decode(&what, &reply)?;
+            drop(reply.body);
+            seen += entries.len();
+            if seen > LIST_MAX {
+                return Err(Error::data(format!(
+                    "GET {list}: GitLab lists more than {LIST_MAX} runners tagged {}: no host has that many; giving up",
+                    crate::untrusted::shown(&tags.join(","))
+                )));
+            }
+            for e in entries {
+                if !crate::untrusted::id_ok(e.id) {
+                    return Err(Error::data(format!(
+                        "GET {list}: 200 with runner id {} (not in 1..={})",
+                        e.id,
+                        crate::untrusted::ID_MAX
+                    )));
+                }
+                if keep(e.description.as_deref().unwrap_or("")) {
+                    out.push(e.id);
+                }
+            }
             match reply.next_page.filter(|p| !p.is_empty()) {
-                Some(p) => page = p,
+                // a page that points to itself, or a page number that is
+                // not one, would never end
+                Some(p) if p != page && p.len() <= 20 => page = p,
+                Some(p) => {
+                    return Err(Error::data(format!(
+                        "GET {list}: page {} says its next page is {}",
+                        crate::untrusted::shown(&page),
+                        crate::untrusted::shown(&p)
+                    )));
+                }
                 None => return Ok(out),
             }
         }
-        Err(Error::data(format!(
-            "GET {list}: more than 1000 pages; giving up"
-        )))
     }
 
-    /// One request with retries (see [`retry::classify`]). Failures that
-    /// outlast the `--wait` deadline become `Kind::Unreachable` errors; a
-    /// token-issuing call GitLab may have acted on without an answer is a
-    /// `Kind::Ambiguous` error, for the caller to resolve.
+    /// One request with retries, its answer read up to [`ANSWER_BYTES`].
     fn call(
         &self,
         method: &str,
@@ -366,6 +424,35 @@ impl Client {
         body: Option<&Value>,
         repeat: Repeat,
     ) -> Result<Reply> {
+        self.call_with(method, path, pat, body, repeat, ANSWER_BYTES)
+    }
+
+    /// A read with retries, its answer read up to `limit` bytes.
+    fn call_bounded(
+        &self,
+        method: &str,
+        path: &str,
+        pat: Option<&Secret>,
+        body: Option<&Value>,
+        limit: u64,
+    ) -> Result<Reply> {
+        self.call_with(method, path, pat, body, Repeat::Safe, limit)
+    }
+
+    /// One request with retries (see [`retry::classify`]). Failures that
+    /// outlast the `--wait` deadline become `Kind::Unreachable` errors; a
+    /// token-issuing call GitLab may have acted on without an answer is a
+    /// `Kind::Ambiguous` error, for the caller to resolve. No request starts
+    /// after the run's end ([`Client::ends`]), and none runs past it.
+    fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        pat: Option<&Secret>,
+        body: Option<&Value>,
+        repeat: Repeat,
+        limit: u64,
+    ) -> Result<Reply> {
         let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
         let start = Instant::now();
         let mut backoff = retry::Backoff::new(self.deadline);
@@ -373,11 +460,27 @@ impl Client {
         loop {
             crate::signals::check(&what)?;
             let t0 = Instant::now();
-            let agent = match repeat {
-                Repeat::Safe => &self.agent,
-                Repeat::Issuing => &self.issuing,
+            let Some(left) = self
+                .ends
+                .checked_duration_since(t0)
+                .filter(|d| !d.is_zero())
+            else {
+                return Err(Error::new(
+                    Kind::Unreachable,
+                    format!(
+                        "{what}: not sent: the run's time is up (--wait {}s and --timeout {}s from its start)",
+                        self.wait.as_secs(),
+                        self.timeout.as_secs()
+                    ),
+                ));
             };
-            let result = self.once(agent, method, path, pat, body);
+            let (agent, own) = match repeat {
+                Repeat::Safe => (&self.agent, self.timeout),
+                Repeat::Issuing => (&self.issuing, self.timeout.max(ISSUING_TIMEOUT)),
+            };
+            // the agent's own timeout, or less when the run ends sooner
+            let cap = (left < own).then_some(left);
+            let result = self.once(agent, method, path, pat, body, limit, cap);
             let (outcome, retry_after, cause, reply) = match result {
                 Ok((reply, retry_after)) => {
                     log::debug!(
@@ -449,6 +552,7 @@ impl Client {
     }
 
     /// Send once: the reply and its `Retry-After`, or a transport error.
+    #[allow(clippy::too_many_arguments)]
     fn once(
         &self,
         agent: &ureq::Agent,
@@ -456,6 +560,8 @@ impl Client {
         path: &str,
         pat: Option<&Secret>,
         body: Option<&Value>,
+        limit: u64,
+        timeout: Option<Duration>,
     ) -> std::result::Result<(Reply, Option<Duration>), ureq::Error> {
         let url = format!("{}{}", self.base, path);
         let builder = ureq::http::Request::builder()
@@ -471,19 +577,28 @@ impl Client {
         if let Some(b) = body {
             log::trace!("{method} {shown} -> {}", redacted(&b.to_string(), &secrets));
         }
-        let response = match body {
-            Some(b) => {
-                let req = builder
-                    .header("Content-Type", "application/json")
-                    .body(b.to_string())
-                    .map_err(ureq::Error::Http)?;
-                agent.run(req)?
-            }
-            None => {
-                let req = builder.body(()).map_err(ureq::Error::Http)?;
-                agent.run(req)?
-            }
-        };
+        let response =
+            match body {
+                Some(b) => {
+                    let req = builder
+                        .header("Content-Type", "application/json")
+                        .body(b.to_string())
+                        .map_err(ureq::Error::Http)?;
+                    match timeout {
+                        Some(t) => agent
+                            .run(agent.configure_request(req).timeout_global(Some(t)).build())?,
+                        None => agent.run(req)?,
+                    }
+                }
+                None => {
+                    let req = builder.body(()).map_err(ureq::Error::Http)?;
+                    match timeout {
+                        Some(t) => agent
+                            .run(agent.configure_request(req).timeout_global(Some(t)).build())?,
+                        None => agent.run(req)?,
+                    }
+                }
+            };
         let status = response.status().as_u16();
         let header = |name: &str| {
             response
@@ -500,7 +615,7 @@ impl Client {
         let body = response
             .body_mut()
             .with_config()
-            .limit(16 * 1024 * 1024)
+            .limit(limit)
             .read_to_string()?;
         log::trace!("{method} {shown} <- {status} {}", redacted(&body, &secrets));
         Ok((
@@ -634,12 +749,27 @@ fn expiry(what: &str, value: Option<&str>) -> Result<Option<i64>> {
         None => Ok(None),
         Some(v) => clock::parse(v).map(Some).ok_or_else(|| {
             Error::data(format!(
-                "{what}: token_expires_at '{v}' is not an RFC 3339 time"
+                "{what}: token_expires_at '{}' is not an RFC 3339 time",
+                crate::untrusted::shown_max(v, 40)
             ))
         }),
     }
 }
 
+/// A runner id from an answer, checked (see [`crate::untrusted`]).
+fn checked_id(what: &str, id: Option<u64>) -> Result<Option<u64>> {
+    match id {
+        Some(id) if !crate::untrusted::id_ok(id) => Err(Error::data(format!(
+            "{what}: the answer's runner id {id} is not in 1..={}",
+            crate::untrusted::ID_MAX
+        ))),
+        _ => Ok(id),
+    }
+}
+
+/// The token an answer issued, checked before anything stores or renders
+/// it (see [`crate::untrusted`]): one outside GitLab's alphabet is a junk
+/// answer (65), and the caller names the runner it leaves behind.
 fn issued(what: &str, reply: &Reply) -> Result<IssuedToken> {
     let a: TokenAnswer = decode(what, reply)?;
     let token = a.token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
@@ -648,6 +778,14 @@ fn issued(what: &str, reply: &Reply) -> Result<IssuedToken> {
             reply.status
         ))
     })?;
+    let token = token.trim();
+    if let Some(problem) = crate::untrusted::token_problem(token) {
+        return Err(Error::data(format!(
+            "{what}: {} with a token that is not a GitLab runner token ({problem}): not stored",
+            reply.status
+        )));
+    }
+    let id = checked_id(what, a.id)?;
     // The token is live now: an expiry that does not parse must not throw
     // it away. It is taken as unknown, and verify learns it next time.
     let expires_at = expiry(what, a.token_expires_at.as_deref()).unwrap_or_else(|e| {
@@ -655,8 +793,8 @@ fn issued(what: &str, reply: &Reply) -> Result<IssuedToken> {
         None
     });
     Ok(IssuedToken {
-        id: a.id,
-        token: Secret::new(token.trim()),
+        id,
+        token: Secret::new(token),
         expires_at,
     })
 }
@@ -668,8 +806,15 @@ fn message(reply: &Reply) -> Option<String> {
     let text = serde_json::from_str::<ErrorBody>(&reply.body)
         .ok()?
         .text()?;
-    Some(masked(&text, &reply.secrets))
+    // masked whole first: a cut must not leave half a token unmasked
+    Some(crate::untrusted::shown_max(
+        &masked(&text, &reply.secrets),
+        MESSAGE_MAX,
+    ))
 }
+
+/// How much of GitLab's error text a message quotes.
+const MESSAGE_MAX: usize = 300;
 
 fn describe_body(body: &str) -> String {
     let t = body.trim_start();

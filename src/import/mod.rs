@@ -396,11 +396,12 @@ fn check_round_trip(
         ))
     })?;
     let rendered = template.render(&host.hostname, values)?;
-    if rendered.parse::<toml::Table>().is_err() {
+    let Ok(table) = rendered.parse::<toml::Table>() else {
         return Err(bug(
             "the template made from config.toml renders to invalid TOML".into(),
         ));
-    }
+    };
+    template.check_shape(&host.hostname, &table, values)?;
     for t in template.expiry_without_obtained() {
         log::warn!(
             "{origin} fills {{{t}.token_expires_at}} but not {{{t}.token_obtained_at}} (config.toml has no token_obtained_at for it): gitlab-runner rotates such a token at once on start; add token_obtained_at = {{{t}.token_obtained_at}} beside it"

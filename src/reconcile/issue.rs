@@ -159,15 +159,20 @@ impl Applier<'_> {
             .filter_map(|e| e.id)
             .chain(self.deleting.iter().copied())
             .collect();
-        let hostname = self.inputs.host.hostname.clone();
+        let host = &self.inputs.host;
         let listed: Vec<u64> = self
             .client
-            .list_tagged(&pat, self.s.scope, std::slice::from_ref(&hostname))?
+            .list_tagged(
+                &pat,
+                self.s.scope,
+                std::slice::from_ref(&host.hostname),
+                |d| host.could_own(d),
+            )?
             .into_iter()
-            .map(|r| r.id)
             .filter(|id| !known.contains(id))
             .collect();
-        let details = parallel(&listed, |id| self.client.runner(&pat, *id));
+        super::observe::check_candidates(&listed)?;
+        let details = parallel(&listed, |id| self.client.runner(&pat, *id))?;
         let mut ghost = None;
         for (id, d) in listed.iter().zip(details) {
             let Some(d) = d? else { continue };

@@ -145,12 +145,12 @@ pub fn observe(
                 "--prune needs an access-token (api scope) in the prefix to list and delete runners",
             )
         })?;
-        let hostname = std::slice::from_ref(&inputs.host.hostname);
-        obs.listed = client
-            .list_tagged(pat, s.scope, hostname)?
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
+        let host = &inputs.host;
+        obs.listed =
+            client.list_tagged(pat, s.scope, std::slice::from_ref(&host.hostname), |d| {
+                host.could_own(d)
+            })?;
+        check_candidates(&obs.listed)?;
     }
     let sid = inputs.system_id.as_deref();
     let entries = &inputs.state.entries;
@@ -211,7 +211,7 @@ pub fn observe(
     let mut jobs: Vec<Job> = tokens.iter().map(Job::Verify).collect();
     jobs.extend(ids.iter().map(|id| Job::Details(*id)));
     jobs.extend(asked.iter().map(|t| Job::TokenSelf(t)));
-    let mut answers = fetch(client, pat, sid, &jobs).into_iter();
+    let mut answers = fetch(client, pat, sid, &jobs)?.into_iter();
     for l in obs.leftovers.iter_mut() {
         l.verified = next_verified(&mut answers)?;
     }
@@ -232,7 +232,7 @@ pub fn observe(
             Some(Answer::Details(d)) => d,
             _ => Err(Error::internal("answers out of order")),
         };
-        obs.details.insert(id, details(d));
+        obs.details.insert(id, details(d)?);
     }
     let infos: Vec<std::result::Result<Option<TokenSelf>, String>> = asked
         .iter()
@@ -263,12 +263,24 @@ fn follow_up(s: &Settings, inputs: &Inputs, client: &Client, obs: &mut Observati
             .details
             .values()
             .filter_map(|d| match d {
-                Details::Found(d) => d.token.clone().map(Secret::new),
+                Details::Found(d) => {
+                    let t = d.token.as_deref()?;
+                    match crate::untrusted::token_problem(t) {
+                        None => Some(Secret::new(t)),
+                        Some(p) => {
+                            log::warn!(
+                                "GET /runners/{}: its token is not a GitLab runner token ({p}): not used",
+                                d.id
+                            );
+                            None
+                        }
+                    }
+                }
                 _ => None,
             })
             .filter(|t| !obs.held.iter().any(|(r, _)| &r.token == t))
             .collect();
-        let answers = parallel(&shown, |t| client.verify(t, sid));
+        let answers = parallel(&shown, |t| client.verify(t, sid))?;
         for (t, v) in shown.into_iter().zip(answers) {
             let r = ConfigRunner {
                 token: t,
@@ -293,8 +305,11 @@ fn follow_up(s: &Settings, inputs: &Inputs, client: &Client, obs: &mut Observati
     let mut ids: Vec<u64> = named.filter(|id| !obs.details.contains_key(id)).collect();
     ids.sort();
     ids.dedup();
-    for (id, d) in ids.iter().zip(parallel(&ids, |id| client.runner(pat, *id))) {
-        obs.details.insert(*id, details(d));
+    for (id, d) in ids
+        .iter()
+        .zip(parallel(&ids, |id| client.runner(pat, *id))?)
+    {
+        obs.details.insert(*id, details(d)?);
     }
     Ok(())
 }
@@ -306,15 +321,35 @@ fn next_verified(answers: &mut impl Iterator<Item = Answer>) -> Result<Verified>
     }
 }
 
-fn details(d: Result<Option<RunnerDetails>>) -> Details {
-    match d {
+/// A details answer as the plan sees it; a stop (SIGTERM, SIGINT) is no
+/// unreadable runner but the end of the run.
+fn details(d: Result<Option<RunnerDetails>>) -> Result<Details> {
+    Ok(match d {
         Ok(Some(d)) => Details::Found(d),
         Ok(None) => Details::Gone,
+        Err(e) if matches!(e.kind(), Kind::Terminated | Kind::Interrupted) => return Err(e),
         Err(e) => Details::Unreadable {
             kind: e.kind(),
             message: e.to_string(),
         },
+    })
+}
+
+/// The most runners listed by the hostname tag whose details a run reads:
+/// no host has that many of its own, so a listing with more is a GitLab
+/// that is broken or hostile.
+pub const MAX_CANDIDATES: usize = 500;
+
+/// Refuse a listing with more than [`MAX_CANDIDATES`] runners that could
+/// be this host's.
+pub fn check_candidates(ids: &[u64]) -> Result<()> {
+    if ids.len() > MAX_CANDIDATES {
+        return Err(Error::data(format!(
+            "GitLab lists {} runners that could be this host's by their description (more than {MAX_CANDIDATES}): not reading them; delete the pile-up in GitLab",
+            ids.len()
+        )));
     }
+    Ok(())
 }
 
 /// The existing `config.toml` and its runners.
@@ -392,7 +427,12 @@ fn read_leftovers(s: &Settings, obs: &mut Observation) {
 }
 
 /// Run `jobs` several at a time; answers in order.
-fn fetch(client: &Client, pat: Option<&Secret>, sid: Option<&str>, jobs: &[Job]) -> Vec<Answer> {
+fn fetch(
+    client: &Client,
+    pat: Option<&Secret>,
+    sid: Option<&str>,
+    jobs: &[Job],
+) -> Result<Vec<Answer>> {
     parallel(jobs, |job| match job {
         Job::Verify(token) => Answer::Verified(client.verify(token, sid)),
         Job::Details(id) => match pat {
@@ -407,9 +447,11 @@ fn fetch(client: &Client, pat: Option<&Secret>, sid: Option<&str>, jobs: &[Job])
 const PARALLEL: usize = 8;
 
 /// Run `f` on every item, up to `PARALLEL` at a time; results in order.
-pub fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+/// A stop (SIGTERM, SIGINT) ends it before the next batch starts.
+pub fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Result<Vec<R>> {
     let mut out = Vec::with_capacity(items.len());
     for chunk in items.chunks(PARALLEL) {
+        crate::signals::check("reading from GitLab")?;
         if let [one] = chunk {
             out.push(f(one));
             continue;
@@ -421,5 +463,5 @@ pub fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
             }
         });
     }
-    out
+    Ok(out)
 }

@@ -837,10 +837,12 @@ fn owns(host: &crate::host::Host, d: &RunnerDetails, ty: &str) -> bool {
 
 /// `config.toml` from the template and `state`, checked as TOML.
 pub fn render(s: &Settings, inputs: &Inputs, state: &State) -> Result<String> {
-    let rendered = inputs.template.render(&inputs.host.hostname, |ty| {
-        Some(state.entries.get(ty)?.values())
-    })?;
-    super::inputs::parse_rendered(s, &rendered)?;
+    let values = |ty: &str| Some(state.entries.get(ty)?.values());
+    let rendered = inputs.template.render(&inputs.host.hostname, values)?;
+    let table = super::inputs::parse_rendered(s, &rendered)?;
+    inputs
+        .template
+        .check_shape(&inputs.host.hostname, &table, values)?;
     Ok(rendered)
 }
 
