@@ -766,6 +766,104 @@ mod tests {
         }
     }
 
+    fn with_token<'a>(token: &'a str) -> impl Fn(&str) -> Option<RunnerValues<'a>> {
+        move |_| {
+            Some(RunnerValues {
+                token,
+                id: Some(7),
+                token_obtained_at: None,
+                token_expires_at: None,
+            })
+        }
+    }
+
+    #[test]
+    fn values_are_written_for_the_toml_they_land_in() {
+        let nasty = "a\"b\\c\n  executor = \"custom\"\u{1b}";
+        for text in [
+            "token = \"{shell}\"",
+            "token = \"x-{shell}-y\"",
+            "token = \"\"\"\n{shell}\"\"\"",
+            "token = \"\"\"{shell}\"\"\"",
+            "k = 'a\"b' # '\ntoken = \"{shell}\"",
+        ] {
+            let t = Template::parse(text, "t").unwrap();
+            let out = t.render("h", with_token(nasty)).unwrap();
+            let table: toml::Table = out.parse().unwrap_or_else(|e| panic!("{text}: {out}: {e}"));
+            let got = table["token"].as_str().unwrap();
+            assert!(got.contains(nasty), "{text}: {got:?}");
+            let keys = if text.starts_with("k =") { 2 } else { 1 };
+            assert_eq!(table.len(), keys, "{out}");
+            t.check_shape("h", &table, with_token(nasty)).unwrap();
+        }
+        let refused = [
+            (
+                "token = '{shell}'",
+                "in a '…' literal string: it holds '\\n'",
+            ),
+            (
+                "token = '''{shell}'''",
+                "in a '…' literal string: it holds '\\n'",
+            ),
+            ("# {shell}", "in a comment: it holds '\\n'"),
+            ("token = {shell}", "outside a string: it holds '\"'"),
+            ("token = \"\\{shell}\"", "it follows a backslash"),
+        ];
+        for (text, want) in refused {
+            let e = Template::parse(text, "t")
+                .unwrap()
+                .render("h", with_token(nasty))
+                .unwrap_err();
+            assert_eq!(e.kind(), crate::error::Kind::Data);
+            assert!(e.to_string().contains(want), "{text}: {e}");
+            assert!(
+                e.to_string()
+                    .contains("the value of {shell} cannot be written"),
+                "{e}"
+            );
+        }
+        // what a literal string, a comment or a bare value can hold is kept
+        let t = Template::parse("a = '{shell}' # {shell}\nid = {shell.id}", "t").unwrap();
+        assert_eq!(
+            t.render("h", with_token("glrt-t1_Ab.01.x")).unwrap(),
+            "a = 'glrt-t1_Ab.01.x' # glrt-t1_Ab.01.x\nid = 7"
+        );
+    }
+
+    #[test]
+    fn a_rendering_of_another_shape_is_refused() {
+        let t = Template::parse("[[runners]]\ntoken = \"{shell}\"\n", "t").unwrap();
+        let check = |text: &str, token: &str| {
+            let table: toml::Table = text.parse().unwrap();
+            t.check_shape("h", &table, with_token(token))
+        };
+        check("[[runners]]\ntoken = \"tok\"\n", "tok").unwrap();
+        let cases = [
+            (
+                "[[runners]]\ntoken = \"tok\"\nexecutor = \"custom\"\n",
+                "key executor in runners[0] is not the template's",
+            ),
+            (
+                "[[runners]]\ntoken = \"other\"\n",
+                "runners[0].token does not read back as the token of shell",
+            ),
+            (
+                "[[runners]]\ntoken = \"tok\"\n[[runners]]\ntoken = \"tok\"\n",
+                "runners has 2 items, not 1",
+            ),
+            (
+                "[[runners]]\ntoken = 1\n",
+                "runners[0].token is a integer, not a string",
+            ),
+            ("x = 1\n", "key x in the top is not the template's"),
+        ];
+        for (text, want) in cases {
+            let e = check(text, "tok").unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+            assert!(e.ends_with("): nothing written"), "{e}");
+        }
+    }
+
     #[test]
     fn warns_about_expiry_without_obtained() {
         let t = Template::parse(

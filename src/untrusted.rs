@@ -30,7 +30,7 @@ pub fn token_problem(token: &str) -> Option<String> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))?;
     Some(format!(
-        "it holds {bad:?} (a runner token is letters, digits, '-', '_' and '.')"
+        "it holds {bad:?}; a runner token is letters, digits, '-', '_' and '.'"
     ))
 }
 

@@ -77,8 +77,9 @@ pub struct Client {
     timeout: Duration,
     /// Retries stop here: `--wait` bounds them for the whole run.
     deadline: Instant,
-    /// No request runs past this: `--wait` and one `--timeout` from the
-    /// client's start bound the whole run, however many requests it makes.
+    /// No request starts after this, and no read runs past it: `--wait`
+    /// and one `--timeout` from the client's start bound the whole run,
+    /// however many requests it makes.
     ends: Instant,
 }
 
@@ -136,7 +137,7 @@ impl Client {
             wait,
             timeout,
             deadline: Instant::now() + wait,
-            ends: Instant::now() + wait + timeout.max(ISSUING_TIMEOUT),
+            ends: Instant::now() + wait + timeout,
         })
     }
 
@@ -443,7 +444,7 @@ impl Client {
     /// outlast the `--wait` deadline become `Kind::Unreachable` errors; a
     /// token-issuing call GitLab may have acted on without an answer is a
     /// `Kind::Ambiguous` error, for the caller to resolve. No request starts
-    /// after the run's end ([`Client::ends`]), and none runs past it.
+    /// after the run's end (`ends`), and no read runs past it.
     fn call_with(
         &self,
         method: &str,
@@ -478,8 +479,10 @@ impl Client {
                 Repeat::Safe => (&self.agent, self.timeout),
                 Repeat::Issuing => (&self.issuing, self.timeout.max(ISSUING_TIMEOUT)),
             };
-            // the agent's own timeout, or less when the run ends sooner
-            let cap = (left < own).then_some(left);
+            // a read gets the agent's own timeout, or less when the run
+            // ends sooner; a call that issues a token keeps its own, so
+            // that its answer (a live token) is not cut off
+            let cap = (repeat == Repeat::Safe && left < own).then_some(left);
             let result = self.once(agent, method, path, pat, body, limit, cap);
             let (outcome, retry_after, cause, reply) = match result {
                 Ok((reply, retry_after)) => {
@@ -495,6 +498,12 @@ impl Client {
                         cause,
                         Some(reply),
                     )
+                }
+                Err(ureq::Error::BodyExceedsLimit(_)) => {
+                    // no GitLab answers that much here: junk, not a fault to retry
+                    return Err(Error::data(format!(
+                        "{what}: the answer is larger than {limit} bytes; not read"
+                    )));
                 }
                 Err(e) => {
                     log::debug!("{what} -> {e} ({} ms)", t0.elapsed().as_millis());

@@ -342,6 +342,7 @@ fn foresee(client: &Client, pat: &Secret, host: &Host, ty: &str, id: u64, b: &Bl
     };
     let have = d.description.clone().unwrap_or_default();
     let (want, tags) = (host.description(ty), host.tags(ty));
+    let shown = crate::untrusted::shown;
     if !host.owns(&have, &d.tag_list, ty) {
         let hint = match host.owned_type(&have, &d.tag_list) {
             Some(t) => format!("import it with --type {t}"),
@@ -351,8 +352,9 @@ fn foresee(client: &Client, pat: &Secret, host: &Host, ty: &str, id: u64, b: &Bl
             ),
         };
         log::warn!(
-            "{label}: GitLab shows runner {id} as '{have}' with tags [{}], which is not {}'s {ty} runner by its ownership rule: the next run with access-token leaves it alone and creates a new {ty} runner; {hint}",
-            d.tag_list.join(","),
+            "{label}: GitLab shows runner {id} as '{}' with tags [{}], which is not {}'s {ty} runner by its ownership rule: the next run with access-token leaves it alone and creates a new {ty} runner; {hint}",
+            shown(&have),
+            shown(&d.tag_list.join(",")),
             host.hostname
         );
         return;
@@ -365,9 +367,10 @@ fn foresee(client: &Client, pat: &Secret, host: &Host, ty: &str, id: u64, b: &Bl
     };
     if have != want || sorted(&d.tag_list) != sorted(&tags) {
         log::warn!(
-            "{label}: the next run sets runner {id}'s description to {want} and its tags to [{}] in GitLab (now '{have}', [{}])",
+            "{label}: the next run sets runner {id}'s description to {want} and its tags to [{}] in GitLab (now '{}', [{}])",
             tags.join(","),
-            d.tag_list.join(",")
+            shown(&have),
+            shown(&d.tag_list.join(","))
         );
     }
 }

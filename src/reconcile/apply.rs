@@ -234,6 +234,7 @@ impl Applier<'_> {
             } => {
                 let pat = self.access()?;
                 self.deleting.push(id);
+                let description = crate::untrusted::shown(&description);
                 if self.client.delete(&pat, id)? {
                     self.tally.deleted += 1;
                     log::info!("deleted runner {id} ('{description}'): {reason}");

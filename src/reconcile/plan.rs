@@ -831,6 +831,11 @@ impl Planner<'_> {
     }
 }
 
+/// A description or tags from GitLab, as a person sees them.
+fn shown(text: &str) -> String {
+    crate::untrusted::shown(text)
+}
+
 fn owns(host: &crate::host::Host, d: &RunnerDetails, ty: &str) -> bool {
     host.owns(d.description.as_deref().unwrap_or(""), &d.tag_list, ty)
 }
@@ -949,8 +954,8 @@ impl Change {
             | Change::Create { reason, .. } => reason.clone(),
             Change::UpdateRunner { from, to, .. } => format!(
                 "'{}' [{}] -> '{}' [{}]",
-                from.0,
-                from.1.join(","),
+                shown(&from.0),
+                shown(&from.1.join(",")),
                 to.0,
                 to.1.join(",")
             ),
@@ -999,7 +1004,10 @@ impl Change {
                 id,
                 description,
                 reason,
-            } => format!("would delete runner {id} ('{description}'): {reason}"),
+            } => format!(
+                "would delete runner {id} ('{}'): {reason}",
+                shown(description)
+            ),
             Change::DeleteByToken { ty, .. } => {
                 format!("{ty}: would delete the runner with its own token")
             }

@@ -18,6 +18,7 @@
 //! | `golden`    | golden files of `plan`, `plan --json`, the demo's `config.toml` and `doctor` (`GOLDEN=1` rewrites them) |
 //! | `plan`      | what `plan` (`--dry-run`), `status` and `unregister` print and do |
 //! | `trust`     | local trust (prefix, template, state, lock), token files, secrets never shown |
+//! | `hostile`   | a compromised GitLab: injected tokens, ids out of range, escape sequences, endless listings, the run's deadline |
 //! | `ownership` | a host touches only its own runners: prune, drift, copied prefixes, groups |
 //! | `autotags`  | `--auto-tags`: tags from the host (fixture trees in `tests/fixtures/hosts/`), kept current by drift repair, hand-added tags kept |
 //! | `cli`       | usage errors, `--help`, environment variables, options |
@@ -42,6 +43,7 @@ mod doctor;
 mod faults;
 mod first_run;
 mod golden;
+mod hostile;
 mod import;
 mod load;
 mod logging;

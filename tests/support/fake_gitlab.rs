@@ -260,6 +260,15 @@ pub struct World {
     /// Keep connections open for further requests (HTTP/1.1 keep-alive, as
     /// GitLab's nginx does); by default every answer closes its connection.
     pub keep_alive: bool,
+    /// A hostile GitLab: the next runner tokens it issues (and stores, so
+    /// they verify), before its own.
+    pub next_tokens: VecDeque<String>,
+    /// A hostile GitLab: answers to requests whose `METHOD /path` line
+    /// starts with the first get the second's keys set (an id out of range).
+    pub answer_patch: Vec<(String, Map<String, Value>)>,
+    /// A hostile GitLab: the runner lists never end, each page
+    /// `(entries, description)`, every entry with a new id.
+    pub endless_list: Option<(usize, String)>,
 }
 
 pub const REGISTRATION_TOKEN: &str = "GR1348941Zx9ypQmFv3sW2nRtK8a";
@@ -302,6 +311,9 @@ impl Default for World {
             throttled: 0,
             refused: Vec::new(),
             keep_alive: false,
+            next_tokens: VecDeque::new(),
+            answer_patch: Vec::new(),
+            endless_list: None,
         }
     }
 }
@@ -318,6 +330,10 @@ fn iso(t: i64) -> String {
 impl World {
     fn new_token(&mut self, user: bool) -> String {
         self.serial += 1;
+        if let Some(t) = self.next_tokens.pop_front() {
+            self.issued.push(t.clone());
+            return t;
+        }
         let r = std::collections::hash_map::RandomState::new();
         use std::hash::{BuildHasher, Hasher};
         let mut h = r.build_hasher();
@@ -1049,7 +1065,17 @@ fn route(req: &Request, world: &Mutex<World>) -> Answer {
         ("POST", ["runners", id, "reset_authentication_token"]) => by_id(req, &mut w, id, "RESET"),
         _ => Ok(json_answer(404, json!({"error": "404 Not Found"}))),
     };
-    result.unwrap_or_else(|a| a)
+    let mut answer = result.unwrap_or_else(|a| a);
+    let line = req.line();
+    for (start, keys) in &w.answer_patch {
+        if line.starts_with(start.as_str())
+            && let Ok(Value::Object(mut v)) = serde_json::from_str::<Value>(&answer.body)
+        {
+            v.extend(keys.clone());
+            answer.body = Value::Object(v).to_string();
+        }
+    }
+    answer
 }
 
 fn runner_token(req: &Request, w: &World) -> Result<u64, Answer> {
@@ -1228,6 +1254,14 @@ fn list(req: &Request, w: &World, owner: Option<(&str, &str)>) -> Result<Answer,
     };
     let per_page = num("per_page", 20).clamp(1, 100);
     let page = num("page", 1).max(1);
+    if let Some((n, description)) = &w.endless_list {
+        let items: Vec<Value> = (0..*n)
+            .map(|i| json!({"id": 1_000_000 + page * n + i, "description": description}))
+            .collect();
+        let mut a = json_answer(200, Value::Array(items));
+        a.headers = vec![("X-Next-Page".into(), (page + 1).to_string())];
+        return Ok(a);
+    }
     let total = matching.len();
     let pages = total.div_ceil(per_page).max(1);
     let items: Vec<Value> = matching
