@@ -455,7 +455,9 @@ mod tests {
         );
         // what a URL may hold stays accepted
         assert_eq!(
-            normalize_api_url("https://[::1]:8443/git-lab_~.x/%7Eme/").unwrap().1,
+            normalize_api_url("https://[::1]:8443/git-lab_~.x/%7Eme/")
+                .unwrap()
+                .1,
             "https://[::1]:8443/git-lab_~.x/%7Eme/api/v4"
         );
     }

@@ -12,7 +12,7 @@ use crate::fsutil;
 use crate::reconcile::Outcome;
 use crate::settings::Settings;
 use crate::trust;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// The packages' drop-in, settings file and example template.
@@ -96,9 +96,19 @@ fn settings_path(sysroot: &Path) -> PathBuf {
     })
 }
 
-/// This binary's real path, checked as something root may run at every
-/// start of gitlab-runner: owned by root or the caller, writable by nobody
-/// else, in directories nobody else can write.
+/// Whether `text` may be written into `ExecStartPre=` or an
+/// `EnvironmentFile=` line as it is: nothing systemd would interpret there
+/// (`%` specifiers, quotes, `\`, `;`, `$`), no whitespace or control
+/// character that would split or end the line.
+fn plain(text: &str) -> bool {
+    !text
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "%\"'\\;$".contains(c))
+}
+
+/// This binary's real path, checked as a program root may run at every
+/// start of gitlab-runner ([`trust::check_program`]): the path the drop-in
+/// names, and the path it was started by when one was given.
 fn own_path() -> Result<String> {
     let exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
@@ -109,27 +119,24 @@ fn own_path() -> Result<String> {
             exe.display()
         )));
     };
-    if text
-        .chars()
-        .any(|c| c.is_whitespace() || "%\"'\\;$".contains(c))
-    {
+    if !plain(&text) {
         return Err(Error::config(format!(
             "{text} has characters systemd would interpret in ExecStartPre=: move the binary to a plain path such as /usr/local/sbin/gitlab-runner-auth"
         )));
     }
-    trust::check_parent_dirs(&exe)?;
-    let meta = std::fs::metadata(&exe).map_err(|e| Error::read(&exe, e))?;
-    if meta.uid() != 0 && meta.uid() != trust::effective_uid() {
-        return Err(Error::denied(format!(
-            "{text} is owned by uid {}, not by root or the caller, and would run as root at every start of gitlab-runner; chown root {text}",
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(Error::denied(format!(
-            "{text} is writable by group or others (mode {:04o}) and would run as root at every start of gitlab-runner; chmod go-w {text}",
-            meta.mode() & 0o7777
-        )));
+    let fix = format!("install -m 0755 {text} /usr/local/sbin/ and run setup from there");
+    let context = |e: Error| {
+        e.context(format!(
+            "{text} would run as root at every start of gitlab-runner"
+        ))
+    };
+    trust::check_program(&exe, &fix).map_err(context)?;
+    if let Some(given) = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .filter(|p| p.as_os_str().as_encoded_bytes().contains(&b'/'))
+    {
+        trust::check_program(&given, &fix).map_err(context)?;
     }
     Ok(text)
 }

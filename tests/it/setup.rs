@@ -71,6 +71,190 @@ fn tree(dir: &Path) -> Vec<(PathBuf, u32, Vec<u8>)> {
     out
 }
 
+/// A scratch directory under cargo's `target/tmp` (`0755` up to `/`), for
+/// a copy of the binary: below `/tmp`, setup refuses any program.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("gra-setup-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        chmod(&dir, 0o755);
+        Scratch(dir)
+    }
+
+    /// `dir` (made `mode`) holding a copy of the binary (`0755`).
+    fn copy_in(&self, dir: &str, mode: u32) -> PathBuf {
+        let d = self.0.join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        chmod(&d, mode);
+        let exe = d.join("gitlab-runner-auth");
+        std::fs::copy(bin(), &exe).unwrap();
+        chmod(&exe, 0o755);
+        exe
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `setup` run by the program at `exe` (argv[0] as given).
+fn setup_from(exe: &Path, p: &Prefix, root: &Path, prefix: &Path) -> Run {
+    let mut c = std::process::Command::new(exe);
+    c.env_clear()
+        .env("PATH", p.path("bin"))
+        .arg("setup")
+        .arg("--sysroot")
+        .arg(root)
+        .arg("-p")
+        .arg(prefix);
+    run_cmd(c)
+}
+
+/// The refusal of a binary root would run from `exe`, for `why`.
+fn program_refused(exe: &Path, why: &str) -> String {
+    format!(
+        "{0} would run as root at every start of gitlab-runner: refusing {why}; fix it with: install -m 0755 {0} /usr/local/sbin/ and run setup from there",
+        exe.display()
+    )
+}
+
+/// Assert `r` is the one-line refusal `line` (exit 77), and nothing changed.
+fn assert_refused(r: &Run, line: &str, p: &Prefix, before: &[(PathBuf, u32, Vec<u8>)]) {
+    assert_code(r, 77);
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{r:?}");
+    assert!(lines[0].ends_with(line), "want {line}\n{r:?}");
+    assert_eq!(tree(&p.dir), before, "nothing written");
+}
+
+#[test]
+fn a_binary_in_a_directory_others_can_write_is_refused_sticky_or_not() {
+    let s = Scratch::new();
+    for (i, m) in [0o1777, 0o0777, 0o0775, 0o1770, 0o0757]
+        .into_iter()
+        .enumerate()
+    {
+        let (p, root, prefix) = node(DEBIAN_OS);
+        let exe = s.copy_in(&format!("open{i}"), m);
+        let before = tree(&p.dir);
+        let r = setup_from(&exe, &p, &root, &prefix);
+        let why = format!(
+            "{}: it is writable by group or others (mode {m:04o}), so they could replace the program below it (sticky or not: once a tmp cleaner removes it, anyone may put their own there)",
+            exe.parent().unwrap().display()
+        );
+        assert_refused(&r, &program_refused(&exe, &why), &p, &before);
+    }
+    // the real /tmp (1777) above a private directory
+    let (p, root, prefix) = node(DEBIAN_OS);
+    let exe = p.path("bin/gitlab-runner-auth");
+    std::fs::copy(bin(), &exe).unwrap();
+    chmod(&exe, 0o755);
+    let before = tree(&p.dir);
+    let r = setup_from(&exe, &p, &root, &prefix);
+    let tmp = std::fs::canonicalize(std::env::temp_dir()).unwrap();
+    assert_eq!(mode(&tmp), 0o1777, "the tests' /tmp");
+    let why = format!(
+        "{}: it is writable by group or others (mode 1777), so they could replace the program below it (sticky or not: once a tmp cleaner removes it, anyone may put their own there)",
+        tmp.display()
+    );
+    assert_refused(&r, &program_refused(&exe, &why), &p, &before);
+}
+
+#[test]
+fn a_binary_others_can_write_is_refused() {
+    let s = Scratch::new();
+    let (p, root, prefix) = node(DEBIAN_OS);
+    let exe = s.copy_in("bin", 0o755);
+    chmod(&exe, 0o775);
+    let before = tree(&p.dir);
+    let r = setup_from(&exe, &p, &root, &prefix);
+    let why = format!(
+        "{}: it is writable by group or others (mode 0775)",
+        exe.display()
+    );
+    assert_refused(&r, &program_refused(&exe, &why), &p, &before);
+}
+
+#[test]
+fn a_binary_started_through_a_link_in_a_directory_others_can_write_is_refused() {
+    let s = Scratch::new();
+    let (p, root, prefix) = node(DEBIAN_OS);
+    let exe = s.copy_in("safe", 0o755);
+    let open = s.0.join("open");
+    std::fs::create_dir(&open).unwrap();
+    chmod(&open, 0o1777);
+    let link = open.join("gitlab-runner-auth");
+    std::os::unix::fs::symlink(&exe, &link).unwrap();
+    let before = tree(&p.dir);
+    let r = setup_from(&link, &p, &root, &prefix);
+    let why = format!(
+        "{}: it is writable by group or others (mode 1777), so they could replace the program below it (sticky or not: once a tmp cleaner removes it, anyone may put their own there)",
+        open.display()
+    );
+    assert_refused(&r, &program_refused(&exe, &why), &p, &before);
+    // started from the safe path, the same binary is accepted
+    assert_code(&setup_from(&exe, &p, &root, &prefix), 0);
+    assert_eq!(
+        read(&root.join(DROP_IN)),
+        PACKAGED_DROP_IN.replace(
+            "ExecStartPre=/usr/bin/gitlab-runner-auth\n",
+            &format!("ExecStartPre={}\n", exe.display())
+        )
+    );
+}
+
+#[test]
+fn a_binary_below_a_directory_another_user_can_write_is_refused_and_that_user_could_replace_it() {
+    root_only!();
+    // (owner, mode) of the parent: the directory of the binary is 0755 root
+    for (uid, gid, m) in [(65534, 0, 0o755), (0, 65534, 0o775)] {
+        let s = Scratch::new();
+        let (p, root, prefix) = node(DEBIAN_OS);
+        let exe = s.copy_in("theirs/bin", 0o755);
+        let bin_dir = exe.parent().unwrap().to_path_buf();
+        let theirs = bin_dir.parent().unwrap().to_path_buf();
+        chmod(&theirs, m);
+        std::os::unix::fs::chown(&theirs, Some(uid), Some(gid)).unwrap();
+        let before = tree(&p.dir);
+        let r = setup_from(&exe, &p, &root, &prefix);
+        let why = if uid == 65534 {
+            format!(
+                "{}: it is owned by nobody uid 65534, not by root or the caller",
+                theirs.display()
+            )
+        } else {
+            format!(
+                "{}: it is writable by group or others (mode 0775), so they could replace the program below it (sticky or not: once a tmp cleaner removes it, anyone may put their own there)",
+                theirs.display()
+            )
+        };
+        assert_refused(&r, &program_refused(&exe, &why), &p, &before);
+        // what the refusal prevents: uid 65534 swaps in its own program at
+        // the path the drop-in would name
+        as_nobody(&format!(
+            "mv {0} {0}.old && mkdir {0} && printf '#!/bin/sh\\nid -u\\n' > {1} && chmod 755 {1}",
+            bin_dir.display(),
+            exe.display()
+        ));
+        let m = std::fs::metadata(&exe).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            m.uid(),
+            65534,
+            "the attacker's program is at {}",
+            exe.display()
+        );
+    }
+}
+
 #[test]
 fn setup_writes_the_drop_in_running_this_binary_the_settings_file_and_the_template() {
     let (p, root, prefix) = node(DEBIAN_OS);
