@@ -30,6 +30,7 @@ const RHEL_SETTINGS: &str = "etc/sysconfig/gitlab-runner-auth";
 /// The lines of the packaged files that setup fills in.
 const PACKAGED_EXEC: &str = "ExecStartPre=/usr/bin/gitlab-runner-auth";
 const PACKAGED_API_URL: &str = "#GITLAB_RUNNER_AUTH_API_URL=https://gitlab.example.com";
+const PACKAGED_PREFIX: &str = "#GITLAB_RUNNER_AUTH_PREFIX=/etc/gitlab-runner";
 const EXAMPLE_URL: &str = "https://gitlab.example.com";
 
 /// A file setup writes (or would write).
@@ -44,24 +45,44 @@ pub fn drop_in_for(exe: &str) -> String {
     DROP_IN_TEXT.replace(PACKAGED_EXEC, &format!("ExecStartPre={exe}"))
 }
 
-/// The settings file, with the API URL set when one is given.
-pub fn settings_for(url: Option<&str>) -> String {
-    match url {
-        Some(u) => {
-            SETTINGS_TEXT.replace(PACKAGED_API_URL, &format!("GITLAB_RUNNER_AUTH_API_URL={u}"))
-        }
-        None => SETTINGS_TEXT.to_string(),
+/// The settings file, with the API URL and the prefix set when given.
+pub fn settings_for(url: Option<&str>, prefix: Option<&str>) -> String {
+    let mut text = SETTINGS_TEXT.to_string();
+    if let Some(u) = url {
+        text = text.replace(PACKAGED_API_URL, &format!("GITLAB_RUNNER_AUTH_API_URL={u}"));
     }
+    if let Some(p) = prefix {
+        text = text.replace(PACKAGED_PREFIX, &format!("GITLAB_RUNNER_AUTH_PREFIX={p}"));
+    }
+    text
 }
 
 /// A settings file setup wrote and nobody edited since: the packaged one,
-/// with at most the API URL line set (what `setup --api-url` writes).
+/// with at most the API URL and the prefix lines set (what `setup
+/// --api-url URL -p DIR` writes).
 fn settings_unchanged(text: &str) -> bool {
-    text == SETTINGS_TEXT
-        || text
-            .lines()
-            .find_map(|l| l.strip_prefix("GITLAB_RUNNER_AUTH_API_URL="))
-            .is_some_and(|u| !u.is_empty() && text == settings_for(Some(u)))
+    let set = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .filter(|v| !v.is_empty())
+    };
+    text == settings_for(
+        set("GITLAB_RUNNER_AUTH_API_URL="),
+        set("GITLAB_RUNNER_AUTH_PREFIX="),
+    )
+}
+
+/// The prefix as the settings file sets it: absolute (the service runs in
+/// `/`), and nothing systemd would interpret in an `EnvironmentFile=` line.
+fn settings_prefix(prefix: &Path) -> Result<String> {
+    let abs = std::path::absolute(prefix).map_err(|e| Error::read(prefix, e))?;
+    match abs.to_str() {
+        Some(text) if plain(text) => Ok(text.to_string()),
+        _ => Err(Error::usage(format!(
+            "invalid --prefix {}: setup writes it into the settings file, where whitespace, quotes, \\, ;, $ and % do not stand as they are; use a plain path such as /srv/gitlab-runner",
+            crate::settings::escaped(&abs.to_string_lossy())
+        ))),
+    }
 }
 
 /// The settings file of this OS: `/etc/sysconfig` on RHEL-like systems
@@ -191,6 +212,8 @@ pub fn run(s: &Settings) -> Result<Outcome> {
         mode: 0o644,
     }];
     let mut kept = Vec::new();
+    // the service runs with the default prefix unless the settings file says otherwise
+    let custom_prefix = s.prefix != Path::new(crate::settings::DEFAULT_PREFIX);
     if exists(&settings) {
         kept.push(settings.clone());
         if let Some(u) = url {
@@ -199,11 +222,22 @@ pub fn run(s: &Settings) -> Result<Outcome> {
                 settings.display()
             );
         }
+        if custom_prefix {
+            log::warn!(
+                "{} exists and is kept: --prefix {} is not written into it; set GITLAB_RUNNER_AUTH_PREFIX there yourself",
+                settings.display(),
+                s.prefix.display()
+            );
+        }
     } else {
+        let prefix = custom_prefix
+            .then(|| settings_prefix(&s.prefix))
+            .transpose()?;
+        // private: it may hold proxy credentials (HTTPS_PROXY=)
         writes.push(Write {
             path: settings.clone(),
-            text: settings_for(url),
-            mode: 0o644,
+            text: settings_for(url, prefix.as_deref()),
+            mode: 0o600,
         });
     }
     if exists(&template) {

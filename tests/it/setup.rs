@@ -42,6 +42,23 @@ fn setup(p: &Prefix, root: &Path, prefix: &Path, args: &[&str]) -> Run {
     run_cmd(c)
 }
 
+/// The packaged settings file with the lines setup fills in: the API URL
+/// when given, and the prefix.
+fn settings_with(url: Option<&str>, prefix: &Path) -> String {
+    let mut text = PACKAGED_SETTINGS.replace(
+        "#GITLAB_RUNNER_AUTH_PREFIX=/etc/gitlab-runner\n",
+        &format!("GITLAB_RUNNER_AUTH_PREFIX={}\n", prefix.display()),
+    );
+    if let Some(u) = url {
+        text = text.replace(
+            "#GITLAB_RUNNER_AUTH_API_URL=https://gitlab.example.com\n",
+            &format!("GITLAB_RUNNER_AUTH_API_URL={u}\n"),
+        );
+    }
+    assert_ne!(text, PACKAGED_SETTINGS);
+    text
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
 }
@@ -284,7 +301,7 @@ fn setup_writes_the_drop_in_running_this_binary_the_settings_file_and_the_templa
     assert_eq!(mode(root.join(DROP_IN).parent().unwrap()), 0o755);
 
     let settings = read(&root.join(DEBIAN));
-    assert_eq!(mode(&root.join(DEBIAN)), 0o644);
+    assert_eq!(mode(&root.join(DEBIAN)), 0o600, "it may hold HTTPS_PROXY=");
     assert!(
         settings
             .lines()
@@ -292,12 +309,9 @@ fn setup_writes_the_drop_in_running_this_binary_the_settings_file_and_the_templa
         "{settings}"
     );
     assert_eq!(
-        settings.replace(
-            "GITLAB_RUNNER_AUTH_API_URL=https://gitlab.site.example\n",
-            "#GITLAB_RUNNER_AUTH_API_URL=https://gitlab.example.com\n"
-        ),
-        PACKAGED_SETTINGS,
-        "the packaged file but the API URL"
+        settings,
+        settings_with(Some("https://gitlab.site.example"), &prefix),
+        "the packaged file but the API URL and the prefix"
     );
     assert!(!root.join(RHEL).exists());
 
@@ -324,7 +338,7 @@ fn without_an_api_url_the_settings_file_is_the_packaged_one_and_the_step_says_to
     let (p, root, prefix) = node(DEBIAN_OS);
     let r = setup(&p, &root, &prefix, &[]);
     assert_code(&r, 0);
-    assert_eq!(read(&root.join(DEBIAN)), PACKAGED_SETTINGS);
+    assert_eq!(read(&root.join(DEBIAN)), settings_with(None, &prefix));
     assert_eq!(read(&prefix.join("config.template")), PACKAGED_TEMPLATE);
     assert!(
         r.stdout.contains(&format!(
@@ -466,8 +480,8 @@ fn rhel_like_systems_get_etc_sysconfig() {
     ] {
         let (p, root, prefix) = node(os);
         assert_code(&setup(&p, &root, &prefix, &[]), 0);
-        assert_eq!(read(&root.join(RHEL)), PACKAGED_SETTINGS, "{os}");
-        assert_eq!(mode(&root.join(RHEL)), 0o644);
+        assert_eq!(read(&root.join(RHEL)), settings_with(None, &prefix), "{os}");
+        assert_eq!(mode(&root.join(RHEL)), 0o600);
         assert!(!root.join(DEBIAN).exists(), "{os}");
     }
     for os in [
@@ -488,4 +502,114 @@ fn uninstall_is_an_option_of_setup_only() {
     let mut c = command(&p);
     c.args(["plan", "--uninstall"]);
     assert_code(&run_cmd(c), 64);
+}
+
+#[test]
+fn the_prefix_given_is_written_into_the_settings_file_and_uninstall_still_knows_the_file() {
+    let (p, root, prefix) = node(DEBIAN_OS);
+    let r = setup(
+        &p,
+        &root,
+        &prefix,
+        &["--api-url", "https://gitlab.site.example"],
+    );
+    assert_code(&r, 0);
+    let text = read(&root.join(DEBIAN));
+    assert!(
+        text.lines()
+            .any(|l| l == format!("GITLAB_RUNNER_AUTH_PREFIX={}", prefix.display())),
+        "{text}"
+    );
+    assert_eq!(
+        text,
+        settings_with(Some("https://gitlab.site.example"), &prefix)
+    );
+    assert_eq!(mode(&root.join(DEBIAN)), 0o600);
+    let r = setup(&p, &root, &prefix, &["--uninstall"]);
+    assert_code(&r, 0);
+    assert!(!root.join(DEBIAN).exists(), "{r:?}");
+}
+
+#[test]
+fn a_relative_prefix_is_written_absolute() {
+    let (p, root, _) = node(DEBIAN_OS);
+    let mut c = command(&p);
+    c.current_dir(&p.dir)
+        .args(["setup", "--sysroot"])
+        .arg(&root)
+        .args(["-p", "gitlab-runner"]);
+    assert_code(&run_cmd(c), 0);
+    assert_eq!(
+        read(&root.join(DEBIAN)),
+        settings_with(None, &p.path("gitlab-runner"))
+    );
+    assert!(p.path("gitlab-runner/config.template").exists());
+}
+
+#[test]
+fn the_default_prefix_is_not_written() {
+    let (p, root, _) = node(DEBIAN_OS);
+    let r = setup(&p, &root, Path::new("/etc/gitlab-runner"), &["--dry-run"]);
+    assert_code(&r, 0);
+    assert!(
+        r.stdout
+            .contains("\n#GITLAB_RUNNER_AUTH_PREFIX=/etc/gitlab-runner\n"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("mode 0600)"), "{r:?}");
+}
+
+#[test]
+fn a_prefix_the_settings_file_cannot_hold_is_refused() {
+    let (p, root, _) = node(DEBIAN_OS);
+    let bad = p.path("x\nHTTPS_PROXY=evil:3128");
+    let before = tree(&p.dir);
+    let r = setup(&p, &root, &bad, &[]);
+    assert_code(&r, 64);
+    let line = format!(
+        "invalid --prefix {:?}: setup writes it into the settings file, where whitespace, quotes, \\, ;, $ and % do not stand as they are; use a plain path such as /srv/gitlab-runner",
+        bad.display().to_string()
+    );
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{r:?}");
+    assert!(lines[0].ends_with(&line), "{line}\n{r:?}");
+    assert_eq!(tree(&p.dir), before, "nothing written");
+}
+
+#[test]
+fn a_kept_settings_file_gets_neither_url_nor_prefix_and_setup_says_so() {
+    let (p, root, prefix) = node(DEBIAN_OS);
+    std::fs::create_dir_all(root.join("etc/default")).unwrap();
+    std::fs::write(root.join(DEBIAN), "HTTPS_PROXY=http://proxy:3128\n").unwrap();
+    let before = std::fs::metadata(root.join(DEBIAN))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let r = setup(
+        &p,
+        &root,
+        &prefix,
+        &["--api-url", "https://gitlab.site.example"],
+    );
+    assert_code(&r, 0);
+    assert_eq!(read(&root.join(DEBIAN)), "HTTPS_PROXY=http://proxy:3128\n");
+    assert_eq!(
+        std::fs::metadata(root.join(DEBIAN))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before
+    );
+    let out = r.output();
+    assert!(
+        out.contains("set GITLAB_RUNNER_AUTH_API_URL there yourself"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "--prefix {} is not written into it; set GITLAB_RUNNER_AUTH_PREFIX there yourself",
+            prefix.display()
+        )),
+        "{out}"
+    );
 }
