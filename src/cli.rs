@@ -127,8 +127,8 @@ OPTIONS (each also read from the environment variable shown; flags win):
                           order; repeatable               [GITLAB_RUNNER_AUTH_TYPES]
   --force                 import: overwrite an existing template and state
                                                           [GITLAB_RUNNER_AUTH_FORCE]
-  --uninstall             setup: remove the drop-in, and the settings file
-                          unless edited                   [GITLAB_RUNNER_AUTH_UNINSTALL]
+  --uninstall             setup: remove the drop-in and the settings file
+                          setup wrote, unless edited      [GITLAB_RUNNER_AUTH_UNINSTALL]
   --metrics-file FILE     write Prometheus metrics there after run and status
                           (node_exporter's textfile collector)
                                                           [GITLAB_RUNNER_AUTH_METRICS_FILE]

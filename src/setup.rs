@@ -45,6 +45,14 @@ pub fn drop_in_for(exe: &str) -> String {
     DROP_IN_TEXT.replace(PACKAGED_EXEC, &format!("ExecStartPre={exe}"))
 }
 
+/// A drop-in setup wrote and nobody edited since: the packaged one with
+/// only the path `ExecStartPre=` runs set (what [`drop_in_for`] writes).
+fn drop_in_unchanged(text: &str) -> bool {
+    text.lines()
+        .find_map(|l| l.strip_prefix("ExecStartPre="))
+        .is_some_and(|exe| !exe.is_empty() && text == drop_in_for(exe))
+}
+
 /// The settings file, with the API URL and the prefix set when given.
 pub fn settings_for(url: Option<&str>, prefix: Option<&str>) -> String {
     let mut text = SETTINGS_TEXT.to_string();
@@ -187,12 +195,7 @@ pub fn run(s: &Settings) -> Result<Outcome> {
     let root = &s.sysroot;
     let live = root == Path::new("/");
     let vendor = root.join(VENDOR_DIR).join(DROP_IN);
-    if exists(&vendor) {
-        return Err(Error::config(format!(
-            "a package installed the drop-in already: {}; setup is for a node without the gitlab-runner-auth package (configure the package's /etc/default or /etc/sysconfig file instead, or remove the package first)",
-            vendor.display()
-        )));
-    }
+    let packaged = exists(&vendor).then_some(vendor.as_path());
     if live && !s.preview && trust::effective_uid() != 0 {
         return Err(Error::denied(
             "setup writes under /etc and reloads systemd: run it as root (or with --dry-run to see what it would write)",
@@ -200,7 +203,13 @@ pub fn run(s: &Settings) -> Result<Outcome> {
     }
     let drop_in = root.join(ADMIN_DIR).join(DROP_IN);
     if s.uninstall {
-        return uninstall(s, &drop_in);
+        return uninstall(s, &drop_in, packaged);
+    }
+    if let Some(vendor) = packaged {
+        return Err(Error::config(format!(
+            "a package installed the drop-in already: {}; setup is for a node without the gitlab-runner-auth package (configure the package's /etc/default or /etc/sysconfig file instead, or remove the package first)",
+            vendor.display()
+        )));
     }
     let exe = own_path()?;
     let settings = settings_path(root);
@@ -324,12 +333,25 @@ pub fn run(s: &Settings) -> Result<Outcome> {
     Ok(Outcome::Setup)
 }
 
-fn uninstall(s: &Settings, drop_in: &Path) -> Result<Outcome> {
+/// `--uninstall`: remove the drop-in and the settings file, each only when
+/// it is what setup wrote. With the package installed (`packaged`, its
+/// drop-in) the settings files are the package's and stay; an `/etc` copy
+/// of the drop-in that setup wrote earlier goes, since it shadows the
+/// package's.
+fn uninstall(s: &Settings, drop_in: &Path, packaged: Option<&Path>) -> Result<Outcome> {
     let root = &s.sysroot;
     let live = root == Path::new("/");
     let mut remove = Vec::new();
     match std::fs::symlink_metadata(drop_in) {
-        Ok(m) if m.is_file() && m.len() > 0 => remove.push(drop_in.to_path_buf()),
+        Ok(m) if m.is_file() && m.len() > 0 => match trust::read_text(drop_in, trust::Class::Input)
+        {
+            Ok(Some(text)) if drop_in_unchanged(&text) => remove.push(drop_in.to_path_buf()),
+            Ok(_) => log::warn!(
+                "{} is not the drop-in setup writes (edited, or written by hand): kept (remove it yourself if no longer wanted)",
+                drop_in.display()
+            ),
+            Err(e) => log::warn!("{e}: kept"),
+        },
         Ok(_) => log::warn!(
             "{} is not a file setup wrote (a link or an empty file, which disables the hook): kept",
             drop_in.display()
@@ -339,6 +361,14 @@ fn uninstall(s: &Settings, drop_in: &Path) -> Result<Outcome> {
     for rel in [DEBIAN_SETTINGS, RHEL_SETTINGS] {
         let path = root.join(rel);
         if !exists(&path) {
+            continue;
+        }
+        if let Some(vendor) = packaged {
+            log::info!(
+                "{} is kept: the package's drop-in {} reads it",
+                path.display(),
+                vendor.display()
+            );
             continue;
         }
         match trust::read_text(&path, trust::Class::Input) {
@@ -365,8 +395,18 @@ fn uninstall(s: &Settings, drop_in: &Path) -> Result<Outcome> {
         log::info!("removed {}", p.display());
     }
     daemon_reload(s, reload);
+    let next = match packaged {
+        Some(vendor) => format!(
+            "gitlab-runner runs the package's drop-in {} from its next start",
+            vendor.display()
+        ),
+        None if remove.iter().any(|p| p == drop_in) => {
+            "gitlab-runner runs without this tool from its next start".to_string()
+        }
+        None => format!("{} is kept", drop_in.display()),
+    };
     crate::reconcile::summary(&format!(
-        "setup --uninstall: {} file(s) removed; {} and the prefix are kept; gitlab-runner runs without this tool from its next start",
+        "setup --uninstall: {} file(s) removed; {} and the prefix are kept; {next}",
         remove.len(),
         s.prefix.join("config.template").display()
     ));

@@ -468,7 +468,118 @@ fn the_packages_drop_in_is_refused_naming_it() {
     assert_code(&r, 78);
     assert!(r.stderr.contains(&vendor.display().to_string()), "{r:?}");
     assert_eq!(tree(&p.dir), before, "nothing written");
-    assert_code(&setup(&p, &root, &prefix, &["--uninstall"]), 78);
+    // --uninstall has nothing of setup's to remove there, and changes nothing
+    let r = setup(&p, &root, &prefix, &["--uninstall"]);
+    assert_code(&r, 0);
+    assert_eq!(tree(&p.dir), before, "nothing removed");
+}
+
+/// (bytes, mtime) of a file, to prove it was not touched.
+fn snapshot(path: &Path) -> (Vec<u8>, std::time::SystemTime) {
+    (
+        std::fs::read(path).unwrap(),
+        std::fs::metadata(path).unwrap().modified().unwrap(),
+    )
+}
+
+#[test]
+fn uninstall_keeps_a_drop_in_setup_did_not_write_naming_it() {
+    let (p, root, prefix) = node(DEBIAN_OS);
+    assert_code(&setup(&p, &root, &prefix, &[]), 0);
+    let drop_in = root.join(DROP_IN);
+    let exe = std::fs::canonicalize(bin()).unwrap();
+    let ours = format!("ExecStartPre={}\n", exe.display());
+    for text in [
+        // setup's, edited
+        read(&drop_in).replace(
+            &ours,
+            &format!("{ours}Environment=HTTPS_PROXY=http://proxy:3128\n"),
+        ),
+        // written by hand
+        format!("[Service]\n{ours}"),
+        // the package's, with one more line
+        format!("{PACKAGED_DROP_IN}ExecStartPost=/bin/true\n"),
+    ] {
+        std::fs::write(&drop_in, &text).unwrap();
+        chmod(&drop_in, 0o644);
+        let before = snapshot(&drop_in);
+        let r = setup(&p, &root, &prefix, &["--uninstall"]);
+        assert_code(&r, 0);
+        assert_eq!(snapshot(&drop_in), before, "kept: {r:?}");
+        assert!(
+            r.stderr.contains(&format!(
+                "{} is not the drop-in setup writes (edited, or written by hand): kept (remove it yourself if no longer wanted)\n",
+                drop_in.display()
+            )),
+            "{r:?}"
+        );
+        assert!(
+            r.stderr.contains(&format!("{} is kept", drop_in.display())),
+            "{r:?}"
+        );
+    }
+    // what setup writes, for any binary path (the /usr/bin of `make install` too)
+    for exe in [
+        "/usr/local/sbin/gitlab-runner-auth",
+        "/usr/bin/gitlab-runner-auth",
+    ] {
+        std::fs::write(
+            &drop_in,
+            PACKAGED_DROP_IN.replace(
+                "ExecStartPre=/usr/bin/gitlab-runner-auth\n",
+                &format!("ExecStartPre={exe}\n"),
+            ),
+        )
+        .unwrap();
+        let r = setup(&p, &root, &prefix, &["--uninstall"]);
+        assert_code(&r, 0);
+        assert!(!drop_in.exists(), "{exe}: {r:?}");
+    }
+}
+
+#[test]
+fn uninstall_with_the_package_installed_removes_setups_own_drop_in_that_shadows_the_packages() {
+    let (p, root, prefix) = node(DEBIAN_OS);
+    assert_code(
+        &setup(
+            &p,
+            &root,
+            &prefix,
+            &["--api-url", "https://gitlab.site.example"],
+        ),
+        0,
+    );
+    // then the package came: its drop-in under /usr/lib; the settings file is its now
+    let vendor = root.join(VENDOR);
+    std::fs::create_dir_all(vendor.parent().unwrap()).unwrap();
+    std::fs::write(&vendor, PACKAGED_DROP_IN).unwrap();
+    let vendor_before = snapshot(&vendor);
+    let settings_before = snapshot(&root.join(DEBIAN));
+    let r = setup(&p, &root, &prefix, &["--uninstall"]);
+    assert_code(&r, 0);
+    assert!(!root.join(DROP_IN).exists(), "the /etc copy is gone: {r:?}");
+    assert_eq!(snapshot(&vendor), vendor_before);
+    assert_eq!(
+        snapshot(&root.join(DEBIAN)),
+        settings_before,
+        "the package's settings file"
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "{} is kept: the package's drop-in {} reads it",
+            root.join(DEBIAN).display(),
+            vendor.display()
+        )),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "setup --uninstall: 1 file(s) removed; {} and the prefix are kept; gitlab-runner runs the package's drop-in {} from its next start",
+            prefix.join("config.template").display(),
+            vendor.display()
+        )),
+        "{r:?}"
+    );
 }
 
 #[test]
