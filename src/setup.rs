@@ -249,8 +249,20 @@ pub fn run(s: &Settings) -> Result<Outcome> {
             mode: 0o600,
         });
     }
+    // runners registered by hand, which the example would replace at the next start
+    let hand_registered = if exists(&template) || s.force {
+        0
+    } else {
+        runners_in(&s.config_path)?
+    };
     if exists(&template) {
         kept.push(template.clone());
+    } else if hand_registered > 0 {
+        log::warn!(
+            "{} holds {hand_registered} runner(s) and there is no {}: no example template written (the service would register new runners from it and drop these from config.toml); adopt them with gitlab-runner-auth import (or write the example anyway with setup --force)",
+            s.config_path.display(),
+            template.display()
+        );
     } else {
         let text = match url {
             Some(u) => TEMPLATE_TEXT.replace(EXAMPLE_URL, u),
@@ -276,12 +288,20 @@ pub fn run(s: &Settings) -> Result<Outcome> {
         for k in &kept {
             println!("# {} exists: setup would keep it", k.display());
         }
+        if hand_registered > 0 {
+            println!(
+                "# {} is not written: {} holds {hand_registered} runner(s); run gitlab-runner-auth import",
+                template.display(),
+                s.config_path.display()
+            );
+        }
         if reload {
             println!("# setup would run systemctl daemon-reload");
         }
         crate::reconcile::summary(&format!(
-            "setup --dry-run: {} file(s) would be written, nothing changed",
-            writes.len()
+            "setup --dry-run: {} file(s) would be written, nothing changed{}",
+            writes.len(),
+            import_next(hand_registered)
         ));
         return Ok(Outcome::Setup);
     }
@@ -312,10 +332,18 @@ pub fn run(s: &Settings) -> Result<Outcome> {
         "put the registration or access token in {} (chmod 600)",
         s.prefix.join("admin-token").display()
     ));
-    steps.push(format!(
-        "edit {} to the runners this host should have",
-        template.display()
-    ));
+    if hand_registered > 0 {
+        steps.push(format!(
+            "adopt the {hand_registered} runner(s) of {}: gitlab-runner-auth import (writes {} and runner-data.json from it; setup --force writes the example template instead)",
+            s.config_path.display(),
+            template.display()
+        ));
+    } else {
+        steps.push(format!(
+            "edit {} to the runners this host should have",
+            template.display()
+        ));
+    }
     steps.push("check with gitlab-runner-auth doctor (or gitlab-runner-auth plan)".to_string());
     steps.push(
         "restart gitlab-runner when no job runs: systemctl restart gitlab-runner (setup never does)"
@@ -326,11 +354,32 @@ pub fn run(s: &Settings) -> Result<Outcome> {
         println!("  {}. {step}", i + 1);
     }
     crate::reconcile::summary(&format!(
-        "setup: {} file(s) written, {} kept",
+        "setup: {} file(s) written, {} kept{}",
         writes.len(),
-        kept.len()
+        kept.len(),
+        import_next(hand_registered)
     ));
     Ok(Outcome::Setup)
+}
+
+/// How many `[[runners]]` the existing `config.toml` at `config` holds
+/// (read under the trust rules; 0 when there is none).
+fn runners_in(config: &Path) -> Result<usize> {
+    match trust::read_text(config, trust::Class::Input)? {
+        Some(text) => Ok(crate::state::config_runner_blocks(config, &text)?.len()),
+        None => Ok(0),
+    }
+}
+
+/// The end of the summary line when `config.toml` holds `n` runners
+/// registered by hand.
+fn import_next(n: usize) -> String {
+    if n == 0 {
+        return String::new();
+    }
+    format!(
+        "; config.toml holds {n} runner(s) and no template was written: run gitlab-runner-auth import next"
+    )
 }
 
 /// `--uninstall`: remove the drop-in and the settings file, each only when

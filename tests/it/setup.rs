@@ -724,3 +724,109 @@ fn a_kept_settings_file_gets_neither_url_nor_prefix_and_setup_says_so() {
         "{out}"
     );
 }
+
+/// A config.toml with one runner registered by hand.
+const HAND_REGISTERED: &str = r#"concurrent = 4
+
+[[runners]]
+  name = "node12-shell"
+  url = "https://gitlab.site.example"
+  token = "glrt-handregistered0000"
+  executor = "shell"
+"#;
+
+/// A node whose prefix holds `config_toml` (`0600`) and no template.
+fn hand_registered_node(config_toml: &str) -> (Prefix, PathBuf, PathBuf) {
+    let (p, root, prefix) = node(DEBIAN_OS);
+    std::fs::create_dir(&prefix).unwrap();
+    chmod(&prefix, 0o700);
+    std::fs::write(prefix.join("config.toml"), config_toml).unwrap();
+    chmod(&prefix.join("config.toml"), 0o600);
+    (p, root, prefix)
+}
+
+#[test]
+fn hand_registered_runners_get_no_example_template_and_setup_says_to_import() {
+    let (p, root, prefix) = hand_registered_node(HAND_REGISTERED);
+    let config = prefix.join("config.toml");
+    let before = snapshot(&config);
+    let r = setup(
+        &p,
+        &root,
+        &prefix,
+        &["--api-url", "https://gitlab.site.example"],
+    );
+    assert_code(&r, 0);
+    assert!(!prefix.join("config.template").exists(), "{r:?}");
+    assert_eq!(snapshot(&config), before, "config.toml untouched");
+    assert!(root.join(DROP_IN).exists() && root.join(DEBIAN).exists());
+    assert!(
+        r.stderr.contains(&format!(
+            "{} holds 1 runner(s) and there is no {}: no example template written (the service would register new runners from it and drop these from config.toml); adopt them with gitlab-runner-auth import (or write the example anyway with setup --force)\n",
+            config.display(),
+            prefix.join("config.template").display()
+        )),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.contains(&format!(
+            "adopt the 1 runner(s) of {}: gitlab-runner-auth import (writes {} and runner-data.json from it; setup --force writes the example template instead)\n",
+            config.display(),
+            prefix.join("config.template").display()
+        )),
+        "{r:?}"
+    );
+    assert!(!r.stdout.contains("edit "), "{r:?}");
+    assert!(
+        r.output().contains(
+            "setup: 2 file(s) written, 0 kept; config.toml holds 1 runner(s) and no template was written: run gitlab-runner-auth import next"
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn hand_registered_runners_with_dry_run_and_with_force() {
+    let (p, root, prefix) = hand_registered_node(HAND_REGISTERED);
+    let before = tree(&p.dir);
+    let r = setup(&p, &root, &prefix, &["--dry-run"]);
+    assert_code(&r, 0);
+    assert_eq!(tree(&p.dir), before, "nothing changed");
+    assert!(
+        r.stdout.contains(&format!(
+            "# {} is not written: {} holds 1 runner(s); run gitlab-runner-auth import\n",
+            prefix.join("config.template").display(),
+            prefix.join("config.toml").display()
+        )),
+        "{r:?}"
+    );
+    let r = setup(&p, &root, &prefix, &["--force"]);
+    assert_code(&r, 0);
+    assert_eq!(read(&prefix.join("config.template")), PACKAGED_TEMPLATE);
+    assert_eq!(read(&prefix.join("config.toml")), HAND_REGISTERED);
+}
+
+#[test]
+fn a_config_toml_without_runners_still_gets_the_example_template() {
+    let (p, root, prefix) = hand_registered_node("concurrent = 1\n");
+    assert_code(&setup(&p, &root, &prefix, &[]), 0);
+    assert_eq!(read(&prefix.join("config.template")), PACKAGED_TEMPLATE);
+}
+
+#[test]
+fn a_config_toml_that_does_not_parse_is_named_and_nothing_is_written() {
+    let (p, root, prefix) = hand_registered_node("[[runners]\n");
+    let before = tree(&p.dir);
+    let r = setup(&p, &root, &prefix, &[]);
+    assert_code(&r, 65);
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{r:?}");
+    assert!(
+        lines[0].contains(&format!(
+            "failed to parse {}: line 1, column ",
+            prefix.join("config.toml").display()
+        )),
+        "{r:?}"
+    );
+    assert_eq!(tree(&p.dir), before, "nothing written");
+}
