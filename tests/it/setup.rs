@@ -143,6 +143,14 @@ fn program_refused(exe: &Path, why: &str) -> String {
     )
 }
 
+/// Why a directory of mode `m` others can write is refused above a program.
+fn open_dir(dir: &Path, m: u32) -> String {
+    format!(
+        "{}: it is writable by group or others (mode {m:04o}), so they could replace the program below it (sticky or not: once a tmp cleaner removes it, anyone may put their own there)",
+        dir.display()
+    )
+}
+
 /// Assert `r` is the one-line refusal `line` (exit 77), and nothing changed.
 fn assert_refused(r: &Run, line: &str, p: &Prefix, before: &[(PathBuf, u32, Vec<u8>)]) {
     assert_code(r, 77);
@@ -163,10 +171,7 @@ fn a_binary_in_a_directory_others_can_write_is_refused_sticky_or_not() {
         let exe = s.copy_in(&format!("open{i}"), m);
         let before = tree(&p.dir);
         let r = setup_from(&exe, &p, &root, &prefix);
-        let why = format!(
-            "{}: it is writable by group or others (mode {m:04o}), so they could replace the program below it (sticky or not: once a tmp cleaner removes it, anyone may put their own there)",
-            exe.parent().unwrap().display()
-        );
+        let why = open_dir(exe.parent().unwrap(), m);
         assert_refused(&r, &program_refused(&exe, &why), &p, &before);
     }
     // the real /tmp (1777) above a private directory
@@ -178,10 +183,7 @@ fn a_binary_in_a_directory_others_can_write_is_refused_sticky_or_not() {
     let r = setup_from(&exe, &p, &root, &prefix);
     let tmp = std::fs::canonicalize(std::env::temp_dir()).unwrap();
     assert_eq!(mode(&tmp), 0o1777, "the tests' /tmp");
-    let why = format!(
-        "{}: it is writable by group or others (mode 1777), so they could replace the program below it (sticky or not: once a tmp cleaner removes it, anyone may put their own there)",
-        tmp.display()
-    );
+    let why = open_dir(&tmp, 0o1777);
     assert_refused(&r, &program_refused(&exe, &why), &p, &before);
 }
 
@@ -212,10 +214,7 @@ fn a_binary_started_through_a_link_in_a_directory_others_can_write_is_refused() 
     std::os::unix::fs::symlink(&exe, &link).unwrap();
     let before = tree(&p.dir);
     let r = setup_from(&link, &p, &root, &prefix);
-    let why = format!(
-        "{}: it is writable by group or others (mode 1777), so they could replace the program below it (sticky or not: once a tmp cleaner removes it, anyone may put their own there)",
-        open.display()
-    );
+    let why = open_dir(&open, 0o1777);
     assert_refused(&r, &program_refused(&exe, &why), &p, &before);
     // started from the safe path, the same binary is accepted
     assert_code(&setup_from(&exe, &p, &root, &prefix), 0);
@@ -248,10 +247,7 @@ fn a_binary_below_a_directory_another_user_can_write_is_refused_and_that_user_co
                 theirs.display()
             )
         } else {
-            format!(
-                "{}: it is writable by group or others (mode 0775), so they could replace the program below it (sticky or not: once a tmp cleaner removes it, anyone may put their own there)",
-                theirs.display()
-            )
+            open_dir(&theirs, 0o775)
         };
         assert_refused(&r, &program_refused(&exe, &why), &p, &before);
         // what the refusal prevents: uid 65534 swaps in its own program at
