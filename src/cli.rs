@@ -125,10 +125,11 @@ OPTIONS (each also read from the environment variable shown; flags win):
                                                           [GITLAB_RUNNER_AUTH_JSON]
   --type NAME             import: the runner type of each [[runners]], in
                           order; repeatable               [GITLAB_RUNNER_AUTH_TYPES]
-  --force                 import: overwrite an existing template and state
-                                                          [GITLAB_RUNNER_AUTH_FORCE]
-  --uninstall             setup: remove the drop-in, and the settings file
-                          unless edited                   [GITLAB_RUNNER_AUTH_UNINSTALL]
+  --force                 import: overwrite an existing template and state;
+                          setup: write the example template even where
+                          config.toml holds runners       [GITLAB_RUNNER_AUTH_FORCE]
+  --uninstall             setup: remove the drop-in and the settings file
+                          setup wrote, unless edited      [GITLAB_RUNNER_AUTH_UNINSTALL]
   --metrics-file FILE     write Prometheus metrics there after run and status
                           (node_exporter's textfile collector)
                                                           [GITLAB_RUNNER_AUTH_METRICS_FILE]

@@ -94,9 +94,38 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 pub const DEFAULT_WARN_BEFORE: Duration = Duration::from_secs(30 * 86_400);
 
+/// The longest part of a refused value an error shows.
+const SHOWN_MAX: usize = 80;
+
+/// A refused value as an error shows it: escaped as a Rust string literal
+/// (a newline is `\n`, never a line break in the journal) and cut after
+/// [`SHOWN_MAX`] characters.
+pub fn escaped(v: &str) -> String {
+    let head: String = v.chars().take(SHOWN_MAX).collect();
+    if head.len() < v.len() {
+        format!("{head:?}…")
+    } else {
+        format!("{head:?}")
+    }
+}
+
+/// A character a URL may hold unescaped (RFC 3986: unreserved, reserved
+/// and `%`), but the quote `'`. Everything else (controls, whitespace,
+/// `"`, `'`, `{`, `}`, `\`, `<`, `>`, `^`, `` ` ``, `|`, non-ASCII) would
+/// also break the settings file and the template setup writes it into.
+fn url_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&()*+,;=%".contains(c)
+}
+
 /// Split a user-given GitLab URL into (`https://host`, `https://host/api/v4`).
 pub fn normalize_api_url(url: &str) -> Result<(String, String)> {
-    let trimmed = url.trim().trim_end_matches('/');
+    if let Some(c) = url.chars().find(|c| !url_char(*c)) {
+        return Err(Error::usage(format!(
+            "invalid --api-url {}: {c:?} cannot stand unescaped in a URL",
+            escaped(url)
+        )));
+    }
+    let trimmed = url.trim_end_matches('/');
     let base = trimmed
         .strip_suffix("/api/v4")
         .unwrap_or(trimmed)
@@ -109,7 +138,7 @@ pub fn normalize_api_url(url: &str) -> Result<(String, String)> {
                 "invalid --api-url '{url}': expected https://host, https://host/ or https://host/api/v4"
             ))
         })?;
-    if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+    if rest.is_empty() || rest.contains(['?', '#']) {
         return Err(Error::usage(format!("invalid --api-url '{url}'")));
     }
     if rest
@@ -371,6 +400,66 @@ mod tests {
         ] {
             assert_eq!(normalize_api_url(bad).unwrap_err().exit_code(), 64, "{bad}");
         }
+    }
+
+    #[test]
+    fn api_url_characters_a_url_cannot_hold_unescaped() {
+        let cases = [
+            (
+                "https://x\nHTTPS_PROXY=http://evil:3128",
+                r#"invalid --api-url "https://x\nHTTPS_PROXY=http://evil:3128": '\n' cannot stand unescaped in a URL"#,
+            ),
+            (
+                " https://x",
+                r#"invalid --api-url " https://x": ' ' cannot stand unescaped in a URL"#,
+            ),
+            (
+                "https://x/\"}",
+                r#"invalid --api-url "https://x/\"}": '"' cannot stand unescaped in a URL"#,
+            ),
+            (
+                "https://x/'",
+                r#"invalid --api-url "https://x/'": '\'' cannot stand unescaped in a URL"#,
+            ),
+            (
+                "https://x/{a}",
+                r#"invalid --api-url "https://x/{a}": '{' cannot stand unescaped in a URL"#,
+            ),
+            (
+                "https://x\\y",
+                r#"invalid --api-url "https://x\\y": '\\' cannot stand unescaped in a URL"#,
+            ),
+            (
+                "https://x\ty",
+                r#"invalid --api-url "https://x\ty": '\t' cannot stand unescaped in a URL"#,
+            ),
+            (
+                "https://gitlab.exämple.com",
+                r#"invalid --api-url "https://gitlab.exämple.com": 'ä' cannot stand unescaped in a URL"#,
+            ),
+        ];
+        for (url, want) in cases {
+            let e = normalize_api_url(url).unwrap_err();
+            assert_eq!(e.exit_code(), 64, "{url:?}");
+            assert_eq!(e.to_string(), want);
+        }
+        // cut after 80 characters
+        let long = format!("https://x/{}\n", "a".repeat(100));
+        let e = normalize_api_url(&long).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "invalid --api-url \"https://x/{}\"…: '\\n' cannot stand unescaped in a URL",
+                "a".repeat(70)
+            )
+        );
+        // what a URL may hold stays accepted
+        assert_eq!(
+            normalize_api_url("https://[::1]:8443/git-lab_~.x/%7Eme/")
+                .unwrap()
+                .1,
+            "https://[::1]:8443/git-lab_~.x/%7Eme/api/v4"
+        );
     }
 
     #[test]

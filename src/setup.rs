@@ -12,7 +12,7 @@ use crate::fsutil;
 use crate::reconcile::Outcome;
 use crate::settings::Settings;
 use crate::trust;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// The packages' drop-in, settings file and example template.
@@ -30,6 +30,7 @@ const RHEL_SETTINGS: &str = "etc/sysconfig/gitlab-runner-auth";
 /// The lines of the packaged files that setup fills in.
 const PACKAGED_EXEC: &str = "ExecStartPre=/usr/bin/gitlab-runner-auth";
 const PACKAGED_API_URL: &str = "#GITLAB_RUNNER_AUTH_API_URL=https://gitlab.example.com";
+const PACKAGED_PREFIX: &str = "#GITLAB_RUNNER_AUTH_PREFIX=/etc/gitlab-runner";
 const EXAMPLE_URL: &str = "https://gitlab.example.com";
 
 /// A file setup writes (or would write).
@@ -44,24 +45,52 @@ pub fn drop_in_for(exe: &str) -> String {
     DROP_IN_TEXT.replace(PACKAGED_EXEC, &format!("ExecStartPre={exe}"))
 }
 
-/// The settings file, with the API URL set when one is given.
-pub fn settings_for(url: Option<&str>) -> String {
-    match url {
-        Some(u) => {
-            SETTINGS_TEXT.replace(PACKAGED_API_URL, &format!("GITLAB_RUNNER_AUTH_API_URL={u}"))
-        }
-        None => SETTINGS_TEXT.to_string(),
+/// A drop-in setup wrote and nobody edited since: the packaged one with
+/// only the path `ExecStartPre=` runs set (what [`drop_in_for`] writes).
+fn drop_in_unchanged(text: &str) -> bool {
+    text.lines()
+        .find_map(|l| l.strip_prefix("ExecStartPre="))
+        .is_some_and(|exe| !exe.is_empty() && text == drop_in_for(exe))
+}
+
+/// The settings file, with the API URL and the prefix set when given.
+pub fn settings_for(url: Option<&str>, prefix: Option<&str>) -> String {
+    let mut text = SETTINGS_TEXT.to_string();
+    if let Some(u) = url {
+        text = text.replace(PACKAGED_API_URL, &format!("GITLAB_RUNNER_AUTH_API_URL={u}"));
     }
+    if let Some(p) = prefix {
+        text = text.replace(PACKAGED_PREFIX, &format!("GITLAB_RUNNER_AUTH_PREFIX={p}"));
+    }
+    text
 }
 
 /// A settings file setup wrote and nobody edited since: the packaged one,
-/// with at most the API URL line set (what `setup --api-url` writes).
+/// with at most the API URL and the prefix lines set (what `setup
+/// --api-url URL -p DIR` writes).
 fn settings_unchanged(text: &str) -> bool {
-    text == SETTINGS_TEXT
-        || text
-            .lines()
-            .find_map(|l| l.strip_prefix("GITLAB_RUNNER_AUTH_API_URL="))
-            .is_some_and(|u| !u.is_empty() && text == settings_for(Some(u)))
+    let set = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .filter(|v| !v.is_empty())
+    };
+    text == settings_for(
+        set("GITLAB_RUNNER_AUTH_API_URL="),
+        set("GITLAB_RUNNER_AUTH_PREFIX="),
+    )
+}
+
+/// The prefix as the settings file sets it: absolute (the service runs in
+/// `/`), and nothing systemd would interpret in an `EnvironmentFile=` line.
+fn settings_prefix(prefix: &Path) -> Result<String> {
+    let abs = std::path::absolute(prefix).map_err(|e| Error::read(prefix, e))?;
+    match abs.to_str() {
+        Some(text) if plain(text) => Ok(text.to_string()),
+        _ => Err(Error::usage(format!(
+            "invalid --prefix {}: setup writes it into the settings file, where whitespace, quotes, \\, ;, $ and % do not stand as they are; use a plain path such as /srv/gitlab-runner",
+            crate::settings::escaped(&abs.to_string_lossy())
+        ))),
+    }
 }
 
 /// The settings file of this OS: `/etc/sysconfig` on RHEL-like systems
@@ -96,9 +125,19 @@ fn settings_path(sysroot: &Path) -> PathBuf {
     })
 }
 
-/// This binary's real path, checked as something root may run at every
-/// start of gitlab-runner: owned by root or the caller, writable by nobody
-/// else, in directories nobody else can write.
+/// Whether `text` may be written into `ExecStartPre=` or an
+/// `EnvironmentFile=` line as it is: nothing systemd would interpret there
+/// (`%` specifiers, quotes, `\`, `;`, `$`), no whitespace or control
+/// character that would split or end the line.
+fn plain(text: &str) -> bool {
+    !text
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "%\"'\\;$".contains(c))
+}
+
+/// This binary's real path, checked as a program root may run at every
+/// start of gitlab-runner ([`trust::check_program`]): the path the drop-in
+/// names, and the path it was started by when one was given.
 fn own_path() -> Result<String> {
     let exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
@@ -109,27 +148,24 @@ fn own_path() -> Result<String> {
             exe.display()
         )));
     };
-    if text
-        .chars()
-        .any(|c| c.is_whitespace() || "%\"'\\;$".contains(c))
-    {
+    if !plain(&text) {
         return Err(Error::config(format!(
             "{text} has characters systemd would interpret in ExecStartPre=: move the binary to a plain path such as /usr/local/sbin/gitlab-runner-auth"
         )));
     }
-    trust::check_parent_dirs(&exe)?;
-    let meta = std::fs::metadata(&exe).map_err(|e| Error::read(&exe, e))?;
-    if meta.uid() != 0 && meta.uid() != trust::effective_uid() {
-        return Err(Error::denied(format!(
-            "{text} is owned by uid {}, not by root or the caller, and would run as root at every start of gitlab-runner; chown root {text}",
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(Error::denied(format!(
-            "{text} is writable by group or others (mode {:04o}) and would run as root at every start of gitlab-runner; chmod go-w {text}",
-            meta.mode() & 0o7777
-        )));
+    let fix = format!("install -m 0755 {text} /usr/local/sbin/ and run setup from there");
+    let context = |e: Error| {
+        e.context(format!(
+            "{text} would run as root at every start of gitlab-runner"
+        ))
+    };
+    trust::check_program(&exe, &fix).map_err(context)?;
+    if let Some(given) = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .filter(|p| p.as_os_str().as_encoded_bytes().contains(&b'/'))
+    {
+        trust::check_program(&given, &fix).map_err(context)?;
     }
     Ok(text)
 }
@@ -159,12 +195,7 @@ pub fn run(s: &Settings) -> Result<Outcome> {
     let root = &s.sysroot;
     let live = root == Path::new("/");
     let vendor = root.join(VENDOR_DIR).join(DROP_IN);
-    if exists(&vendor) {
-        return Err(Error::config(format!(
-            "a package installed the drop-in already: {}; setup is for a node without the gitlab-runner-auth package (configure the package's /etc/default or /etc/sysconfig file instead, or remove the package first)",
-            vendor.display()
-        )));
-    }
+    let packaged = exists(&vendor).then_some(vendor.as_path());
     if live && !s.preview && trust::effective_uid() != 0 {
         return Err(Error::denied(
             "setup writes under /etc and reloads systemd: run it as root (or with --dry-run to see what it would write)",
@@ -172,7 +203,13 @@ pub fn run(s: &Settings) -> Result<Outcome> {
     }
     let drop_in = root.join(ADMIN_DIR).join(DROP_IN);
     if s.uninstall {
-        return uninstall(s, &drop_in);
+        return uninstall(s, &drop_in, packaged);
+    }
+    if let Some(vendor) = packaged {
+        return Err(Error::config(format!(
+            "a package installed the drop-in already: {}; setup is for a node without the gitlab-runner-auth package (configure the package's /etc/default or /etc/sysconfig file instead, or remove the package first)",
+            vendor.display()
+        )));
     }
     let exe = own_path()?;
     let settings = settings_path(root);
@@ -184,6 +221,8 @@ pub fn run(s: &Settings) -> Result<Outcome> {
         mode: 0o644,
     }];
     let mut kept = Vec::new();
+    // the service runs with the default prefix unless the settings file says otherwise
+    let custom_prefix = s.prefix != Path::new(crate::settings::DEFAULT_PREFIX);
     if exists(&settings) {
         kept.push(settings.clone());
         if let Some(u) = url {
@@ -192,15 +231,38 @@ pub fn run(s: &Settings) -> Result<Outcome> {
                 settings.display()
             );
         }
+        if custom_prefix {
+            log::warn!(
+                "{} exists and is kept: --prefix {} is not written into it; set GITLAB_RUNNER_AUTH_PREFIX there yourself",
+                settings.display(),
+                s.prefix.display()
+            );
+        }
     } else {
+        let prefix = custom_prefix
+            .then(|| settings_prefix(&s.prefix))
+            .transpose()?;
+        // private: it may hold proxy credentials (HTTPS_PROXY=)
         writes.push(Write {
             path: settings.clone(),
-            text: settings_for(url),
-            mode: 0o644,
+            text: settings_for(url, prefix.as_deref()),
+            mode: 0o600,
         });
     }
+    // runners registered by hand, which the example would replace at the next start
+    let hand_registered = if exists(&template) || s.force {
+        0
+    } else {
+        runners_in(&s.config_path)?
+    };
     if exists(&template) {
         kept.push(template.clone());
+    } else if hand_registered > 0 {
+        log::warn!(
+            "{} holds {hand_registered} runner(s) and there is no {}: no example template written (the service would register new runners from it and drop these from config.toml); adopt them with gitlab-runner-auth import (or write the example anyway with setup --force)",
+            s.config_path.display(),
+            template.display()
+        );
     } else {
         let text = match url {
             Some(u) => TEMPLATE_TEXT.replace(EXAMPLE_URL, u),
@@ -226,12 +288,20 @@ pub fn run(s: &Settings) -> Result<Outcome> {
         for k in &kept {
             println!("# {} exists: setup would keep it", k.display());
         }
+        if hand_registered > 0 {
+            println!(
+                "# {} is not written: {} holds {hand_registered} runner(s); run gitlab-runner-auth import",
+                template.display(),
+                s.config_path.display()
+            );
+        }
         if reload {
             println!("# setup would run systemctl daemon-reload");
         }
         crate::reconcile::summary(&format!(
-            "setup --dry-run: {} file(s) would be written, nothing changed",
-            writes.len()
+            "setup --dry-run: {} file(s) would be written, nothing changed{}",
+            writes.len(),
+            import_next(hand_registered)
         ));
         return Ok(Outcome::Setup);
     }
@@ -262,10 +332,18 @@ pub fn run(s: &Settings) -> Result<Outcome> {
         "put the registration or access token in {} (chmod 600)",
         s.prefix.join("admin-token").display()
     ));
-    steps.push(format!(
-        "edit {} to the runners this host should have",
-        template.display()
-    ));
+    if hand_registered > 0 {
+        steps.push(format!(
+            "adopt the {hand_registered} runner(s) of {}: gitlab-runner-auth import (writes {} and runner-data.json from it; setup --force writes the example template instead)",
+            s.config_path.display(),
+            template.display()
+        ));
+    } else {
+        steps.push(format!(
+            "edit {} to the runners this host should have",
+            template.display()
+        ));
+    }
     steps.push("check with gitlab-runner-auth doctor (or gitlab-runner-auth plan)".to_string());
     steps.push(
         "restart gitlab-runner when no job runs: systemctl restart gitlab-runner (setup never does)"
@@ -276,19 +354,53 @@ pub fn run(s: &Settings) -> Result<Outcome> {
         println!("  {}. {step}", i + 1);
     }
     crate::reconcile::summary(&format!(
-        "setup: {} file(s) written, {} kept",
+        "setup: {} file(s) written, {} kept{}",
         writes.len(),
-        kept.len()
+        kept.len(),
+        import_next(hand_registered)
     ));
     Ok(Outcome::Setup)
 }
 
-fn uninstall(s: &Settings, drop_in: &Path) -> Result<Outcome> {
+/// How many `[[runners]]` the existing `config.toml` at `config` holds
+/// (read under the trust rules; 0 when there is none).
+fn runners_in(config: &Path) -> Result<usize> {
+    match trust::read_text(config, trust::Class::Input)? {
+        Some(text) => Ok(crate::state::config_runner_blocks(config, &text)?.len()),
+        None => Ok(0),
+    }
+}
+
+/// The end of the summary line when `config.toml` holds `n` runners
+/// registered by hand.
+fn import_next(n: usize) -> String {
+    if n == 0 {
+        return String::new();
+    }
+    format!(
+        "; config.toml holds {n} runner(s) and no template was written: run gitlab-runner-auth import next"
+    )
+}
+
+/// `--uninstall`: remove the drop-in and the settings file, each only when
+/// it is what setup wrote. With the package installed (`packaged`, its
+/// drop-in) the settings files are the package's and stay; an `/etc` copy
+/// of the drop-in that setup wrote earlier goes, since it shadows the
+/// package's.
+fn uninstall(s: &Settings, drop_in: &Path, packaged: Option<&Path>) -> Result<Outcome> {
     let root = &s.sysroot;
     let live = root == Path::new("/");
     let mut remove = Vec::new();
     match std::fs::symlink_metadata(drop_in) {
-        Ok(m) if m.is_file() && m.len() > 0 => remove.push(drop_in.to_path_buf()),
+        Ok(m) if m.is_file() && m.len() > 0 => match trust::read_text(drop_in, trust::Class::Input)
+        {
+            Ok(Some(text)) if drop_in_unchanged(&text) => remove.push(drop_in.to_path_buf()),
+            Ok(_) => log::warn!(
+                "{} is not the drop-in setup writes (edited, or written by hand): kept (remove it yourself if no longer wanted)",
+                drop_in.display()
+            ),
+            Err(e) => log::warn!("{e}: kept"),
+        },
         Ok(_) => log::warn!(
             "{} is not a file setup wrote (a link or an empty file, which disables the hook): kept",
             drop_in.display()
@@ -298,6 +410,14 @@ fn uninstall(s: &Settings, drop_in: &Path) -> Result<Outcome> {
     for rel in [DEBIAN_SETTINGS, RHEL_SETTINGS] {
         let path = root.join(rel);
         if !exists(&path) {
+            continue;
+        }
+        if let Some(vendor) = packaged {
+            log::info!(
+                "{} is kept: the package's drop-in {} reads it",
+                path.display(),
+                vendor.display()
+            );
             continue;
         }
         match trust::read_text(&path, trust::Class::Input) {
@@ -324,8 +444,18 @@ fn uninstall(s: &Settings, drop_in: &Path) -> Result<Outcome> {
         log::info!("removed {}", p.display());
     }
     daemon_reload(s, reload);
+    let next = match packaged {
+        Some(vendor) => format!(
+            "gitlab-runner runs the package's drop-in {} from its next start",
+            vendor.display()
+        ),
+        None if remove.iter().any(|p| p == drop_in) => {
+            "gitlab-runner runs without this tool from its next start".to_string()
+        }
+        None => format!("{} is kept", drop_in.display()),
+    };
     crate::reconcile::summary(&format!(
-        "setup --uninstall: {} file(s) removed; {} and the prefix are kept; gitlab-runner runs without this tool from its next start",
+        "setup --uninstall: {} file(s) removed; {} and the prefix are kept; {next}",
         remove.len(),
         s.prefix.join("config.template").display()
     ));

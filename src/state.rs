@@ -191,20 +191,24 @@ pub struct ConfigRunner {
     pub token_obtained_at: Option<i64>,
 }
 
-/// The runners of `config.toml` text read from `path`.
-pub fn parse_config_runners(path: &Path, text: &str) -> Result<Vec<ConfigRunner>> {
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+/// The `[[runners]]` blocks of `config.toml` text read from `path`.
+pub fn config_runner_blocks(path: &Path, text: &str) -> Result<Vec<toml::Value>> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         Error::data(format!(
             "failed to parse {}: {}",
             path.display(),
             toml_error(text, &e)
         ))
     })?;
-    let runners = table
-        .get("runners")
-        .and_then(|r| r.as_array())
-        .map(|a| a.as_slice())
-        .unwrap_or_default();
+    Ok(match table.remove("runners") {
+        Some(toml::Value::Array(a)) => a,
+        _ => Vec::new(),
+    })
+}
+
+/// The runners of `config.toml` text read from `path`.
+pub fn parse_config_runners(path: &Path, text: &str) -> Result<Vec<ConfigRunner>> {
+    let runners = config_runner_blocks(path, text)?;
     // gitlab-runner's zero time means "none"
     let zero = clock::parse(clock::ZERO).unwrap_or(i64::MIN);
     let time = |v: Option<&toml::Value>| {

@@ -56,8 +56,32 @@ fn denied(path: &Path, why: String, fix: String) -> Error {
     ))
 }
 
+/// What a walk from `/` (see [`walk`]) accepts on the way.
+#[derive(Debug, Clone, Copy)]
+enum Rule<'a> {
+    /// Data this tool reads or writes: a directory on the way may be
+    /// writable by others when it is sticky (`/tmp`): they cannot rename
+    /// what we own there.
+    Data,
+    /// A program root runs at every start of a service: no directory on the
+    /// way may be writable by others, sticky or not (a tmp cleaner empties
+    /// `/tmp`, and then anyone may put their own program at that path). The
+    /// walk may end at the file, and every refusal names the one `fix`.
+    Program { fix: &'a str },
+}
+
+impl Rule<'_> {
+    /// The fix a refusal names: the rule's own, else `default`.
+    fn fix(self, default: String) -> String {
+        match self {
+            Rule::Data => default,
+            Rule::Program { fix } => fix.to_string(),
+        }
+    }
+}
+
 /// The owner rule: root or the caller.
-fn check_owner(path: &Path, meta: &Metadata, euid: u32) -> Result<()> {
+fn check_owner(path: &Path, meta: &Metadata, euid: u32, rule: Rule) -> Result<()> {
     if meta.uid() == 0 || meta.uid() == euid {
         return Ok(());
     }
@@ -68,11 +92,11 @@ fn check_owner(path: &Path, meta: &Metadata, euid: u32) -> Result<()> {
             user_name(meta.uid()).map_or(String::new(), |n| format!("{n} ")),
             meta.uid()
         ),
-        format!(
+        rule.fix(format!(
             "chown {} {}",
             user_name(euid).unwrap_or_else(|| euid.to_string()),
             path.display()
-        ),
+        )),
     ))
 }
 
@@ -116,7 +140,21 @@ pub fn check_parent_dirs(file: &Path) -> Result<()> {
     };
     let real = resolve(dir)?;
     let meta = std::fs::symlink_metadata(&real).map_err(|e| Error::read(dir, e))?;
-    check_passage(&real, &meta, effective_uid())
+    check_passage(&real, &meta, effective_uid(), Rule::Data)
+}
+
+/// A program root runs at every start of a service (setup's
+/// `ExecStartPre=`): every directory from `/` to it and every symlink on
+/// the way owned by root or the caller, and no directory writable by
+/// others, sticky or not (see [`Rule::Program`]); the file itself a regular
+/// file owned by root or the caller and writable by nobody else. Every
+/// refusal (77) names `fix`. The real path.
+pub fn check_program(path: &Path, fix: &str) -> Result<PathBuf> {
+    let rule = Rule::Program { fix };
+    let real = walk(path, rule)?;
+    let meta = std::fs::symlink_metadata(&real).map_err(|e| Error::read(&real, e))?;
+    check_file_by(&real, &meta, Class::Input, rule)?;
+    Ok(real)
 }
 
 /// Walk `path` from `/` one component at a time, as the kernel resolves
@@ -126,6 +164,13 @@ pub fn check_parent_dirs(file: &Path) -> Result<()> {
 /// directory lets its owner replace it). The last component must be a
 /// directory owned by root or the caller. The real path.
 pub fn resolve(path: &Path) -> Result<PathBuf> {
+    walk(path, Rule::Data)
+}
+
+/// [`resolve`] under `rule`: with [`Rule::Program`] no directory passed
+/// through may be writable by others even when sticky, and the last
+/// component may be a file.
+fn walk(path: &Path, rule: Rule) -> Result<PathBuf> {
     let euid = effective_uid();
     let mut todo: Vec<std::ffi::OsString> = Vec::new();
     push_components(&mut todo, &absolute(path)?);
@@ -134,6 +179,7 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
         &cur,
         &std::fs::symlink_metadata(&cur).map_err(|e| Error::read(&cur, e))?,
         euid,
+        rule,
     )?;
     let mut links = 0;
     while let Some(name) = todo.pop() {
@@ -149,7 +195,7 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
             _ => Error::read(&next, e),
         })?;
         if meta.file_type().is_symlink() {
-            check_owner(&next, &meta, euid)?;
+            check_owner(&next, &meta, euid, rule)?;
             links += 1;
             if links > 40 {
                 return Err(Error::config(format!(
@@ -165,14 +211,17 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
             continue;
         }
         if !meta.is_dir() {
+            if todo.is_empty() && matches!(rule, Rule::Program { .. }) {
+                return Ok(next);
+            }
             return Err(Error::config(format!(
                 "{} is not a directory",
                 next.display()
             )));
         }
-        check_owner(&next, &meta, euid)?;
+        check_owner(&next, &meta, euid, rule)?;
         if !todo.is_empty() {
-            check_passage(&next, &meta, euid)?;
+            check_passage(&next, &meta, euid, rule)?;
         }
         cur = next;
     }
@@ -194,20 +243,27 @@ fn push_components(todo: &mut Vec<std::ffi::OsString>, p: &Path) {
 }
 
 /// A directory passed through on the way: owned by root or the caller,
-/// writable by others only when sticky.
-fn check_passage(dir: &Path, meta: &Metadata, euid: u32) -> Result<()> {
-    check_owner(dir, meta, euid)?;
+/// writable by others only when sticky (never under [`Rule::Program`]).
+fn check_passage(dir: &Path, meta: &Metadata, euid: u32, rule: Rule) -> Result<()> {
+    check_owner(dir, meta, euid, rule)?;
     let m = mode(meta);
-    if m & 0o022 != 0 && m & 0o1000 == 0 {
-        return Err(denied(
-            dir,
-            format!(
-                "it is writable by group or others without the sticky bit (mode {m:04o}), so they could replace what lies below it"
-            ),
-            format!("chmod go-w {}", dir.display()),
-        ));
+    if m & 0o022 == 0 {
+        return Ok(());
     }
-    Ok(())
+    let why = match rule {
+        Rule::Data if m & 0o1000 != 0 => return Ok(()),
+        Rule::Data => format!(
+            "it is writable by group or others without the sticky bit (mode {m:04o}), so they could replace what lies below it"
+        ),
+        Rule::Program { .. } => format!(
+            "it is writable by group or others (mode {m:04o}), so they could replace the program below it (sticky or not: once a tmp cleaner removes it, anyone may put their own there)"
+        ),
+    };
+    Err(denied(
+        dir,
+        why,
+        rule.fix(format!("chmod go-w {}", dir.display())),
+    ))
 }
 
 /// `path` made absolute against the working directory, with `.` removed.
@@ -273,17 +329,23 @@ pub fn not_a_file(path: &Path, fix: &str) -> Option<Error> {
 
 /// The rules of [`open`] on a file's metadata.
 pub fn check_file(path: &Path, meta: &Metadata, class: Class) -> Result<()> {
+    check_file_by(path, meta, class, Rule::Data)
+}
+
+/// [`check_file`], each refusal naming the fix of `rule`.
+fn check_file_by(path: &Path, meta: &Metadata, class: Class, rule: Rule) -> Result<()> {
     if !meta.is_file() {
         return Err(Error::new(
             Kind::Denied,
             format!(
-                "refusing {}: not a regular file (a {}); fix it with: rm {0} and put the real file there",
+                "refusing {}: not a regular file (a {}); fix it with: {}",
                 path.display(),
-                kind_of(meta)
+                kind_of(meta),
+                rule.fix(format!("rm {} and put the real file there", path.display()))
             ),
         ));
     }
-    check_owner(path, meta, effective_uid())?;
+    check_owner(path, meta, effective_uid(), rule)?;
     let m = mode(meta);
     let (mask, what, fix) = match class {
         Class::Input => (0o022, "writable", "go-w"),
@@ -293,7 +355,7 @@ pub fn check_file(path: &Path, meta: &Metadata, class: Class) -> Result<()> {
         return Err(denied(
             path,
             format!("it is {what} by group or others (mode {m:04o})"),
-            format!("chmod {fix} {}", path.display()),
+            rule.fix(format!("chmod {fix} {}", path.display())),
         ));
     }
     Ok(())

@@ -220,3 +220,46 @@ fn a_hostname_or_tag_gitlab_would_split_is_a_usage_error() {
     assert!(gl.world().lines().is_empty(), "{:?}", gl.world().lines());
     assert_eq!(p.files(), vec!["admin-token", "config.template"]);
 }
+
+#[test]
+fn an_api_url_with_a_character_a_url_cannot_hold_is_refused_by_every_command() {
+    let value = "https://x\nHTTPS_PROXY=http://evil:3128";
+    let line = r#"invalid --api-url "https://x\nHTTPS_PROXY=http://evil:3128": '\n' cannot stand unescaped in a URL"#;
+    for command_name in ["run", "plan", "status", "doctor", "import", "setup"] {
+        for from_env in [false, true] {
+            let p = Prefix::standard(REGISTRATION_TOKEN);
+            let root = p.path("root");
+            std::fs::create_dir(&root).unwrap();
+            let before: Vec<_> = ["admin-token", "config.template"]
+                .map(|f| p.snapshot(f))
+                .into();
+            let mut c = command(&p);
+            c.arg(command_name)
+                .arg("--prefix")
+                .arg(&p.dir)
+                .arg("--sysroot")
+                .arg(&root);
+            if from_env {
+                c.env("GITLAB_RUNNER_AUTH_API_URL", value);
+            } else {
+                c.args(["--api-url", value]);
+            }
+            let r = run_cmd(c);
+            assert_code(&r, 64);
+            let lines: Vec<&str> = r.stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "one line: {r:?}");
+            assert!(lines[0].ends_with(line), "{command_name}: {r:?}");
+            assert!(r.stdout.is_empty(), "{r:?}");
+            assert_eq!(p.files(), vec!["admin-token", "config.template", "root"]);
+            assert_eq!(
+                std::fs::read_dir(&root).unwrap().count(),
+                0,
+                "nothing under the sysroot"
+            );
+            let after: Vec<_> = ["admin-token", "config.template"]
+                .map(|f| p.snapshot(f))
+                .into();
+            assert_eq!(after, before, "bytes and mtime");
+        }
+    }
+}

@@ -22,7 +22,7 @@
 //! | `ownership` | a host touches only its own runners: prune, drift, copied prefixes, groups |
 //! | `autotags`  | `--auto-tags`: tags from the host (fixture trees in `tests/fixtures/hosts/`), kept current by drift repair, hand-added tags kept |
 //! | `cli`       | usage errors, `--help`, environment variables, options |
-//! | `setup`     | `setup`: the air-gapped install from the binary alone (a scratch `--sysroot`), `--dry-run`, `--uninstall`, the package's drop-in refused |
+//! | `setup`     | `setup`: the air-gapped install from the binary alone (a scratch `--sysroot`), the binary's own path checked, `--dry-run`, `--uninstall`, the package's drop-in, a host with hand-registered runners |
 //! | `metrics`   | `--metrics-file`: what `run` and `status` write, checked by a real parser |
 //! | `doctor`    | `doctor` (a line and a fix for each problem, read-only) and the first hour's messages (`glrt-` in admin-token, a wrong `--api-url`, a template typo) |
 //! | `review`    | regressions from the security review (one test a finding) |
