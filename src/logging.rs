@@ -132,13 +132,33 @@ fn priority(level: Level) -> u8 {
 /// A record as journald lines: every line starts with the priority, since
 /// journald makes each line an entry of its own.
 fn journal_line(record: &Record) -> String {
-    let text = record.args().to_string();
+    let text = inert(&record.args().to_string());
     let priority = priority(record.level());
     let mut out = String::with_capacity(text.len() + 4);
     for line in text.split('\n') {
         let _ = writeln!(out, "<{priority}>{line}");
     }
     out
+}
+
+/// A message with every control character but the line break and the tab
+/// escaped (`\u{1b}`): whatever a text from GitLab holds, a log line never
+/// drives a terminal (ESC, BEL) or overwrites itself (CR). The places that
+/// quote GitLab also escape line breaks ([`crate::untrusted::shown`]).
+fn inert(text: &str) -> String {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\t' => c.to_string(),
+            c if c.is_control() => c.escape_debug().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// simple_logger's format, with a short component for the target.
@@ -154,17 +174,19 @@ impl Log for Terminal {
 
     fn log(&self, record: &Record) {
         if self.enabled(record.metadata()) {
-            self.inner.log(&shortened(record));
+            let text = inert(&record.args().to_string());
+            self.inner.log(&shortened(record, format_args!("{text}")));
         }
     }
 
     fn flush(&self) {}
 }
 
-/// The record with its target cut to the component an admin can read.
-fn shortened<'a>(record: &Record<'a>) -> Record<'a> {
+/// The record with its target cut to the component an admin can read, and
+/// `args` as its message.
+fn shortened<'a>(record: &Record<'a>, args: std::fmt::Arguments<'a>) -> Record<'a> {
     Record::builder()
-        .args(*record.args())
+        .args(args)
         .level(record.level())
         .target(component(record.target()))
         .module_path(None)
@@ -187,6 +209,15 @@ fn component(target: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_in_every_line() {
+        assert_eq!(
+            inert("a\u{1b}]0;x\u{7}\r\nb\tc"),
+            "a\\u{1b}]0;x\\u{7}\\r\nb\tc"
+        );
+        assert_eq!(inert("plain"), "plain");
+    }
 
     fn record<'a>(level: Level, target: &'a str, args: std::fmt::Arguments<'a>) -> Record<'a> {
         Record::builder()
@@ -246,7 +277,7 @@ mod tests {
             "gitlab_runner_auth::reconcile::apply",
             format_args!("created shell runner 7"),
         );
-        let short = shortened(&r);
+        let short = shortened(&r, *r.args());
         assert_eq!(short.target(), "reconcile");
         assert_eq!(short.module_path(), None);
         assert_eq!(short.level(), Level::Info);

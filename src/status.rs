@@ -85,7 +85,10 @@ pub fn status(
         .iter()
         .map(|t| {
             let (scopes, valid) = match &t.info {
-                Ok(Some(i)) => (i.scopes.join(","), i.active != Some(false)),
+                Ok(Some(i)) => (
+                    crate::untrusted::shown(&i.scopes.join(",")),
+                    i.active != Some(false),
+                ),
                 Ok(None) => ("(unknown: GitLab < 15.5)".to_string(), true),
                 Err(_) => ("(invalid)".to_string(), false),
             };

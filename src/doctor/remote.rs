@@ -301,7 +301,7 @@ fn access_tokens(s: &Settings, f: &Found, client: &Client, r: &mut Report) {
                 format!(
                     "{}: valid, scopes {}, {expiry}",
                     path.display(),
-                    info.scopes.join(",")
+                    crate::untrusted::shown(&info.scopes.join(","))
                 ),
             );
         }
