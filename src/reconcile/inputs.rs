@@ -90,6 +90,8 @@ impl Inputs {
             Some((t, p)) => (Some(t), Some(p)),
             None => (None, None),
         };
+        let held = [admin.as_ref().map(|(_, p)| p), access_path.as_ref()];
+        warn_job_readable(s, held.into_iter().flatten());
         if s.stateless && access.is_none() {
             return Err(Error::config(format!(
                 "--stateless needs an access token (api scope) in {}/access-token to find this host's runners in GitLab",
@@ -123,6 +125,39 @@ pub fn check_admin_token(path: &std::path::Path, token: &Secret) -> Result<()> {
         path.display(),
         token.hint()
     )))
+}
+
+/// The account gitlab-runner's package creates and runs jobs as.
+pub const JOB_USER: &str = "gitlab-runner";
+
+/// Warn, once, when the token files read from the prefix or the template
+/// are owned by a user other than root that gitlab-runner may run jobs as:
+/// this run's own user (a `USE_INIT_USER` install runs the pre-start as
+/// the service's user, which is the job user of its shell and custom
+/// executors) or `gitlab-runner`. A copy in `$CREDENTIALS_DIRECTORY` is
+/// not the prefix's file, and `doctor` checks the real job user.
+fn warn_job_readable<'a>(s: &'a Settings, tokens: impl Iterator<Item = &'a std::path::PathBuf>) {
+    use std::os::unix::fs::MetadataExt;
+    let euid = trust::effective_uid();
+    let in_prefix = tokens.filter(|p| p.parent() == Some(s.prefix.as_path()));
+    let mut owner = None;
+    let mut files = Vec::new();
+    for path in in_prefix.chain([&s.template_path]) {
+        let Ok(m) = std::fs::symlink_metadata(path) else {
+            continue;
+        };
+        let name = trust::user_name(m.uid());
+        if m.uid() != 0 && (m.uid() == euid || name.as_deref() == Some(JOB_USER)) {
+            owner = Some((name.unwrap_or_else(|| m.uid().to_string()), m.uid()));
+            files.push(path.display().to_string());
+        }
+    }
+    if let Some((name, uid)) = owner {
+        log::warn!(
+            "{}: owned by {name} (uid {uid}), not root: when gitlab-runner runs jobs as {name} (a USE_INIT_USER install with the shell or custom executor), every job can read the tokens and rewrite the template; gitlab-runner-auth doctor checks it (README: gitlab-runner running as its own user)",
+            files.join(" and ")
+        );
+    }
 }
 
 /// How to fix a runner type the state (or, without a state file, the

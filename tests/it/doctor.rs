@@ -259,6 +259,17 @@ pub(crate) fn settings_file(p: &Prefix, text: &str) {
     p.write_mode("root/etc/default/gitlab-runner-auth", text, 0o644);
 }
 
+/// The prefix's `root/etc/passwd`: root, and `gitlab-runner` (the job
+/// user of the stock unit) as `uid`.
+pub(crate) fn passwd(p: &Prefix, uid: u32) {
+    std::fs::create_dir_all(p.path("root/etc")).unwrap();
+    p.write_mode(
+        "root/etc/passwd",
+        &format!("root:x:0:0:root:/root:/bin/bash\ngitlab-runner:x:{uid}:{uid}:GitLab Runner:/home/gitlab-runner:/bin/bash\n"),
+        0o644,
+    );
+}
+
 /// `doctor` with the prefix's `root` as the host's root.
 pub(crate) fn doctor(p: &Prefix, gl: &FakeGitlab, args: &[&str]) -> Run {
     doctor_at(p, &gl.url(), args)
@@ -277,6 +288,7 @@ pub(crate) fn healthy(gl: &FakeGitlab) -> Prefix {
     let p = pat_prefix(ADMIN_PAT);
     assert_code(&run(&p, gl, &["-q"]), 0);
     let pre = exec("/usr/bin/gitlab-runner-auth", false);
+    passwd(&p, 999);
     fake_systemd(
         &p,
         &unit(
@@ -336,6 +348,7 @@ pub(crate) fn broken(gl: &FakeGitlab) -> Prefix {
         &format!(r#"{{"shell": {{"id": {id}, "token": "{old}"}}, "batch": {{}}}}"#),
     );
     p.write_mode("config.toml", "concurrent = 2\n", 0o664);
+    passwd(&p, 999);
     let masked = "etc/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf";
     std::fs::create_dir_all(p.path("root/etc/systemd/system/gitlab-runner.service.d")).unwrap();
     p.write_mode(&format!("root/{masked}"), "", 0o644);
@@ -566,11 +579,17 @@ fn doctor_without_systemd_says_so_once() {
     let gl = FakeGitlab::start(World::default());
     let p = pat_prefix(ADMIN_PAT);
     assert_code(&run(&p, &gl, &["-q"]), 0);
+    passwd(&p, 999);
     let r = doctor(&p, &gl, &[]);
     assert_code(&r, 0);
     let all = lines(&r);
     let not_ok: Vec<_> = all.iter().filter(|(s, _, _)| s != "ok").collect();
     assert_eq!(not_ok.len(), 1, "{r:?}");
+    // no unit to ask: the job user is gitlab-runner's own account
+    assert!(
+        r.stdout.contains("  ok    job user          shell and custom executor jobs run as gitlab-runner (uid 999, gitlab-runner's own account)\n"),
+        "{r:?}"
+    );
     assert_eq!(not_ok[0].0, "skip");
     assert!(
         not_ok[0].2.contains("not running here (no ")
