@@ -71,7 +71,7 @@ fn tokens(s: &Settings, job: &Account, file: &str, r: &mut Report) {
             meta.mode() & 0o7777
         ),
         format!(
-            "chown root: {0} && chmod 600 {0}, and run gitlab-runner as root with --user {1} (its default install, without USE_INIT_USER); or remove {0} once the runners exist. LoadCredential= does not help: systemd gives the copy to the service's user, which the jobs are",
+            "chown root: {0} && chmod 600 {0}, and run gitlab-runner as root with --user {1} (its default install, without USE_INIT_USER); or remove {0} once the runners exist (systemd's LoadCredential does not help: it gives its copy to the service's user, which the jobs are)",
             path.display(),
             job.name
         ),

@@ -96,7 +96,7 @@ fn doctor_fails_when_the_job_user_can_read_the_token_files_or_change_the_templat
     let dir = path_str(&p.dir);
     assert!(
         r.stdout.contains(&format!(
-            "\njobs\n  ok    job user          shell and custom executor jobs run as gitlab-runner (uid 65534, User= of gitlab-runner.service)\n  fail  admin-token       {dir}/admin-token is readable by gitlab-runner (owner uid 65534, mode 0600), the user gitlab-runner runs jobs as: every shell or custom executor job can read it\n        fix: chown root: {dir}/admin-token && chmod 600 {dir}/admin-token, and run gitlab-runner as root with --user gitlab-runner (its default install, without USE_INIT_USER); or remove {dir}/admin-token once the runners exist. LoadCredential= does not help: systemd gives the copy to the service's user, which the jobs are\n  fail  access-token      {dir}/access-token is readable by gitlab-runner (owner uid 65534, mode 0600)"
+            "\njobs\n  ok    job user          shell and custom executor jobs run as gitlab-runner (uid 65534, User= of gitlab-runner.service)\n  fail  admin-token       {dir}/admin-token is readable by gitlab-runner (owner uid 65534, mode 0600), the user gitlab-runner runs jobs as: every shell or custom executor job can read it\n        fix: chown root: {dir}/admin-token && chmod 600 {dir}/admin-token, and run gitlab-runner as root with --user gitlab-runner (its default install, without USE_INIT_USER); or remove {dir}/admin-token once the runners exist (systemd's LoadCredential does not help: it gives its copy to the service's user, which the jobs are)\n  fail  access-token      {dir}/access-token is readable by gitlab-runner (owner uid 65534, mode 0600)"
         )),
         "{r:?}"
     );
