@@ -1002,3 +1002,70 @@ fn doctor_checks_with_the_settings_file_as_the_service_does() {
         "{r:?}"
     );
 }
+
+#[test]
+fn a_socks_proxy_is_a_doctor_failure_and_does_not_hide_https_proxy() {
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let gl = FakeGitlab::start(World::default());
+    let p = pat_prefix(ADMIN_PAT);
+    let with_env = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = command(&p);
+        c.args(["--api-url", &gl.url(), "--prefix"])
+            .arg(&p.dir)
+            .args(["--hostname", HOST, "--timeout", "5s", "--wait", "1s"])
+            .args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        run_cmd(c)
+    };
+    let root = path_str(&p.path("root"));
+    let doctor_args = ["doctor", "--sysroot", &root];
+    let socks = "socks5://user:secret@127.0.0.1:1080";
+    let https = format!("http://{closed}");
+
+    // ALL_PROXY is SOCKS, which the client cannot use: HTTPS_PROXY is the proxy
+    let env = [("ALL_PROXY", socks), ("HTTPS_PROXY", https.as_str())];
+    let r = with_env(&doctor_args, &env);
+    assert_code(&r, 78);
+    assert!(
+        r.stdout.contains(&format!(
+            "  fail  proxy             ignoring ALL_PROXY=socks5://…@127.0.0.1:1080: not an http:// or https:// proxy (SOCKS is not supported); connecting through http://{closed} (from HTTPS_PROXY) instead\n        fix: unset those variables, or set them to an http:// proxy (HTTPS_PROXY=http://proxy:3128; NO_PROXY for exemptions)\n  ok    proxy             http://{closed} (from HTTPS_PROXY)\n"
+        )),
+        "{r:?}"
+    );
+    // through the closed proxy: GitLab itself is never reached
+    assert!(
+        r.stdout
+            .contains("  fail  reachable         cannot reach 127.0.0.1:")
+            && r.stdout.contains("Connection refused"),
+        "{r:?}"
+    );
+    assert!(!r.output().contains("secret"), "{r:?}");
+    // the run goes through that proxy too (here: closed), and says so once
+    let r = with_env(&[], &env);
+    assert_code(&r, 69);
+    assert_eq!(
+        r.stderr
+            .matches(&format!(
+                "ignoring ALL_PROXY=socks5://…@127.0.0.1:1080: not an http:// or https:// proxy (SOCKS is not supported); connecting through http://{closed} (from HTTPS_PROXY) instead"
+            ))
+            .count(),
+        1,
+        "{r:?}"
+    );
+    assert!(gl.world().requests.is_empty(), "{:?}", gl.world().lines());
+
+    // SOCKS alone: a direct connection, as the client makes it
+    let r = with_env(&doctor_args, &[("ALL_PROXY", socks)]);
+    assert_code(&r, 78);
+    assert!(
+        r.stdout
+            .contains("  ok    proxy             none: a direct connection\n"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("connecting directly instead"), "{r:?}");
+}
