@@ -286,6 +286,7 @@ pub(crate) fn doctor_at(p: &Prefix, url: &str, args: &[&str]) -> Run {
 /// reading our config.toml, the settings file setting the API URL.
 pub(crate) fn healthy(gl: &FakeGitlab) -> Prefix {
     let p = pat_prefix(ADMIN_PAT);
+    point_at(&p, &gl.url());
     assert_code(&run(&p, gl, &["-q"]), 0);
     let pre = exec("/usr/bin/gitlab-runner-auth", false);
     passwd(&p, 999);
@@ -343,6 +344,7 @@ pub(crate) fn broken(gl: &FakeGitlab) -> Prefix {
         1,
     );
     p.write("config.template", &template);
+    point_at(&p, &gl.url());
     p.write(
         "runner-data.json",
         &format!(r#"{{"shell": {{"id": {id}, "token": "{old}"}}, "batch": {{}}}}"#),
@@ -578,6 +580,7 @@ fn doctor_gives_each_problem_its_failing_line_and_fix() {
 fn doctor_without_systemd_says_so_once() {
     let gl = FakeGitlab::start(World::default());
     let p = pat_prefix(ADMIN_PAT);
+    point_at(&p, &gl.url());
     assert_code(&run(&p, &gl, &["-q"]), 0);
     passwd(&p, 999);
     let r = doctor(&p, &gl, &[]);
