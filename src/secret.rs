@@ -154,9 +154,12 @@ fn parse_token(path: &Path, text: &str) -> Result<Secret> {
 
 /// Mask every token in `text`, whatever its quoting and even when it is
 /// not valid TOML (the old `config.toml`, an error text from GitLab):
-/// - the value of every `token` key (`"token"`, `*_token`, `*-token`, also
-///   `NAME_TOKEN=…` inside a string), in double, single or triple quotes,
-///   bare or unterminated;
+/// - the value of every key that names a secret (see [`is_token_key`]:
+///   `token`, `AccountKey`, `password`, …; also `NAME=…` inside a string,
+///   as `environment` holds them, and JSON's `"auth": "…"`, its quotes
+///   escaped or not), in double, single or triple quotes, bare or
+///   unterminated;
+/// - the credential after `Bearer ` or `Basic ` (an `Authorization` header);
 /// - every word that starts with a known token prefix (`glrt-…`, `glpat-…`,
 ///   `GR1348941…`) anywhere;
 /// - every one of `secrets`, wherever it occurs.
@@ -164,7 +167,7 @@ fn parse_token(path: &Path, text: &str) -> Result<Secret> {
 /// Placeholders such as `<new token for shell>`, template fields
 /// (`{shell.token}`) and masks (`glrt-…abcd`) are kept.
 pub fn mask_tokens(text: &str, secrets: &[&str]) -> String {
-    let mut out = mask_url_credentials(&mask_prefixed(&mask_keyed(text)));
+    let mut out = mask_url_credentials(&mask_auth_headers(&mask_prefixed(&mask_keyed(text))));
     let mut known: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
     // longest first: a secret inside another must not leave the other's rest
     known.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -181,6 +184,7 @@ pub fn mask_tokens(text: &str, secrets: &[&str]) -> String {
 fn mask_value(value: &str) -> String {
     let core = value.trim();
     if core.is_empty()
+        || core.starts_with(['{', '['])
         || core.contains('…')
         || (core.starts_with('<') && core.ends_with('>'))
         || is_template_field(core)
@@ -209,19 +213,27 @@ fn is_template_field(value: &str) -> bool {
         })
 }
 
+/// The words in a key's name that make its value a secret (compared
+/// case-insensitively): `token`, `AccountKey`, `PrivateKey`, `SecretKey`,
+/// `password`, `helper_credentials`, `DOCKER_AUTH_CONFIG`, …
+const SECRET_WORDS: &[&str] = &[
+    "key",
+    "secret",
+    "password",
+    "passwd",
+    "credential",
+    "auth",
+    "token",
+];
+
+/// Is `key` the name of a secret: one of [`SECRET_WORDS`] in its name, but
+/// not a time (`token_expires_at`, `token_obtained_at`: the tool's own
+/// fields, shown by `plan`), and not in the `GITLAB_RUNNER_AUTH_` of this
+/// tool's own settings.
 fn is_token_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    let bare: String = k.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    k == "token"
-        || k.ends_with("_token")
-        || k.ends_with("-token")
-        // other credentials a config.toml holds (cache keys, registry
-        // passwords): shown by `plan` and `import --dry-run` too
-        || bare.contains("secret")
-        || bare.contains("password")
-        || bare.contains("passwd")
-        || bare.ends_with("accesskey")
-        || bare.ends_with("apikey")
+    let k = k.strip_prefix("gitlab_runner_auth_").unwrap_or(&k);
+    SECRET_WORDS.iter().any(|w| k.contains(w)) && !k.ends_with("_at")
 }
 
 /// `url` without the user and password it may carry (`https://…@host/`).
@@ -329,12 +341,16 @@ fn token_value(s: &str) -> Option<(std::ops::Range<usize>, Option<&'static str>)
     // the key: bare or quoted segments joined by dots; the last one counts
     let mut p = ws(0);
     let mut last;
+    // the quote of a quoted key: JSON's `"auth": "…"` (its quotes escaped
+    // inside a TOML string) takes `:` for `=`
+    let mut quote: Option<&str> = None;
     loop {
         let r = &s[p..];
-        if let Some(q) = r.chars().next().filter(|c| *c == '"' || *c == '\'') {
-            let end = r[1..].find(q)?;
-            last = &r[1..=end];
-            p += end + 2;
+        if let Some(q) = ["\\\"", "\"", "'"].into_iter().find(|q| r.starts_with(q)) {
+            let end = r[q.len()..].find(q)?;
+            last = &r[q.len()..q.len() + end];
+            p += end + 2 * q.len();
+            quote = Some(q);
         } else {
             let len = r
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
@@ -352,11 +368,16 @@ fn token_value(s: &str) -> Option<(std::ops::Range<usize>, Option<&'static str>)
             break;
         }
     }
-    if !is_token_key(last) || !s[p..].starts_with('=') {
+    let json = quote.is_some_and(|q| q != "'") && s[p..].starts_with(':');
+    if !is_token_key(last) || !(s[p..].starts_with('=') || json) {
         return None;
     }
     p = ws(p + 1);
     let r = &s[p..];
+    if let Some(inner) = r.strip_prefix("\\\"") {
+        let end = inner.find("\\\"").unwrap_or(inner.len());
+        return Some((p + 2..p + 2 + end, None));
+    }
     for delim in ["\"\"\"", "'''"] {
         if let Some(inner) = r.strip_prefix(delim) {
             let v = p + 3;
@@ -385,6 +406,35 @@ fn token_value(s: &str) -> Option<(std::ops::Range<usize>, Option<&'static str>)
     }
     let end = r.find(BARE_END).unwrap_or(r.len());
     Some((p..p + end, None))
+}
+
+/// Rule "auth header": the credential after `Bearer ` or `Basic ` (any
+/// case), up to a space, a quote, a backslash or a comma.
+fn mask_auth_headers(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < text.len() {
+        let at = ["bearer ", "basic "]
+            .iter()
+            .filter_map(|w| lower[i..].find(w).map(|j| (i + j, w.len())))
+            .min();
+        let Some((at, len)) = at else { break };
+        let from = at + len;
+        let rest = &text[from..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || "\"'\\,".contains(c))
+            .unwrap_or(rest.len());
+        if end > 0 && !rest[..end].contains('…') {
+            out.push_str(&text[copied..from]);
+            out.push_str(&mask(&rest[..end]));
+            copied = from + end;
+        }
+        i = from + end;
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 /// Rule "token prefix": every word that starts with a known prefix, up to
@@ -628,12 +678,42 @@ mod tests {
                 "token_expires_at = 2030-01-01T00:00:00Z",
                 "token_expires_at = 2030-01-01T00:00:00Z",
             ),
-            ("tokens = '%'", "tokens = '%'"),
+            ("tokens = '%'", "tokens = '…qrst'"),
             ("token: %", "token: %"),
             (
                 "invalid_token: Token is expired",
                 "invalid_token: Token is expired",
             ),
+            // other secrets a config.toml holds, by their key's name
+            ("AccountKey = \"%\"", "AccountKey = \"…qrst\""),
+            ("PrivateKey = '%'", "PrivateKey = '…qrst'"),
+            (
+                "helper_credentials = \"%\"",
+                "helper_credentials = \"…qrst\"",
+            ),
+            (
+                "x = { username = \"u\", password = \"%\" }",
+                "x = { username = \"u\", password = \"…qrst\" }",
+            ),
+            ("env = [\"MY_SSH_KEY=%\"]", "env = [\"MY_SSH_KEY=…qrst\"]"),
+            ("env = [\"PLAIN=%\"]", "env = [\"PLAIN=%\"]"),
+            // this tool's own settings are not secrets
+            (
+                "GITLAB_RUNNER_AUTH_API_URL=%",
+                "GITLAB_RUNNER_AUTH_API_URL=%",
+            ),
+            // JSON's auth field, its quotes escaped in a TOML string or not
+            (
+                "env = [\"DOCKER_AUTH_CONFIG={\\\"auths\\\":{\\\"r\\\":{\\\"auth\\\":\\\"%\\\"}}}\"]",
+                "env = [\"DOCKER_AUTH_CONFIG={\\\"auths\\\":{\\\"r\\\":{\\\"auth\\\":\\\"…qrst\\\"}}}\"]",
+            ),
+            ("{\"auth\": \"%\"}", "{\"auth\": \"…qrst\"}"),
+            // an Authorization header's credential, whatever the key
+            (
+                "HDR=Authorization: Bearer % x",
+                "HDR=Authorization: Bearer …qrst x",
+            ),
+            ("h = 'basic %'", "h = 'basic …qrst'"),
             // invalid TOML
             (
                 "[[runners]\ntoken = \"%\"\n",

@@ -107,7 +107,7 @@ pub fn status(
             .map(|r| {
                 json!({
                     "type": r.ty,
-                    "id": r.id,
+                    "runner_id": r.id,
                     "token": r.token,
                     "valid": r.valid,
                     "token_expires_at": r.expires_at.map(clock::format),

@@ -36,16 +36,52 @@ pub fn effective_uid() -> u32 {
 }
 
 /// The name of `uid` in `/etc/passwd` (`root` for 0).
-fn user_name(uid: u32) -> Option<String> {
+pub fn user_name(uid: u32) -> Option<String> {
     if uid == 0 {
         return Some("root".into());
     }
-    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    account(Path::new("/"), &uid.to_string()).map(|a| a.name)
+}
+
+/// An account of `<root>/etc/passwd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Account {
+    /// Can this account read a file or directory with `meta`: it owns it
+    /// (and so can `chmod` it), or its group or others may read it.
+    pub fn can_read(&self, meta: &Metadata) -> bool {
+        self.may(meta, 0o4)
+    }
+
+    /// Can this account change a file (or a directory's entries) with `meta`,
+    /// on the same terms.
+    pub fn can_write(&self, meta: &Metadata) -> bool {
+        self.may(meta, 0o2)
+    }
+
+    fn may(&self, meta: &Metadata, bit: u32) -> bool {
+        let m = meta.mode();
+        meta.uid() == self.uid || (meta.gid() == self.gid && m & (bit << 3) != 0) || m & bit != 0
+    }
+}
+
+/// The account `user` (a name, or a uid) in `<root>/etc/passwd`.
+pub fn account(root: &Path, user: &str) -> Option<Account> {
+    let text = std::fs::read_to_string(root.join("etc/passwd")).ok()?;
+    let uid = user.parse::<u32>().ok();
     text.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        let id = f.nth(1)?.parse::<u32>().ok()?;
-        (id == uid).then(|| name.to_string())
+        let f: Vec<&str> = l.split(':').collect();
+        let a = Account {
+            name: f.first()?.to_string(),
+            uid: f.get(2)?.parse().ok()?,
+            gid: f.get(3)?.parse().ok()?,
+        };
+        (a.name == user || Some(a.uid) == uid).then_some(a)
     })
 }
 

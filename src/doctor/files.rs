@@ -385,19 +385,28 @@ fn types(s: &Settings, r: &mut Report, t: &Template, st: &State, host: Option<&H
         r.skip("runner url", "no --api-url to compare with");
         return;
     };
-    let foreign = inputs::foreign_urls(s, &table);
-    if foreign.is_empty() {
+    let problems = inputs::foreign_urls(s, &table);
+    if problems.is_empty() {
         r.ok(
             "runner url",
             format!("every [[runners]] url is the GitLab of --api-url ({api})"),
         );
     }
-    for w in foreign {
-        r.warn(
-            "runner url",
-            w,
-            format!("set url = \"{api}\" in that [[runners]] of the template (or --api-url to the GitLab it names)"),
-        );
+    for p in problems {
+        if p.plain_http {
+            r.fail(
+                "runner url",
+                Kind::Config,
+                p.text,
+                "use https:// in that [[runners]] url of the template",
+            );
+        } else {
+            r.warn(
+                "runner url",
+                p.text,
+                format!("set url = \"{api}\" in that [[runners]] of the template (or --api-url to the GitLab it names)"),
+            );
+        }
     }
 }
 

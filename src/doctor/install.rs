@@ -41,6 +41,9 @@ pub struct Service {
     pub file: Option<PathBuf>,
     /// The variables the settings files set.
     pub vars: BTreeMap<String, String>,
+    /// The user gitlab-runner runs CI jobs as, and where that was read
+    /// (`User=` of the unit, else `--user` of its `run`), when systemd said.
+    pub job_user: Option<(String, &'static str)>,
 }
 
 /// What `systemctl show` says of the unit.
@@ -317,12 +320,42 @@ pub fn check(s: &Settings, r: &mut Report) -> Service {
     if let Some(u) = &unit {
         drop_in(root, u, ours.as_ref(), r);
     }
-    let service = settings(s, systemd, ours.as_ref(), r);
+    let mut service = settings(s, systemd, ours.as_ref(), r);
     if let Some(u) = unit.as_ref().filter(|u| u.get("LoadState") == "loaded") {
         let mine = service.settings.as_ref().unwrap_or(s);
         config_path(u, mine, service.file.as_deref(), r);
+        service.job_user = job_user(u);
     }
     service
+}
+
+/// The user gitlab-runner runs shell and custom executor jobs as: the
+/// unit's `User=` (a `USE_INIT_USER` install runs everything as it), else
+/// the `--user`/`-u` of its `run` command line (the stock unit's
+/// `--user gitlab-runner`).
+fn job_user(u: &Unit) -> Option<(String, &'static str)> {
+    match u.get("User") {
+        "" | "root" | "0" => {}
+        user => return Some((user.to_string(), "User= of gitlab-runner.service")),
+    }
+    let exec = u.execs("ExecStart").into_iter().next()?;
+    user_arg(&exec.argv).map(|user| (user, "--user in its ExecStart"))
+}
+
+/// The value of gitlab-runner's `--user`/`-u` in `argv`.
+fn user_arg(argv: &[String]) -> Option<String> {
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        for flag in ["--user", "-user", "-u"] {
+            if a == flag {
+                return it.next().cloned();
+            }
+            if let Some(v) = a.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
+                return Some(v.to_string());
+            }
+        }
+    }
+    None
 }
 
 /// The drop-in line: is our `ExecStartPre=` in the unit, and if not, why.
@@ -632,6 +665,48 @@ mod tests {
             Some(PathBuf::from("/etc/gitlab runner/config.toml"))
         );
         assert!(u.execs("ExecStopPost").is_empty());
+        assert_eq!(job_user(&u), None, "no --user, no User=");
+    }
+
+    #[test]
+    fn the_job_user_is_user_else_the_user_argument() {
+        let show = |user: &str, argv: &str| {
+            parse_show(&format!(
+                "LoadState=loaded\nExecStart={{ path=/usr/bin/gitlab-runner ; argv[]={argv} ; ignore_errors=no }}\nUser={user}\n"
+            ))
+        };
+        let stock = "/usr/bin/gitlab-runner \"run\" \"--config\" \"/etc/gitlab-runner/config.toml\" \"--working-directory\" \"/home/gitlab-runner\" \"--service\" \"gitlab-runner\" \"--user\" \"gitlab-runner\"";
+        let cases = [
+            (
+                "",
+                stock,
+                Some(("gitlab-runner", "--user in its ExecStart")),
+            ),
+            (
+                "gitlab-runner",
+                "/usr/bin/gitlab-runner run",
+                Some(("gitlab-runner", "User= of gitlab-runner.service")),
+            ),
+            ("ci", stock, Some(("ci", "User= of gitlab-runner.service"))),
+            (
+                "root",
+                "/usr/bin/gitlab-runner run -u=ci",
+                Some(("ci", "--user in its ExecStart")),
+            ),
+            (
+                "",
+                "/usr/bin/gitlab-runner run --user=ci",
+                Some(("ci", "--user in its ExecStart")),
+            ),
+            ("", "/usr/bin/gitlab-runner run", None),
+        ];
+        for (user, argv, want) in cases {
+            assert_eq!(
+                job_user(&show(user, argv)),
+                want.map(|(u, how)| (u.to_string(), how)),
+                "{user} {argv}"
+            );
+        }
     }
 
     #[test]

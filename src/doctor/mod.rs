@@ -3,13 +3,15 @@
 //! problem the command or edit that fixes it. Every check runs, not only
 //! up to the first failure: the installation (systemd, the settings file),
 //! the files (the local trust rules, the template, the state), the kinds of
-//! the token files, and GitLab (reachable, TLS, proxy, the API root, each
+//! the token files, what the user gitlab-runner runs jobs as can read or
+//! change, and GitLab (reachable, TLS, proxy, the API root, each
 //! access token and runner token). It reuses the checks `run` makes, calling
 //! them one by one where `run` stops at the first. It writes no file and
 //! sends only reads and `POST /runners/verify`.
 
 mod files;
 mod install;
+mod jobs;
 mod remote;
 mod tokens;
 
@@ -248,6 +250,8 @@ pub fn run(s: &Settings) -> Result<Outcome> {
     let found = files::check(s, &mut r);
     r.section("tokens");
     tokens::check(s, &found, &mut r);
+    r.section("jobs");
+    jobs::check(s, &service, &mut r);
     r.section("gitlab");
     remote::check(s, &found, &service, &mut r);
     let (header, settings) = describe(s);

@@ -25,16 +25,6 @@ const LIMIT: Duration = Duration::from_secs(10);
 /// The token of the probe: no runner has it, so GitLab's API answers 403.
 const PROBE: &str = "gitlab-runner-auth-doctor-probe";
 
-/// The environment variables a proxy is read from, in ureq's order.
-const PROXY_ENV: &[&str] = &[
-    "ALL_PROXY",
-    "all_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-];
-
 /// The CAs the client trusts, for a message.
 fn cas(s: &Settings) -> String {
     let system = gitlab::system_ca_bundle().map_or_else(
@@ -98,13 +88,21 @@ pub fn check(s: &Settings, f: &Found, svc: &Service, r: &mut Report) {
 /// settings file (which this run did not read into its environment) sets
 /// another one.
 fn proxy(api: &str, host: &str, svc: &Service, file: &std::path::Path, r: &mut Report) {
-    let var = PROXY_ENV
-        .iter()
-        .find(|v| std::env::var(v).is_ok_and(|x| !x.is_empty()));
-    match (gitlab::proxy_for(api), var) {
+    let env = gitlab::EnvProxy::read();
+    if let Some(text) = env.unusable_text() {
+        r.fail(
+            "proxy",
+            Kind::Config,
+            text,
+            "unset those variables, or set them to an http:// proxy (HTTPS_PROXY=http://proxy:3128; NO_PROXY for exemptions)",
+        );
+    }
+    let var = env.proxy.as_ref().map(|(_, v)| *v);
+    match (env.for_url(api), var) {
         (Some(p), Some(v)) => r.ok("proxy", format!("{p} (from {v})")),
         (Some(p), None) => r.ok("proxy", p),
         (None, Some(v)) => r.ok("proxy", format!("none: NO_PROXY exempts {host} from {v}")),
+        (None, None) if !env.unusable.is_empty() => r.ok("proxy", "none: a direct connection"),
         (None, None) => r.ok(
             "proxy",
             "none: no ALL_PROXY, HTTPS_PROXY or HTTP_PROXY in this environment",

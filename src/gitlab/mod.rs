@@ -113,8 +113,14 @@ impl Client {
         let tls = ureq::tls::TlsConfig::builder()
             .root_certs(root_certs(ca_file)?)
             .build();
+        let proxy = EnvProxy::read();
+        if let Some(text) = proxy.unusable_text() {
+            log::warn!("{text}");
+        }
+        let proxy = proxy.proxy.map(|(p, _)| p);
         let agent = |timeout: Duration| -> ureq::Agent {
             ureq::Agent::config_builder()
+                .proxy(proxy.clone())
                 .http_status_as_error(false)
                 .user_agent(USER_AGENT)
                 .timeout_global(Some(timeout))
@@ -904,17 +910,112 @@ pub fn system_ca_bundle() -> Option<std::path::PathBuf> {
     system_bundle().map(|(p, _)| p)
 }
 
-/// The proxy the client uses for `url` (from `ALL_PROXY`, `HTTPS_PROXY` or
-/// `HTTP_PROXY`, unless `NO_PROXY` exempts the host), as
-/// `scheme://host:port` without credentials; `None` for a direct connection.
-pub fn proxy_for(url: &str) -> Option<String> {
-    let proxy = ureq::Proxy::try_from_env()?;
-    let uri: ureq::http::Uri = url.parse().ok()?;
-    if proxy.is_no_proxy(&uri) {
-        return None;
+/// The environment variables a proxy is read from, in ureq's order.
+pub const PROXY_ENV: &[&str] = &[
+    "ALL_PROXY",
+    "all_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+];
+
+/// The proxy the client connects through, read from the environment as
+/// ureq reads it (the first of [`PROXY_ENV`] that names a proxy; `NO_PROXY`
+/// exemptions) but skipping a variable that names a proxy this client
+/// cannot use: ureq (built without its `socks-proxy` feature) ignores a
+/// SOCKS proxy and connects directly, and would not look further for an
+/// `HTTPS_PROXY`.
+#[derive(Debug, Default)]
+pub struct EnvProxy {
+    /// The proxy, and the variable it came from.
+    pub proxy: Option<(ureq::Proxy, &'static str)>,
+    /// Each variable skipped, with its value without credentials.
+    pub unusable: Vec<(&'static str, String)>,
+}
+
+impl EnvProxy {
+    pub fn read() -> EnvProxy {
+        let mut out = EnvProxy::default();
+        for var in PROXY_ENV {
+            let Some(value) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) else {
+                continue;
+            };
+            match ureq::Proxy::new(&value).and_then(with_no_proxy) {
+                Ok(p) if !is_socks(p.protocol()) => {
+                    out.proxy = Some((p, var));
+                    break;
+                }
+                _ => out
+                    .unusable
+                    .push((var, crate::secret::url_without_credentials(&value))),
+            }
+        }
+        out
     }
-    let scheme = proxy.uri().scheme_str().unwrap_or("http");
-    Some(format!("{scheme}://{}:{}", proxy.host(), proxy.port()))
+
+    /// The proxy for `url` as `scheme://host:port` without credentials;
+    /// `None` for a direct connection (none set, or `NO_PROXY` exempts it).
+    pub fn for_url(&self, url: &str) -> Option<String> {
+        let (proxy, _) = self.proxy.as_ref()?;
+        let uri: ureq::http::Uri = url.parse().ok()?;
+        if proxy.is_no_proxy(&uri) {
+            return None;
+        }
+        let scheme = proxy.uri().scheme_str().unwrap_or("http");
+        Some(format!("{scheme}://{}:{}", proxy.host(), proxy.port()))
+    }
+
+    /// A line for each skipped variable, and what the client does instead.
+    pub fn unusable_text(&self) -> Option<String> {
+        if self.unusable.is_empty() {
+            return None;
+        }
+        let skipped: Vec<String> = self
+            .unusable
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let instead = match &self.proxy {
+            Some((p, var)) => format!(
+                "connecting through {}://{}:{} (from {var}) instead",
+                p.uri().scheme_str().unwrap_or("http"),
+                p.host(),
+                p.port()
+            ),
+            None => "connecting directly instead".to_string(),
+        };
+        Some(format!(
+            "ignoring {}: not an http:// or https:// proxy (SOCKS is not supported); {instead}",
+            skipped.join(", ")
+        ))
+    }
+}
+
+/// `p` with the exemptions of `NO_PROXY` (or `no_proxy`).
+fn with_no_proxy(p: ureq::Proxy) -> std::result::Result<ureq::Proxy, ureq::Error> {
+    let mut b = ureq::Proxy::builder(p.protocol())
+        .host(p.host())
+        .port(p.port())
+        .resolve_target(p.resolve_target());
+    if let Some(u) = p.username() {
+        b = b.username(u);
+    }
+    if let Some(pw) = p.password() {
+        b = b.password(pw);
+    }
+    let no_proxy = std::env::var("NO_PROXY")
+        .or_else(|_| std::env::var("no_proxy"))
+        .unwrap_or_default();
+    for entry in no_proxy.split(',') {
+        b = b.no_proxy(entry.trim());
+    }
+    b.build()
+}
+
+fn is_socks(p: ureq::ProxyProtocol) -> bool {
+    use ureq::ProxyProtocol as P;
+    matches!(p, P::Socks4 | P::Socks4A | P::Socks5 | P::Socks5h)
 }
 
 /// Trust: the system's CA bundle (or `SSL_CERT_FILE`) plus `ca_file`; the

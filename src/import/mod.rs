@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::gitlab::{Client, Verified};
 use crate::host::Host;
-use crate::reconcile::inputs::url_host;
+use crate::reconcile::inputs::same_gitlab;
 use crate::reconcile::{self, Outcome};
 use crate::secret::{Secret, TokenDirs, mask_tokens};
 use crate::settings::Settings;
@@ -221,7 +221,7 @@ fn check_types(s: &Settings, runners: usize) -> Result<()> {
 /// environment) for the GitLab of `--api-url`. The others stay in the
 /// template as they are; two runners with one token are refused.
 fn adoptable<'a>(s: &Settings, blocks: &'a [Block]) -> Result<Vec<&'a Block>> {
-    let gitlab = url_host(s.gitlab_url.as_deref().unwrap_or(""));
+    let gitlab = s.gitlab_url.as_deref().unwrap_or("");
     let mut out: Vec<&Block> = Vec::new();
     for b in blocks {
         let why = match (&b.token, &b.url) {
@@ -230,7 +230,7 @@ fn adoptable<'a>(s: &Settings, blocks: &'a [Block]) -> Result<Vec<&'a Block>> {
                 Some("its token comes from the environment".to_string())
             }
             (_, None) => Some("it has no url".to_string()),
-            (_, Some(u)) if !url_host(u).eq_ignore_ascii_case(&gitlab) => Some(format!(
+            (_, Some(u)) if !same_gitlab(u, gitlab) => Some(format!(
                 "its url {} is not the GitLab of --api-url ({gitlab}), so its token is not sent there",
                 crate::secret::url_without_credentials(u)
             )),
@@ -462,18 +462,6 @@ fn masked(state: &State) -> State {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn url_hosts() {
-        for (url, host) in [
-            ("https://GitLab.example.com/", "gitlab.example.com"),
-            ("http://127.0.0.1:8080", "127.0.0.1"),
-            ("https://[::1]:443/x", "::1"),
-            ("gitlab.example.com", "gitlab.example.com"),
-        ] {
-            assert_eq!(url_host(url), host, "{url}");
-        }
-    }
 
     #[test]
     fn entries_hold_what_the_next_run_would_record() {

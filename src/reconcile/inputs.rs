@@ -90,6 +90,8 @@ impl Inputs {
             Some((t, p)) => (Some(t), Some(p)),
             None => (None, None),
         };
+        let held = [admin.as_ref().map(|(_, p)| p), access_path.as_ref()];
+        warn_job_readable(s, held.into_iter().flatten());
         if s.stateless && access.is_none() {
             return Err(Error::config(format!(
                 "--stateless needs an access token (api scope) in {}/access-token to find this host's runners in GitLab",
@@ -123,6 +125,39 @@ pub fn check_admin_token(path: &std::path::Path, token: &Secret) -> Result<()> {
         path.display(),
         token.hint()
     )))
+}
+
+/// The account gitlab-runner's package creates and runs jobs as.
+pub const JOB_USER: &str = "gitlab-runner";
+
+/// Warn, once, when the token files read from the prefix or the template
+/// are owned by a user other than root that gitlab-runner may run jobs as:
+/// this run's own user (a `USE_INIT_USER` install runs the pre-start as
+/// the service's user, which is the job user of its shell and custom
+/// executors) or `gitlab-runner`. A copy in `$CREDENTIALS_DIRECTORY` is
+/// not the prefix's file, and `doctor` checks the real job user.
+fn warn_job_readable<'a>(s: &'a Settings, tokens: impl Iterator<Item = &'a std::path::PathBuf>) {
+    use std::os::unix::fs::MetadataExt;
+    let euid = trust::effective_uid();
+    let in_prefix = tokens.filter(|p| p.parent() == Some(s.prefix.as_path()));
+    let mut owner = None;
+    let mut files = Vec::new();
+    for path in in_prefix.chain([&s.template_path]) {
+        let Ok(m) = std::fs::symlink_metadata(path) else {
+            continue;
+        };
+        let name = trust::user_name(m.uid());
+        if m.uid() != 0 && (m.uid() == euid || name.as_deref() == Some(JOB_USER)) {
+            owner = Some((name.unwrap_or_else(|| m.uid().to_string()), m.uid()));
+            files.push(path.display().to_string());
+        }
+    }
+    if let Some((name, uid)) = owner {
+        log::warn!(
+            "{}: owned by {name} (uid {uid}), not root: when gitlab-runner runs jobs as {name} (a USE_INIT_USER install with the shell or custom executor), every job can read the tokens and rewrite the template; gitlab-runner-auth doctor checks it (README: gitlab-runner running as its own user)",
+            files.join(" and ")
+        );
+    }
 }
 
 /// How to fix a runner type the state (or, without a state file, the
@@ -196,7 +231,7 @@ fn check_template<'a>(
 ) -> Result<()> {
     let table = render_placeholders(s, template, &host.hostname, types)?;
     for w in foreign_urls(s, &table) {
-        log::warn!("{w}");
+        log::warn!("{}", w.text);
     }
     Ok(())
 }
@@ -223,10 +258,19 @@ pub fn render_placeholders<'a>(
     parse_rendered(s, &rendered)
 }
 
-/// A warning for each rendered runner whose `url` is not the GitLab of
-/// `--api-url`: gitlab-runner sends its token there.
-pub fn foreign_urls(s: &Settings, table: &toml::Table) -> Vec<String> {
-    let Some(api) = s.gitlab_url.as_deref().map(url_host) else {
+/// A problem of a rendered runner's `url`.
+pub struct UrlProblem {
+    pub text: String,
+    /// Plain `http://` to a host that is not loopback: its token crosses
+    /// the network unencrypted (a `doctor` failure, a run's warning).
+    pub plain_http: bool,
+}
+
+/// A problem for each rendered runner whose `url` is not the GitLab of
+/// `--api-url` (scheme, host and port: gitlab-runner sends its token
+/// there), or is plain `http://` to a host that is not loopback.
+pub fn foreign_urls(s: &Settings, table: &toml::Table) -> Vec<UrlProblem> {
+    let Some(api) = s.gitlab_url.as_deref() else {
         return Vec::new();
     };
     let runners = table.get("runners").and_then(|r| r.as_array());
@@ -235,26 +279,114 @@ pub fn foreign_urls(s: &Settings, table: &toml::Table) -> Vec<String> {
         let Some(url) = r.get("url").and_then(|u| u.as_str()) else {
             continue;
         };
-        if !url_host(url).eq_ignore_ascii_case(&api) {
-            out.push(format!(
-                "{}: runner '{}' has url {url}, not the GitLab of --api-url ({api}): gitlab-runner will send its token to {}",
-                s.template_path.display(),
-                r.get("name").and_then(|n| n.as_str()).unwrap_or("?"),
-                url_host(url)
-            ));
+        let name = r.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+        let shown = crate::secret::url_without_credentials(url);
+        if !same_gitlab(url, api) {
+            out.push(UrlProblem {
+                text: format!(
+                    "{}: runner '{name}' has url {shown}, not the GitLab of --api-url ({}): gitlab-runner will send its token to {}",
+                    s.template_path.display(),
+                    origin_text(api),
+                    origin_text(url)
+                ),
+                plain_http: false,
+            });
+        }
+        if let Some(host) = crate::settings::plain_http_host(url) {
+            out.push(UrlProblem {
+                text: format!(
+                    "{}: runner '{name}' has url {shown}, plain http:// to {host}: gitlab-runner sends its token unencrypted",
+                    s.template_path.display()
+                ),
+                plain_http: true,
+            });
         }
     }
     out
 }
 
-/// The host of a URL (no port), lower-cased.
-pub fn url_host(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+/// A URL's origin: its scheme (`https` when it has none), host and port
+/// (the scheme's default when it names none), lower-cased.
+pub fn url_origin(url: &str) -> (String, String, u16) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
+    let scheme = scheme.to_ascii_lowercase();
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.split(':').next().unwrap_or(""),
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(v6) => {
+            let (h, after) = v6.split_once(']').unwrap_or((v6, ""));
+            (h, after.strip_prefix(':'))
+        }
+        None => match host_port.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        },
     };
-    host.to_ascii_lowercase()
+    let default = if scheme == "http" { 80 } else { 443 };
+    let port = port.and_then(|p| p.parse().ok()).unwrap_or(default);
+    (scheme, host.to_ascii_lowercase(), port)
+}
+
+/// Do two URLs name the same GitLab: the same scheme, host and port?
+pub fn same_gitlab(a: &str, b: &str) -> bool {
+    url_origin(a) == url_origin(b)
+}
+
+/// `scheme://host:port` of a URL, for a message.
+fn origin_text(url: &str) -> String {
+    let (scheme, host, port) = url_origin(url);
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    format!("{scheme}://{host}:{port}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_compared_by_scheme_host_and_port() {
+        let cases = [
+            (
+                "https://GitLab.example.com/",
+                "https://gitlab.example.com:443",
+                true,
+            ),
+            (
+                "https://gitlab.example.com",
+                "https://gitlab.example.com/api/v4",
+                true,
+            ),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080/", true),
+            ("https://[::1]:443/x", "https://[::1]", true),
+            (
+                "http://gitlab.example.com",
+                "https://gitlab.example.com",
+                false,
+            ),
+            (
+                "https://gitlab.example.com:8443",
+                "https://gitlab.example.com",
+                false,
+            ),
+            ("http://127.0.0.1", "http://127.0.0.1:8080", false),
+            (
+                "https://user:pw@gitlab.example.com",
+                "https://gitlab.example.com",
+                true,
+            ),
+            (
+                "https://gitlab.example.com",
+                "https://gitlab.example.net",
+                false,
+            ),
+        ];
+        for (a, b, same) in cases {
+            assert_eq!(same_gitlab(a, b), same, "{a} {b}");
+        }
+        assert_eq!(origin_text("https://[::1]/x"), "https://[::1]:443");
+    }
 }

@@ -158,6 +158,7 @@ fn environment_variables_configure_the_run() {
 fn quiet_prints_only_the_summary() {
     let gl = FakeGitlab::start(World::default());
     let p = Prefix::standard(REGISTRATION_TOKEN);
+    point_at(&p, &gl.url());
     let r = run(&p, &gl, &["-q"]);
     assert_code(&r, 0);
     assert_eq!(r.stderr.lines().count(), 1, "{r:?}");

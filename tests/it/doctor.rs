@@ -259,6 +259,17 @@ pub(crate) fn settings_file(p: &Prefix, text: &str) {
     p.write_mode("root/etc/default/gitlab-runner-auth", text, 0o644);
 }
 
+/// The prefix's `root/etc/passwd`: root, and `gitlab-runner` (the job
+/// user of the stock unit) as `uid`.
+pub(crate) fn passwd(p: &Prefix, uid: u32) {
+    std::fs::create_dir_all(p.path("root/etc")).unwrap();
+    p.write_mode(
+        "root/etc/passwd",
+        &format!("root:x:0:0:root:/root:/bin/bash\ngitlab-runner:x:{uid}:{uid}:GitLab Runner:/home/gitlab-runner:/bin/bash\n"),
+        0o644,
+    );
+}
+
 /// `doctor` with the prefix's `root` as the host's root.
 pub(crate) fn doctor(p: &Prefix, gl: &FakeGitlab, args: &[&str]) -> Run {
     doctor_at(p, &gl.url(), args)
@@ -275,8 +286,10 @@ pub(crate) fn doctor_at(p: &Prefix, url: &str, args: &[&str]) -> Run {
 /// reading our config.toml, the settings file setting the API URL.
 pub(crate) fn healthy(gl: &FakeGitlab) -> Prefix {
     let p = pat_prefix(ADMIN_PAT);
+    point_at(&p, &gl.url());
     assert_code(&run(&p, gl, &["-q"]), 0);
     let pre = exec("/usr/bin/gitlab-runner-auth", false);
+    passwd(&p, 999);
     fake_systemd(
         &p,
         &unit(
@@ -331,11 +344,13 @@ pub(crate) fn broken(gl: &FakeGitlab) -> Prefix {
         1,
     );
     p.write("config.template", &template);
+    point_at(&p, &gl.url());
     p.write(
         "runner-data.json",
         &format!(r#"{{"shell": {{"id": {id}, "token": "{old}"}}, "batch": {{}}}}"#),
     );
     p.write_mode("config.toml", "concurrent = 2\n", 0o664);
+    passwd(&p, 999);
     let masked = "etc/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf";
     std::fs::create_dir_all(p.path("root/etc/systemd/system/gitlab-runner.service.d")).unwrap();
     p.write_mode(&format!("root/{masked}"), "", 0o644);
@@ -565,12 +580,19 @@ fn doctor_gives_each_problem_its_failing_line_and_fix() {
 fn doctor_without_systemd_says_so_once() {
     let gl = FakeGitlab::start(World::default());
     let p = pat_prefix(ADMIN_PAT);
+    point_at(&p, &gl.url());
     assert_code(&run(&p, &gl, &["-q"]), 0);
+    passwd(&p, 999);
     let r = doctor(&p, &gl, &[]);
     assert_code(&r, 0);
     let all = lines(&r);
     let not_ok: Vec<_> = all.iter().filter(|(s, _, _)| s != "ok").collect();
     assert_eq!(not_ok.len(), 1, "{r:?}");
+    // no unit to ask: the job user is gitlab-runner's own account
+    assert!(
+        r.stdout.contains("  ok    job user          shell and custom executor jobs run as gitlab-runner (uid 999, gitlab-runner's own account)\n"),
+        "{r:?}"
+    );
     assert_eq!(not_ok[0].0, "skip");
     assert!(
         not_ok[0].2.contains("not running here (no ")
@@ -982,4 +1004,71 @@ fn doctor_checks_with_the_settings_file_as_the_service_does() {
             && t.contains("invalid --wait '5 minutes'")),
         "{r:?}"
     );
+}
+
+#[test]
+fn a_socks_proxy_is_a_doctor_failure_and_does_not_hide_https_proxy() {
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let gl = FakeGitlab::start(World::default());
+    let p = pat_prefix(ADMIN_PAT);
+    let with_env = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = command(&p);
+        c.args(["--api-url", &gl.url(), "--prefix"])
+            .arg(&p.dir)
+            .args(["--hostname", HOST, "--timeout", "5s", "--wait", "1s"])
+            .args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        run_cmd(c)
+    };
+    let root = path_str(&p.path("root"));
+    let doctor_args = ["doctor", "--sysroot", &root];
+    let socks = "socks5://user:secret@127.0.0.1:1080";
+    let https = format!("http://{closed}");
+
+    // ALL_PROXY is SOCKS, which the client cannot use: HTTPS_PROXY is the proxy
+    let env = [("ALL_PROXY", socks), ("HTTPS_PROXY", https.as_str())];
+    let r = with_env(&doctor_args, &env);
+    assert_code(&r, 78);
+    assert!(
+        r.stdout.contains(&format!(
+            "  fail  proxy             ignoring ALL_PROXY=socks5://…@127.0.0.1:1080: not an http:// or https:// proxy (SOCKS is not supported); connecting through http://{closed} (from HTTPS_PROXY) instead\n        fix: unset those variables, or set them to an http:// proxy (HTTPS_PROXY=http://proxy:3128; NO_PROXY for exemptions)\n  ok    proxy             http://{closed} (from HTTPS_PROXY)\n"
+        )),
+        "{r:?}"
+    );
+    // through the closed proxy: GitLab itself is never reached
+    assert!(
+        r.stdout
+            .contains("  fail  reachable         cannot reach 127.0.0.1:")
+            && r.stdout.contains("Connection refused"),
+        "{r:?}"
+    );
+    assert!(!r.output().contains("secret"), "{r:?}");
+    // the run goes through that proxy too (here: closed), and says so once
+    let r = with_env(&[], &env);
+    assert_code(&r, 69);
+    assert_eq!(
+        r.stderr
+            .matches(&format!(
+                "ignoring ALL_PROXY=socks5://…@127.0.0.1:1080: not an http:// or https:// proxy (SOCKS is not supported); connecting through http://{closed} (from HTTPS_PROXY) instead"
+            ))
+            .count(),
+        1,
+        "{r:?}"
+    );
+    assert!(gl.world().requests.is_empty(), "{:?}", gl.world().lines());
+
+    // SOCKS alone: a direct connection, as the client makes it
+    let r = with_env(&doctor_args, &[("ALL_PROXY", socks)]);
+    assert_code(&r, 78);
+    assert!(
+        r.stdout
+            .contains("  ok    proxy             none: a direct connection\n"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("connecting directly instead"), "{r:?}");
 }

@@ -323,6 +323,7 @@ fn a_token_written_literally_in_the_template_is_left_alone() {
     let token = gl.world().token_of(manual);
     let p = Prefix::standard(REGISTRATION_TOKEN);
     p.write("config.template", &format!("{TEMPLATE}\n[[runners]]\n  name = \"manual\"\n  token = \"{token}\"\n  executor = \"shell\"\n"));
+    point_at(&p, &gl.url());
     assert_code(&run(&p, &gl, &[]), 0);
     gl.world().requests.clear();
     let r = run(&p, &gl, &[]);

@@ -567,3 +567,60 @@ fn a_value_the_next_run_writes_differently_is_named() {
     assert!(verify_only(&gl.world().lines()), "{:?}", gl.world().lines());
     assert_eq!(p.read("config.toml"), want);
 }
+
+#[test]
+fn dry_run_masks_the_secrets_that_are_not_runner_tokens() {
+    let (gl, config, _) = hand_made(World::default());
+    let secrets = [
+        "AzureAccountKeyZm9vYmFyYmF6cXV4==",
+        "-----BEGIN PRIVATE KEY-----\\nMIIEvGcsPrivateKey\\n-----END PRIVATE KEY-----\\n",
+        "MIIEvGcsPrivateKey",
+        "dXNlcjpwYXNz",
+        "abc123",
+        "HelperPassw0rdXyz",
+        "S3SecretKeyXyz987",
+    ];
+    let config = config.replace(
+        "    MaxUploadedArchiveSize = 0\n",
+        r#"    MaxUploadedArchiveSize = 0
+    Type = "azure"
+    [runners.cache.azure]
+      AccountName = "ciacct"
+      AccountKey = "AzureAccountKeyZm9vYmFyYmF6cXV4=="
+      ContainerName = "runner"
+    [runners.cache.gcs]
+      ClientEmail = "ci@example.iam.gserviceaccount.com"
+      PrivateKey = "-----BEGIN PRIVATE KEY-----\nMIIEvGcsPrivateKey\n-----END PRIVATE KEY-----\n"
+    [runners.cache.s3]
+      AccessKey = "AKIAEXAMPLE"
+      SecretKey = "S3SecretKeyXyz987"
+"#,
+    );
+    let config = config.replace(
+        "    image = \"alpine:3\"\n",
+        r#"    image = "alpine:3"
+    helper_credentials = { username = "ci", password = "HelperPassw0rdXyz" }
+  environment = ["DOCKER_AUTH_CONFIG={\"auths\":{\"r\":{\"auth\":\"dXNlcjpwYXNz\"}}}", "HDR=Authorization: Bearer abc123", "PLAIN=visible"]
+"#,
+    );
+    assert!(config.parse::<toml::Table>().is_ok(), "{config}");
+    let p = Prefix::new();
+    p.write("access-token", ADMIN_PAT);
+    p.write("config.toml", &config);
+    let r = run(&p, &gl, &["import", "--dry-run"]);
+    assert_code(&r, 0);
+    assert_no_secrets(&r, &gl);
+    for s in secrets {
+        assert!(!r.output().contains(s), "{s} shown: {r:?}");
+    }
+    for shown in [
+        "      AccountName = \"ciacct\"\n",
+        "      AccountKey = \"…V4==\"\n",
+        "      SecretKey = \"…z987\"\n",
+        // the template's literal braces are doubled
+        "    helper_credentials = {{ username = \"ci\", password = \"…dXyz\" }}\n",
+        r#"  environment = ["DOCKER_AUTH_CONFIG={{\"auths\":{{\"r\":{{\"auth\":\"…\"}}}}}}", "HDR=Authorization: Bearer …", "PLAIN=visible"]"#,
+    ] {
+        assert!(r.stdout.contains(shown), "{shown:?}: {r:?}");
+    }
+}

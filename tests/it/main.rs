@@ -25,6 +25,7 @@
 //! | `setup`     | `setup`: the air-gapped install from the binary alone (a scratch `--sysroot`), the binary's own path checked, `--dry-run`, `--uninstall`, the package's drop-in, a host with hand-registered runners |
 //! | `metrics`   | `--metrics-file`: what `run` and `status` write, checked by a real parser |
 //! | `doctor`    | `doctor` (a line and a fix for each problem, read-only) and the first hour's messages (`glrt-` in admin-token, a wrong `--api-url`, a template typo) |
+//! | `jobs`      | what CI jobs can reach: `doctor` fails and `run` warns when the job user can read the token files or change the template |
 //! | `review`    | regressions from the security review (one test a finding) |
 //! | `review2`   | regressions from the review of the token-issuing paths |
 //! | `review3`   | regressions from the review of import, doctor, metrics and auto tags |
@@ -45,6 +46,7 @@ mod first_run;
 mod golden;
 mod hostile;
 mod import;
+mod jobs;
 mod load;
 mod logging;
 mod metrics;

@@ -214,10 +214,11 @@ fn a_runner_url_that_is_not_the_api_host_is_warned_about() {
         "config.template",
         &TEMPLATE.replacen("http://127.0.0.1", "https://evil.example.net/", 1),
     );
+    point_at(&p, &gl.url());
     let r = run(&p, &gl, &[]);
     assert_code(&r, 0);
     assert!(
-        r.stderr.contains("runner 'node12-shell' has url https://evil.example.net/, not the GitLab of --api-url (127.0.0.1): gitlab-runner will send its token to evil.example.net"),
+        r.stderr.contains(&format!("runner 'node12-shell' has url https://evil.example.net/, not the GitLab of --api-url ({}): gitlab-runner will send its token to https://evil.example.net:443", gl.url())),
         "{r:?}"
     );
     assert_eq!(r.stderr.matches("not the GitLab of --api-url").count(), 1);
@@ -369,4 +370,47 @@ fn group_runners_are_created_listed_and_pruned_in_their_group() {
     assert_code(&r, 0);
     assert!(gl.world().runners.contains_key(&other), "{r:?}");
     assert_eq!(gl.world().runners.len(), 3);
+}
+
+#[test]
+fn a_runner_url_with_another_scheme_or_port_is_not_the_api_url() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    point_at(&p, &gl.url());
+    let other_port = "http://127.0.0.1:1";
+    let plain = "http://gitlab.example.com";
+    let text = p.read("config.template");
+    let text = text.replacen(&gl.url(), other_port, 1);
+    let text = text.replacen(&gl.url(), plain, 1);
+    p.write("config.template", &text);
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 0);
+    let t = path_str(&p.path("config.template"));
+    for want in [
+        format!(
+            "{t}: runner 'node12-shell' has url {other_port}, not the GitLab of --api-url ({}): gitlab-runner will send its token to http://127.0.0.1:1",
+            gl.url()
+        ),
+        format!(
+            "{t}: runner 'node12-batch' has url {plain}, plain http:// to gitlab.example.com: gitlab-runner sends its token unencrypted"
+        ),
+    ] {
+        assert_eq!(r.stderr.matches(&want).count(), 1, "{want}\n{r:?}");
+    }
+    // doctor: the other port is a warning, plain http a failure
+    let root = path_str(&p.path("root"));
+    let r = run(&p, &gl, &["doctor", "--sysroot", &root]);
+    assert_code(&r, 78);
+    assert!(
+        r.stdout.contains(&format!(
+            "  fail  runner url        {t}: runner 'node12-batch' has url {plain}, plain http:// to gitlab.example.com: gitlab-runner sends its token unencrypted\n        fix: use https:// in that [[runners]] url of the template\n"
+        )),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.contains(&format!(
+            "  warn  runner url        {t}: runner 'node12-shell' has url {other_port}, not the GitLab"
+        )),
+        "{r:?}"
+    );
 }

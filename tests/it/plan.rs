@@ -76,6 +76,9 @@ fn status_reports_each_runner_and_fails_on_an_invalid_one() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let v = &v["runners"];
     assert_eq!(v[0]["type"], "batch");
+    // one name per field across the JSON outputs (plan --json says runner_id)
+    assert_eq!(v[0]["runner_id"], p.state_id("batch"));
+    assert_eq!(v[0].get("id"), None);
     assert_eq!(v[0]["valid"], false);
     assert_eq!(v[1]["valid"], true);
     assert!(verify_only(&gl.world().lines()[2..]));

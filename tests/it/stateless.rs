@@ -243,7 +243,7 @@ fn stateless_status_and_unregister_work_from_gitlab() {
         v.as_array()
             .unwrap()
             .iter()
-            .all(|row| row["valid"] == true && row["id"].is_u64()),
+            .all(|row| row["valid"] == true && row["runner_id"].is_u64()),
         "{v}"
     );
     let pile = gl

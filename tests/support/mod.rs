@@ -36,6 +36,16 @@ pub const TEMPLATE: &str = r#"concurrent = 2
   executor = "shell"
 "#;
 
+/// The prefix's `config.template` with [`TEMPLATE`]'s `http://127.0.0.1`
+/// made `url` (the fake GitLab's scheme, host and port), so that each
+/// runner's url is the GitLab of `--api-url` and no run warns about it.
+pub fn point_at(p: &Prefix, url: &str) {
+    let text = p
+        .read("config.template")
+        .replace("\"http://127.0.0.1\"", &format!("\"{url}\""));
+    p.write("config.template", &text);
+}
+
 /// A scratch prefix directory, removed when dropped.
 pub struct Prefix {
     pub dir: PathBuf,
