@@ -211,7 +211,7 @@ fn check_passage(dir: &Path, meta: &Metadata, euid: u32) -> Result<()> {
 }
 
 /// `path` made absolute against the working directory, with `.` removed.
-fn absolute(path: &Path) -> Result<PathBuf> {
+pub fn absolute(path: &Path) -> Result<PathBuf> {
     let base = if path.is_absolute() {
         PathBuf::new()
     } else {
