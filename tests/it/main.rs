@@ -22,7 +22,7 @@
 //! | `autotags`  | `--auto-tags`: tags from the host (fixture trees in `tests/fixtures/hosts/`), kept current by drift repair, hand-added tags kept |
 //! | `cli`       | usage errors, `--help`, environment variables, options |
 //! | `setup`     | `setup`: the air-gapped install from the binary alone (a scratch `--sysroot`), `--dry-run`, `--uninstall`, the package's drop-in refused |
-//! | `metrics`   | `--metrics-file`: what `run` and `status` write, checked by a real parser |
+//! | `metrics`   | `--metrics-file`: what `run` and `status` write, checked by a real parser; scraped from Debian's node_exporter; paths that could redirect the write |
 //! | `doctor`    | `doctor` (a line and a fix for each problem, read-only) and the first hour's messages (`glrt-` in admin-token, a wrong `--api-url`, a template typo) |
 //! | `review`    | regressions from the security review (one test a finding) |
 //! | `review2`   | regressions from the review of the token-issuing paths |
