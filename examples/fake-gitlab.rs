@@ -4,13 +4,15 @@
 //!
 //! fake-gitlab [--port N] [--no-registration] [--token-interval SECS]
 //!             [--latency-ms N] [--write-tokens DIR] [--keep-alive]
-//!             [--tls [--ca-out FILE]]
+//!             [--pat-expires YYYY-MM-DD] [--tls [--ca-out FILE]]
 //!
 //! `--write-tokens DIR` writes DIR/registration-token and DIR/access-token
 //! (mode 0600) for scripts. `--tls` serves HTTPS with a certificate for
 //! 127.0.0.1 and localhost from a CA made at start, whose PEM `--ca-out`
 //! writes to FILE (for `--ca-file`, `curl --cacert`). `--keep-alive` keeps
 //! connections open for further requests, as GitLab does.
+//! `--pat-expires` gives the admin access token an expiry date (default:
+//! none), as the metrics report it.
 
 #[path = "../tests/support/fake_gitlab.rs"]
 mod fake_gitlab;
@@ -41,11 +43,17 @@ fn main() {
                 token_dir = Some(args.next().expect("--write-tokens DIR").into());
             }
             "--keep-alive" => world.keep_alive = true,
+            "--pat-expires" => {
+                let date = args.next().expect("--pat-expires YYYY-MM-DD");
+                if let Some(pat) = world.pats.get_mut(fake_gitlab::ADMIN_PAT) {
+                    pat.expires_at = Some(date);
+                }
+            }
             "--tls" => tls = true,
             "--ca-out" => ca_out = Some(args.next().expect("--ca-out FILE").into()),
             _ => {
                 eprintln!(
-                    "usage: fake-gitlab [--port N] [--no-registration] [--token-interval SECS] [--latency-ms N] [--write-tokens DIR] [--keep-alive] [--tls [--ca-out FILE]]"
+                    "usage: fake-gitlab [--port N] [--no-registration] [--token-interval SECS] [--latency-ms N] [--write-tokens DIR] [--keep-alive] [--pat-expires YYYY-MM-DD] [--tls [--ca-out FILE]]"
                 );
                 std::process::exit(64);
             }

@@ -37,6 +37,9 @@ need gpg gnupg
 need createrepo_c createrepo-c
 need dnf dnf
 need groff groff-base
+# the metrics test scrapes Debian's real node_exporter (its textfile
+# collector reading /var/lib/prometheus/node-exporter, owned by prometheus)
+need /usr/bin/prometheus-node-exporter prometheus-node-exporter
 for t in "${targets[@]}"; do
     case $t in
         x86_64-unknown-linux-musl) need musl-gcc musl-tools ;;

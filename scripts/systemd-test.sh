@@ -11,6 +11,10 @@
 #           upgrade to a rebuilt N+1 from the repository keeps the admin's
 #           settings file, reloads systemd, does not restart gitlab-runner and
 #           leaves the drop-in in place; unconfigured, the runner starts.
+#           And the metrics: gitlab-runner-auth-status.timer enabled, its
+#           service started, its default --metrics-file scraped from the
+#           guest's own prometheus-node-exporter (Debian's package, which
+#           makes /var/lib/prometheus the prometheus user's).
 #   boot 3: a guest without the package: `gitlab-runner-auth setup` from the
 #           static binary alone, a restart, `setup --uninstall`; and setup
 #           refused where the .deb is installed.
@@ -56,12 +60,17 @@ for tool in systemd-nspawn debootstrap rpm; do
     command -v "$tool" >/dev/null || fail "$tool is missing (make deps-boot)"
 done
 [ -s "$REPO/apt/InRelease" ] || fail "no APT repository in $REPO (make repo)"
+# a root cached before the metrics test has no node_exporter: build it again
+if [ -d "$BASE" ] && [ ! -x "$BASE/usr/bin/prometheus-node-exporter" ]; then
+    echo "systemd-test: $BASE has no prometheus-node-exporter; building it again"
+    rm -rf "$BASE"
+fi
 if [ ! -d "$BASE" ]; then
     mirror=$(debian_mirror)
     echo "systemd-test: building the Debian root in $BASE (once, from $mirror)"
     mkdir -p "$CACHE"
     rm -rf "$BASE.tmp"
-    debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$BASE.tmp" \
+    debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,prometheus-node-exporter bookworm "$BASE.tmp" \
         "$mirror" >"$CACHE/debootstrap.log" 2>&1 || fail "debootstrap (see $CACHE/debootstrap.log)"
     mv "$BASE.tmp" "$BASE"
 fi
@@ -119,7 +128,7 @@ mkdir -p "$out"
 cp -a "$BASE" "$R"
 cargo build --quiet --locked --example fake-gitlab
 "$T/debug/examples/fake-gitlab" --no-registration --token-interval 2592000 \
-    --write-tokens "$work" >"$work/url" 2>/dev/null &
+    --pat-expires "$(date -u -d '+365 days' +%F)" --write-tokens "$work" >"$work/url" 2>/dev/null &
 fake=$!
 for _ in $(seq 50); do [ -s "$work/url" ] && break; sleep 0.1; done
 url=$(head -n 1 "$work/url")
@@ -147,6 +156,16 @@ install -m 600 "$work/access-token" "$R/etc/gitlab-runner/admin-token"
 sed "s|https://gitlab.example.com|$url|" packaging/examples/config.template >"$R/etc/gitlab-runner/config.template"
 printf 'GITLAB_RUNNER_AUTH_API_URL=%s\nGITLAB_RUNNER_AUTH_HOSTNAME=bootnode\nGITLAB_RUNNER_AUTH_WAIT=5s\n' "$url" \
     >"$R/etc/gitlab-runner-auth.settings"
+# the guest's node_exporter (the package's service, its defaults) listens on
+# a free loopback port, not :9100: the guest shares the host's network, and
+# the host may run its own
+ne_port=
+for _ in $(seq 50); do
+    p=$((20000 + RANDOM % 20000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then ne_port=$p; break; fi
+done
+[ -n "$ne_port" ] || fail "no free loopback port for node_exporter"
+echo "ARGS=\"--web.listen-address=127.0.0.1:$ne_port\"" >"$R/etc/default/prometheus-node-exporter"
 
 # boot 1: install by name, as an admin does, then configure and enable
 cat >"$R/usr/local/bin/probe-install.sh" <<PROBE
@@ -186,6 +205,22 @@ journalctl -b -u gitlab-runner -p warning -o cat > /probe-out/broken-warning.log
 chmod 600 /etc/gitlab-runner/admin-token
 systemctl restart gitlab-runner && echo "fixed: restart ok" || echo "fixed: restart failed"
 echo "fixed: gitlab-runner \$(systemctl is-active gitlab-runner)"
+# the metrics: the status timer enabled and its service started, as the
+# README says; the file in the package's textfile directory, scraped from
+# the package's own node_exporter (running as prometheus)
+systemctl enable gitlab-runner-auth-status.timer >/dev/null 2>&1
+echo "metrics: timer \$(systemctl is-enabled gitlab-runner-auth-status.timer)"
+systemctl start gitlab-runner-auth-status.service && echo "metrics: status ok" || echo "metrics: status failed"
+journalctl -b -u gitlab-runner-auth-status -o cat > /probe-out/status-service.log
+stat -c 'metrics: %n %U' /var/lib/prometheus /var/lib/prometheus/node-exporter
+stat -c 'metrics: %n %a %U' /var/lib/prometheus/node-exporter/gitlab-runner-auth.prom
+echo "metrics: node_exporter \$(systemctl is-active prometheus-node-exporter) as \$(systemctl show -p User --value prometheus-node-exporter)"
+for i in \$(seq 100); do
+    bash -c 'exec 3<>/dev/tcp/127.0.0.1/$ne_port && printf "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && cat <&3' \
+        > /probe-out/scrape.txt 2>/dev/null && grep -q '^node_textfile_scrape_error ' /probe-out/scrape.txt && break
+    sleep 0.2
+done
+grep -q '^node_textfile_scrape_error ' /probe-out/scrape.txt && echo "metrics: scraped"
 # the upgrade: N+1 appears on the mirror; a marker drop-in systemd has not
 # loaded yet shows whether the package reloads it
 pid=\$(systemctl show -p MainPID --value gitlab-runner)
@@ -261,6 +296,24 @@ expect 'broken: restart failed' probe.log
 expect 'broken: gitlab-runner activating' probe.log
 expect 'fixed: restart ok' probe.log
 expect 'fixed: gitlab-runner active' probe.log
+# the metrics, as Debian's node_exporter serves them: every family status
+# writes, read without error
+mexpect() { grep -qx -- "$1" "$out/probe.log" || { show status-service.log; show scrape.txt; fail "expected '$1' in probe.log"; }; ok; }
+mexpect 'metrics: timer enabled'
+mexpect 'metrics: status ok'
+mexpect 'metrics: /var/lib/prometheus prometheus'
+mexpect 'metrics: /var/lib/prometheus/node-exporter/gitlab-runner-auth.prom 644 root'
+mexpect 'metrics: node_exporter active as prometheus'
+mexpect 'metrics: scraped'
+for f in last_run_timestamp_seconds last_run_duration_seconds last_run_success last_run_exit_code \
+    runner_info runner_token_valid runner_token_expiry_timestamp_seconds access_token_expiry_timestamp_seconds; do
+    grep -q "^gitlab_runner_auth_$f{" "$out/scrape.txt" || { show scrape.txt; fail "node_exporter does not serve gitlab_runner_auth_$f"; }
+done
+grep -qx 'gitlab_runner_auth_last_run_success{command="status"} 1' "$out/scrape.txt" \
+    || { show scrape.txt; fail "node_exporter does not serve a successful status"; }
+grep -qx 'node_textfile_scrape_error 0' "$out/scrape.txt" || { show scrape.txt; fail "node_textfile_scrape_error is not 0"; }
+ok
+echo "systemd-test: ok: gitlab-runner-auth-status.service's metrics served by Debian's node_exporter"
 expect 'upgrade: marker not loaded yet' probe.log
 grep -qx 'upgrade: ok' "$out/probe.log" || { show apt-upgrade.log; fail "the upgrade to $NEXT"; }
 ok
@@ -322,6 +375,8 @@ aout=$work/out-airgap
 mkdir -p "$aout"
 cp -a "$BASE" "$A"
 cp tests/fixtures/gitlab-runner.service "$A/etc/systemd/system/"
+# no node_exporter here: it would listen on the host's :9100
+ln -sf /dev/null "$A/etc/systemd/system/prometheus-node-exporter.service"
 install -m 755 "$R/usr/bin/gitlab-runner" "$A/usr/bin/gitlab-runner"
 static=$T/x86_64-unknown-linux-musl/release/gitlab-runner-auth
 [ -x "$static" ] || fail "no static binary $static (make build)"

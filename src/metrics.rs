@@ -2,8 +2,8 @@
 //! Metrics for node_exporter's textfile collector (`--metrics-file`): the
 //! values a `run` or `status` produced ([`Facts`], [`Report`]), their
 //! Prometheus text exposition ([`render`], pure), and the one write at the
-//! end of the command ([`write`]: `0644`, atomic, no secret; a failure
-//! only warns).
+//! end of the command ([`write`]: `0644`, atomic, no secret, through real
+//! directories only, whoever owns them; a failure only warns).
 
 use crate::cli::Command;
 use crate::fsutil;
@@ -195,18 +195,13 @@ pub fn render(r: &Report) -> String {
     out
 }
 
-/// Write `r` to `path` (`0644`, atomically). A failure is a warning: the
-/// command's own result stands.
+/// Write `r` to `path` (`0644`, atomically, through real directories only:
+/// see [`fsutil::write_public`]). A failure is a warning: the command's own
+/// result stands.
 pub fn write(path: &Path, r: &Report) {
-    // node_exporter serves what is there: not from a directory others can
-    // write (they could swap the file between its sync and its rename)
-    if let Err(e) = crate::trust::check_dir(fsutil::dir_of(path)) {
-        log::warn!("{e}; the metrics in {} were not updated", path.display());
-        return;
-    }
-    match fsutil::write_atomic_mode(path, render(r).as_bytes(), 0o644) {
+    match fsutil::write_public(path, render(r).as_bytes()) {
         Ok(()) => log::debug!("wrote {}", path.display()),
-        Err(e) => log::warn!("{e}; the metrics there were not updated"),
+        Err(e) => log::warn!("{e}; the metrics in {} were not updated", path.display()),
     }
 }
 

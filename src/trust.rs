@@ -303,7 +303,7 @@ fn check_passage(dir: &Path, meta: &Metadata, euid: u32, rule: Rule) -> Result<(
 }
 
 /// `path` made absolute against the working directory, with `.` removed.
-fn absolute(path: &Path) -> Result<PathBuf> {
+pub fn absolute(path: &Path) -> Result<PathBuf> {
     let base = if path.is_absolute() {
         PathBuf::new()
     } else {

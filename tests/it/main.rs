@@ -23,7 +23,7 @@
 //! | `autotags`  | `--auto-tags`: tags from the host (fixture trees in `tests/fixtures/hosts/`), kept current by drift repair, hand-added tags kept |
 //! | `cli`       | usage errors, `--help`, environment variables, options |
 //! | `setup`     | `setup`: the air-gapped install from the binary alone (a scratch `--sysroot`), the binary's own path checked, `--dry-run`, `--uninstall`, the package's drop-in, a host with hand-registered runners |
-//! | `metrics`   | `--metrics-file`: what `run` and `status` write, checked by a real parser |
+//! | `metrics`   | `--metrics-file`: what `run` and `status` write, checked by a real parser; scraped from Debian's node_exporter; paths that could redirect the write |
 //! | `doctor`    | `doctor` (a line and a fix for each problem, read-only) and the first hour's messages (`glrt-` in admin-token, a wrong `--api-url`, a template typo) |
 //! | `jobs`      | what CI jobs can reach: `doctor` fails and `run` warns when the job user can read the token files or change the template |
 //! | `review`    | regressions from the security review (one test a finding) |

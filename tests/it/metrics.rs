@@ -3,7 +3,11 @@
 //! textfile collector, a failed run included, checked line by line and by
 //! a real parser of the text format: Python's `prometheus_client` (installed
 //! with pip under target/ when missing), and `promtool check metrics` too
-//! when it is on `PATH`.
+//! when it is on `PATH`. And where the file goes: the status service's
+//! default path in Debian's own layout, scraped from the real
+//! `prometheus-node-exporter` (`make deps` installs it), and the paths that
+//! could redirect the write (a symlink on the way, a directory others can
+//! write, an attacker swapping a directory they own).
 
 use crate::support::*;
 use std::os::unix::fs::MetadataExt;
@@ -417,4 +421,431 @@ fn status_counts_a_token_gitlab_runner_rotated_itself_as_valid() {
     );
     assert_eq!(p.state_token("shell"), old, "status changes nothing");
     assert_no_secrets(&r, &gl);
+}
+
+// ---- where the file goes: Debian's node_exporter, and paths that could
+// redirect the write ---------------------------------------------------------
+
+/// The families `status` writes (all of `metrics.rs` but
+/// `last_run_actions`, which only `run` has).
+const STATUS_FAMILIES: [&str; 8] = [
+    "gitlab_runner_auth_last_run_timestamp_seconds",
+    "gitlab_runner_auth_last_run_duration_seconds",
+    "gitlab_runner_auth_last_run_success",
+    "gitlab_runner_auth_last_run_exit_code",
+    "gitlab_runner_auth_runner_info",
+    "gitlab_runner_auth_runner_token_valid",
+    "gitlab_runner_auth_runner_token_expiry_timestamp_seconds",
+    "gitlab_runner_auth_access_token_expiry_timestamp_seconds",
+];
+
+/// Debian's node_exporter, as `prometheus-node-exporter` installs it.
+const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
+
+/// The `--metrics-file` gitlab-runner-auth-status.service passes by default.
+fn status_unit_default() -> PathBuf {
+    let unit = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/gitlab-runner-auth-status.service"
+    );
+    let text = std::fs::read_to_string(unit).unwrap();
+    assert!(
+        text.contains("\nExecStart=/usr/bin/gitlab-runner-auth status --metrics-file ${GITLAB_RUNNER_AUTH_METRICS_FILE}\n"),
+        "{text}"
+    );
+    let path = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Environment=GITLAB_RUNNER_AUTH_METRICS_FILE="))
+        .unwrap_or_else(|| panic!("no default metrics file in {unit}"));
+    PathBuf::from(path)
+}
+
+/// A sample: its name, its labels (sorted) and its value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// Each sample of the text exposition `text` whose name starts with
+/// `prefix`. Label values unescaped.
+fn samples(text: &str, prefix: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with(prefix)) {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = value.parse().unwrap_or_else(|e| panic!("{line}: {e}"));
+        let (name, mut labels) = match series.split_once('{') {
+            None => (series.to_string(), Vec::new()),
+            Some((name, rest)) => {
+                let rest = rest.strip_suffix('}').unwrap();
+                let mut labels = Vec::new();
+                let mut chars = rest.chars().peekable();
+                while chars.peek().is_some() {
+                    let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+                    assert_eq!(chars.next(), Some('"'), "{line}");
+                    let mut v = String::new();
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '"' => break,
+                            '\\' => match chars.next() {
+                                Some('n') => v.push('\n'),
+                                Some(c) => v.push(c),
+                                None => panic!("{line}"),
+                            },
+                            c => v.push(c),
+                        }
+                    }
+                    labels.push((key.trim_start_matches(',').to_string(), v));
+                    if chars.peek() == Some(&',') {
+                        chars.next();
+                    }
+                }
+                (name.to_string(), labels)
+            }
+        };
+        labels.sort();
+        out.push((name, labels, value));
+    }
+    out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    out
+}
+
+/// `GET /metrics` from `addr`; `None` until it answers 200.
+fn scrape(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200")
+        .then(|| body.to_string())
+        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
+}
+
+/// Kills and reaps the child when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Puts back what was at a path before the test (or nothing), when dropped.
+struct Restore(PathBuf, Option<Vec<u8>>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        match &self.1 {
+            Some(bytes) => {
+                let _ = std::fs::write(&self.0, bytes);
+            }
+            None => {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+}
+
+/// Start Debian's node_exporter with only the textfile collector reading
+/// `dir`, on a free loopback port; its address once it answers, and
+/// the process (killed when dropped).
+fn node_exporter(dir: &Path, log: &Path) -> (String, Reaped) {
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let child = Command::new(NODE_EXPORTER)
+        .args(["--collector.disable-defaults", "--collector.textfile"])
+        .arg(format!("--collector.textfile.directory={}", dir.display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start node_exporter");
+    let mut child = Reaped(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while scrape(&addr).is_none() {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            panic!(
+                "node_exporter exited ({st}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node_exporter did not answer on {addr}: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (addr, child)
+}
+
+/// Hold an exclusive lock for the node_exporter directory while a test
+/// writes there (another test process may run the same test).
+fn lock_node_exporter_dir() -> std::fs::File {
+    let path = std::env::temp_dir().join("gitlab-runner-auth-it-node-exporter.lock");
+    let file = std::fs::File::create(path).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while file.try_lock().is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "another test held the node_exporter lock for 120s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    file
+}
+
+/// The status service's default path, in Debian's own layout (where the
+/// package makes /var/lib/prometheus the prometheus user's), read by the
+/// real node_exporter: every family arrives, and the collector saw no
+/// error.
+#[test]
+fn the_status_service_default_reaches_debians_node_exporter() {
+    if !Path::new(NODE_EXPORTER).exists() {
+        let apt = Path::new("/usr/bin/apt-get").exists();
+        assert!(
+            !apt,
+            "{NODE_EXPORTER} is missing: run make deps (it installs prometheus-node-exporter)"
+        );
+        eprintln!("skipped: no {NODE_EXPORTER} and no apt-get to install prometheus-node-exporter");
+        return;
+    }
+    if !is_root() {
+        eprintln!("skipped: not root, and only root writes node_exporter's directory");
+        return;
+    }
+    let file = status_unit_default();
+    let dir = file.parent().unwrap().to_path_buf();
+    let _lock = lock_node_exporter_dir();
+    let _restore = Restore(file.clone(), std::fs::read(&file).ok());
+    let _ = std::fs::remove_file(&file);
+
+    let mut world = World::default();
+    world.token_interval = Some(30 * 86_400);
+    let gl = FakeGitlab::start(world);
+    gl.world().pats.get_mut(ADMIN_PAT).unwrap().expires_at = Some(date_in(10));
+    let p = pat_prefix(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let r = run(&p, &gl, &["status", "--metrics-file", &path_str(&file)]);
+    assert_code(&r, 0);
+    assert!(!r.stderr.contains("metrics"), "{r:?}");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid()),
+        (0o644, 0),
+        "root's, 0644"
+    );
+    let written = samples(&text, "gitlab_runner_auth_");
+    let mut families: Vec<&str> = written.iter().map(|s| s.0.as_str()).collect();
+    families.dedup();
+    let mut want = STATUS_FAMILIES.to_vec();
+    want.sort();
+    families.sort();
+    assert_eq!(families, want, "{text}");
+
+    let (addr, _node_exporter) = node_exporter(&dir, &p.path("node-exporter.log"));
+    let body = scrape(&addr).expect("scrape");
+    // every sample of the file, as node_exporter serves it
+    let served: Vec<_> = samples(&body, "gitlab_runner_auth_")
+        .into_iter()
+        .filter(|s| written.iter().any(|w| (&w.0, &w.1) == (&s.0, &s.1)))
+        .collect();
+    assert_eq!(served, written, "{body}");
+    for family in STATUS_FAMILIES {
+        assert!(
+            body.contains(&format!("\n# TYPE {family} gauge\n")),
+            "{family}: {body}"
+        );
+    }
+    let error = samples(&body, "node_textfile_scrape_error");
+    assert_eq!(
+        error,
+        [("node_textfile_scrape_error".into(), vec![], 0.0)],
+        "{body}"
+    );
+    let mtime = samples(&body, "node_textfile_mtime_seconds");
+    assert!(
+        mtime
+            .iter()
+            .any(|(_, l, _)| l.iter().any(|(k, v)| k == "file" && v.ends_with(FILE))),
+        "{body}"
+    );
+}
+
+/// A prefix whose runners exist (a first run made them), so `status`
+/// exits 0.
+fn registered(gl: &FakeGitlab) -> Prefix {
+    let p = pat_prefix(REGISTRATION_TOKEN);
+    assert_code(&run(&p, gl, &[]), 0);
+    p
+}
+
+/// The status run the tests below make, with `--metrics-file file`.
+fn status_into(p: &Prefix, gl: &FakeGitlab, file: &Path) -> Run {
+    let r = run(p, gl, &["status", "--metrics-file", &path_str(file)]);
+    assert_code(&r, 0);
+    r
+}
+
+/// A symlink on the way to the file is refused, naming it and the real
+/// path to use; nothing is written where it leads.
+#[test]
+fn metrics_through_a_symlinked_directory_are_refused() {
+    let gl = FakeGitlab::start(World::default());
+    let p = registered(&gl);
+    let target = p.path("elsewhere");
+    std::fs::create_dir(&target).unwrap();
+    let link = p.path("node-exporter");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let file = link.join(FILE);
+    let r = status_into(&p, &gl, &file);
+    let real = std::fs::canonicalize(&target).unwrap();
+    let want = format!(
+        "refusing {}: it is a symbolic link, and {} is written only through real directories; fix it with: --metrics-file {}/{FILE}; the metrics in {1} were not updated",
+        link.display(),
+        file.display(),
+        real.display()
+    );
+    assert!(r.stderr.lines().any(|l| l.ends_with(&want)), "{r:?}");
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+    // the fix it names works
+    status_into(&p, &gl, &real.join(FILE));
+    let text = std::fs::read_to_string(target.join(FILE)).unwrap();
+    assert!(text.contains("gitlab_runner_auth_last_run_success{command=\"status\"} 1\n"));
+}
+
+/// A directory on the way that others can write without the sticky bit is
+/// refused (they could rename what lies below it); sticky, it is fine.
+#[test]
+fn metrics_under_a_directory_others_can_write_are_refused() {
+    let gl = FakeGitlab::start(World::default());
+    let p = registered(&gl);
+    let open = p.path("open");
+    let dir = open.join("node-exporter");
+    std::fs::create_dir_all(&dir).unwrap();
+    chmod(&open, 0o777);
+    let file = dir.join(FILE);
+    let r = status_into(&p, &gl, &file);
+    let want = format!(
+        "refusing {}: it is writable by group or others without the sticky bit (mode 0777), so they could replace {}; fix it with: chmod go-w {0}; the metrics in {1} were not updated",
+        open.display(),
+        file.display()
+    );
+    assert!(r.stderr.lines().any(|l| l.ends_with(&want)), "{r:?}");
+    assert!(!file.exists());
+    chmod(&open, 0o1777);
+    let r = status_into(&p, &gl, &file);
+    assert!(!r.stderr.contains("metrics"), "{r:?}");
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o644);
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("gitlab_runner_auth_")
+    );
+}
+
+/// An attacker (uid 65534) who owns a directory on the way swaps it for a
+/// symlink to a directory of root's: refused when the swap came first;
+/// while they swap it back and forth, each write is refused or lands in
+/// the directory the walk pinned, never where the symlink leads.
+#[test]
+fn an_attacker_swapping_a_directory_they_own_cannot_redirect_the_metrics() {
+    root_only!();
+    let gl = FakeGitlab::start(World::default());
+    let p = registered(&gl);
+    chmod(&p.dir, 0o755);
+    let theirs = p.path("theirs");
+    let victim = p.path("victim");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::create_dir(&victim).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let t = path_str(&theirs);
+    let v = path_str(&victim);
+    as_nobody(&format!("mkdir -m 755 {t}/d"));
+    let file = theirs.join("d").join(FILE);
+    // their directory is fine while it is a directory
+    let r = status_into(&p, &gl, &file);
+    assert!(!r.stderr.contains("metrics"), "{r:?}");
+    let written = std::fs::read(&file).unwrap();
+    assert!(String::from_utf8_lossy(&written).contains("gitlab_runner_auth_"));
+    assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o7777, 0o644);
+    std::fs::remove_file(&file).unwrap();
+
+    // swapped before the run: refused, naming it
+    as_nobody(&format!("mv {t}/d {t}/d.real && ln -s {v} {t}/d"));
+    let r = status_into(&p, &gl, &file);
+    let refusal = format!(
+        "refusing {}: it is a symbolic link",
+        theirs.join("d").display()
+    );
+    assert!(r.stderr.contains(&refusal), "{r:?}");
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
+    as_nobody(&format!("rm {t}/d && mv {t}/d.real {t}/d"));
+
+    // swapped back and forth during the runs
+    let stop = p.path("stop");
+    let attacker = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+        ])
+        .arg(format!(
+            "cd {t} && end=$(($(date +%s) + 60)); \
+             while [ ! -e {stop} ] && [ $(date +%s) -lt $end ]; do \
+             mv d d.real; ln -s {v} d; rm d; mv d.real d; done",
+            stop = path_str(&stop)
+        ))
+        .spawn()
+        .expect("setpriv");
+    let mut attacker = Reaped(attacker);
+    let (mut landed, mut refused) = (0, 0);
+    for _ in 0..25 {
+        let r = status_into(&p, &gl, &file);
+        assert_eq!(
+            std::fs::read_dir(&victim).unwrap().count(),
+            0,
+            "written through the attacker's symlink: {r:?}"
+        );
+        if r.stderr.contains("the metrics in") {
+            refused += 1;
+        } else {
+            landed += 1;
+        }
+    }
+    std::fs::write(&stop, "").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while attacker.0.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    eprintln!("{landed} written, {refused} refused");
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
+    // whatever was written is in their real directory, whole, 0644
+    let real = ["d", "d.real"]
+        .iter()
+        .map(|n| theirs.join(n))
+        .find(|d| std::fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()))
+        .unwrap();
+    let names: Vec<String> = std::fs::read_dir(&real)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), usize::from(landed > 0), "{names:?}");
+    if landed > 0 {
+        assert_eq!(names, [FILE]);
+        let meta = std::fs::metadata(real.join(FILE)).unwrap();
+        assert_eq!((meta.mode() & 0o7777, meta.uid()), (0o644, 0));
+        assert!(
+            std::fs::read_to_string(real.join(FILE))
+                .unwrap()
+                .ends_with('\n')
+        );
+    }
 }
