@@ -6,6 +6,7 @@
 use crate::support::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 const DROP_IN: &str = "etc/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf";
 const VENDOR: &str = "usr/lib/systemd/system/gitlab-runner.service.d/50-gitlab-runner-auth.conf";
@@ -110,10 +111,22 @@ impl Scratch {
         std::fs::create_dir_all(&d).unwrap();
         chmod(&d, mode);
         let exe = d.join("gitlab-runner-auth");
-        std::fs::copy(bin(), &exe).unwrap();
-        chmod(&exe, 0o755);
+        copy_bin(&exe);
         exe
     }
+}
+
+/// A copy of the binary at `exe` (`0755`), made by `cp`: a copy written
+/// by this process would be open for writing in the children other tests
+/// fork meanwhile, and running it would fail with ETXTBSY.
+fn copy_bin(exe: &Path) {
+    let ok = Command::new("cp")
+        .arg(bin())
+        .arg(exe)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "cp {} {}", bin(), exe.display());
+    chmod(exe, 0o755);
 }
 
 impl Drop for Scratch {
@@ -177,8 +190,7 @@ fn a_binary_in_a_directory_others_can_write_is_refused_sticky_or_not() {
     // the real /tmp (1777) above a private directory
     let (p, root, prefix) = node(DEBIAN_OS);
     let exe = p.path("bin/gitlab-runner-auth");
-    std::fs::copy(bin(), &exe).unwrap();
-    chmod(&exe, 0o755);
+    copy_bin(&exe);
     let before = tree(&p.dir);
     let r = setup_from(&exe, &p, &root, &prefix);
     let tmp = std::fs::canonicalize(std::env::temp_dir()).unwrap();
