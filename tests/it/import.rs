@@ -499,6 +499,42 @@ fn a_runner_gitlab_shows_as_another_hosts_stops_import_unless_forced() {
     assert_no_secrets(&r, &gl);
 }
 
+#[test]
+fn two_runners_gitlab_shows_as_one_type_stop_import() {
+    // the pile-up re-registering leaves: two node12-shell runners
+    let gl = FakeGitlab::start(World::default());
+    let (a, b) = {
+        let mut w = gl.world();
+        let a = w.add_runner("node12-shell", &tags("shell"), true);
+        let b = w.add_runner("node12-shell", &tags("shell"), true);
+        (a, b)
+    };
+    let w = gl.world();
+    let config = format!(
+        "[[runners]]\n  name = \"node12-shell\"\n  url = \"{u}\"\n  token = \"{ta}\"\n  executor = \"shell\"\n\n\
+         [[runners]]\n  name = \"node12-shell\"\n  url = \"{u}\"\n  token = \"{tb}\"\n  executor = \"shell\"\n",
+        u = gl.url(),
+        ta = w.token_of(a),
+        tb = w.token_of(b)
+    );
+    drop(w);
+    let p = Prefix::new();
+    p.write("access-token", ADMIN_PAT);
+    p.write("config.toml", &config);
+    let before = untouched(&p);
+    let r = run(&p, &gl, &["import"]);
+    assert_code(&r, 65);
+    assert!(
+        r.stderr.contains(&format!(
+            "runner 'node12-shell' (line 7): GitLab shows runner {b} as 'node12-shell' with tags [node12,node,shell], which is node12's shell runner, as is the runner of runner 'node12-shell' (line 1): keep one of them in {}; as it is, the next run would leave it alone and create a new shell-2 runner",
+            p.path("config.toml").display()
+        )),
+        "{r:?}"
+    );
+    assert_eq!(untouched(&p), before, "nothing written");
+    assert_no_secrets(&r, &gl);
+}
+
 /// What an HPC admin leaves on a login node after `gitlab-runner register`
 /// by hand: names that are not `<host>-<type>`, a custom executor (for
 /// Jacamar), and gitlab-runner's own keys. `@URL@`, `@<TYPE>_ID@` and
