@@ -125,7 +125,9 @@ OPTIONS (each also read from the environment variable shown; flags win):
                                                           [GITLAB_RUNNER_AUTH_JSON]
   --type NAME             import: the runner type of each [[runners]], in
                           order; repeatable               [GITLAB_RUNNER_AUTH_TYPES]
-  --force                 import: overwrite an existing template and state;
+  --force                 import: overwrite an existing template and state,
+                          and import a runner GitLab shows as not this
+                          host's runner of its type;
                           setup: write the example template even where
                           config.toml holds runners       [GITLAB_RUNNER_AUTH_FORCE]
   --uninstall             setup: remove the drop-in and the settings file

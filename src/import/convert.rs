@@ -179,13 +179,29 @@ pub fn type_problem(name: &str) -> Option<&'static str> {
     })
 }
 
-/// A runner type for each of `blocks`: its `name` without a leading
-/// `<hostname>-` (`node12-shell` → `shell`), else its `executor`, else
-/// `runner`; made unique in order (`shell`, `shell-2`, …).
-pub fn name_types(blocks: &[&Block], hostname: &str) -> Vec<String> {
+/// A runner type for each of `blocks`: the type GitLab names for it
+/// (`known`, from its description and tags by the ownership rule) when it
+/// names one that is a valid type not taken by an earlier block; else its
+/// `name` without a leading `<hostname>-` (`node12-shell` → `shell`), else
+/// its `executor`, else `runner`; a guess made unique against every other
+/// block's type (`shell`, `shell-2`, …).
+pub fn name_types(blocks: &[&Block], known: &[Option<String>], hostname: &str) -> Vec<String> {
+    let mut fixed: Vec<Option<String>> = Vec::with_capacity(blocks.len());
+    for i in 0..blocks.len() {
+        let t = known
+            .get(i)
+            .cloned()
+            .flatten()
+            .filter(|t| type_problem(t).is_none() && !fixed.contains(&Some(t.clone())));
+        fixed.push(t);
+    }
     let mine = format!("{hostname}-");
     let mut out: Vec<String> = Vec::with_capacity(blocks.len());
-    for b in blocks {
+    for (i, b) in blocks.iter().enumerate() {
+        if let Some(t) = &fixed[i] {
+            out.push(t.clone());
+            continue;
+        }
         let from_name = b
             .name
             .as_deref()
@@ -195,9 +211,10 @@ pub fn name_types(blocks: &[&Block], hostname: &str) -> Vec<String> {
             .flatten()
             .find(|t| type_problem(t).is_none())
             .unwrap_or("runner");
+        let taken = |t: &str| out.iter().any(|o| o == t) || fixed.iter().flatten().any(|f| f == t);
         let mut ty = base.to_string();
         let mut n = 1;
-        while out.contains(&ty) {
+        while taken(&ty) {
             n += 1;
             ty = format!("{base}-{n}");
         }
@@ -376,7 +393,7 @@ concurrent = 4   # odd { spacing }
         ];
         let refs: Vec<&Block> = list.iter().collect();
         assert_eq!(
-            name_types(&refs, "node12"),
+            name_types(&refs, &[], "node12"),
             [
                 "shell",
                 "shell-2",
@@ -387,6 +404,36 @@ concurrent = 4   # odd { spacing }
                 "node1-batch",
                 "shell-3"
             ]
+        );
+        // GitLab's type wins over the name and the executor, and the
+        // guesses step aside for it
+        let login42 = [
+            b(Some("login42 shell"), Some("shell")),
+            b(Some("login42 batch"), Some("custom")),
+            b(Some("login42 gpu"), Some("shell")),
+        ];
+        let refs: Vec<&Block> = login42.iter().collect();
+        let known = |v: [Option<&str>; 3]| v.map(|t| t.map(String::from));
+        assert_eq!(
+            name_types(
+                &refs,
+                &known([Some("shell"), Some("batch"), Some("gpu")]),
+                "login42"
+            ),
+            ["shell", "batch", "gpu"]
+        );
+        assert_eq!(
+            name_types(&refs, &known([None, Some("shell"), None]), "login42"),
+            ["shell-2", "shell", "shell-3"]
+        );
+        // a type GitLab names twice, or one no template can hold, is guessed
+        assert_eq!(
+            name_types(
+                &refs,
+                &known([Some("gpu"), Some("gpu"), Some("a.b")]),
+                "login42"
+            ),
+            ["gpu", "custom", "shell"]
         );
         for bad in [
             "", "hostname", "a.b", "a b", "{x}", "a,b", "12", "x:y", "a\tb",

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 //! `import`: adopt a hand-registered host. Reads its `config.toml`, learns
-//! each runner's id by verify, and writes `config.template` and
-//! `runner-data.json` from it, re-registering nothing: the template
-//! rendered with the state is the old `config.toml`, byte for byte, where
-//! the state holds what the next run would record anyway.
+//! each runner's id by verify and its type from what GitLab says it is
+//! (`owners`), and writes `config.template` and `runner-data.json` from it,
+//! re-registering nothing: the template rendered with the state is the old
+//! `config.toml`, byte for byte, where the state holds what the next run
+//! would record anyway.
 
 mod convert;
+mod owners;
 
 use crate::clock;
 use crate::error::{Error, Result};
@@ -20,6 +22,7 @@ use crate::state::{Entry, State, toml_error};
 use crate::template::Template;
 use crate::trust::{self, Class};
 use convert::Block;
+use owners::{Seen, check_owners, foresee, observe};
 
 /// Run `import` (with `--dry-run`: show what it would write).
 pub fn run(s: &Settings) -> Result<Outcome> {
@@ -69,11 +72,6 @@ pub fn run(s: &Settings) -> Result<Outcome> {
     let path = std::env::var("PATH").ok();
     let host = Host::detect(s.hostname.clone(), path.as_deref(), s.tags.clone())?;
     let adopted = adoptable(s, &blocks)?;
-    let types: Vec<String> = if s.types.is_empty() {
-        convert::name_types(&adopted, &host.hostname)
-    } else {
-        adopted.iter().map(|b| s.types[b.n - 1].clone()).collect()
-    };
     for b in &adopted {
         for (key, why) in &b.kept {
             log::warn!(
@@ -89,25 +87,42 @@ pub fn run(s: &Settings) -> Result<Outcome> {
     let dirs = TokenDirs::new(s.credentials_dir.clone(), &s.prefix);
     let access = dirs.read("access-token")?.map(|(t, _)| t);
     let now = clock::now();
+    let seen = adopted
+        .iter()
+        .map(|b| observe(&client, access.as_ref(), system_id.as_deref(), b))
+        .collect::<Result<Vec<Seen>>>()?;
+    // the type GitLab names for each: the ownership rule, nothing else
+    let named: Vec<Option<String>> = seen
+        .iter()
+        .map(|o| {
+            let d = o.details()?;
+            host.owned_type(d.description.as_deref().unwrap_or(""), &d.tag_list)
+        })
+        .collect();
+    let types: Vec<String> = if s.types.is_empty() {
+        convert::name_types(&adopted, &named, &host.hostname)
+    } else {
+        adopted.iter().map(|b| s.types[b.n - 1].clone()).collect()
+    };
+    check_owners(s, &host, &adopted, &seen, &named, &types)?;
+
     let mut state = State::default();
     let (mut invalid, mut creates) = (0, 0);
-    for (b, ty) in adopted.iter().zip(&types) {
-        let Some(token) = b.token.clone() else {
-            continue;
-        };
-        let verified = client.verify(&token, system_id.as_deref())?;
-        let entry = entry(b, ty, token, &verified, now, access.is_some());
-        if matches!(verified, Verified::Invalid) {
+    for (((b, o), ty), named) in adopted.iter().zip(&seen).zip(&types).zip(&named) {
+        if named.as_ref() == Some(ty) {
+            log::debug!(
+                "{}: type {ty}, as GitLab's description and tags of its runner name it",
+                b.label()
+            );
+        }
+        let entry = entry(b, ty, o.token.clone(), &o.verified, now, access.is_some());
+        if matches!(o.verified, Verified::Invalid) {
             invalid += 1;
             if access.is_none() || entry.id.is_none() {
                 creates += 1;
             }
         }
-        if let Some(pat) = &access
-            && let Some(id) = entry.id
-        {
-            foresee(&client, pat, &host, ty, id, b);
-        }
+        foresee(o, &host, ty, b);
         state.entries.insert(ty.clone(), entry);
     }
     if creates > 0 && !matches!(dirs.read("admin-token"), Ok(Some(_))) {
@@ -321,58 +336,6 @@ fn entry(b: &Block, ty: &str, token: Secret, v: &Verified, now: i64, pat: bool) 
     }
     e.token = Some(token);
     e
-}
-
-/// With an access token: say what the next run will make of runner `id`
-/// as this host's `ty` (the ownership rule, drift). Reads only.
-fn foresee(client: &Client, pat: &Secret, host: &Host, ty: &str, id: u64, b: &Block) {
-    let label = b.label();
-    let d = match client.runner(pat, id) {
-        Ok(Some(d)) => d,
-        Ok(None) => {
-            log::warn!(
-                "{label}: runner {id} does not exist in GitLab: the next run creates a new {ty} runner"
-            );
-            return;
-        }
-        Err(e) => {
-            log::warn!("{label}: cannot read runner {id} to check it is this host's: {e}");
-            return;
-        }
-    };
-    let have = d.description.clone().unwrap_or_default();
-    let (want, tags) = (host.description(ty), host.tags(ty));
-    let shown = crate::untrusted::shown;
-    if !host.owns(&have, &d.tag_list, ty) {
-        let hint = match host.owned_type(&have, &d.tag_list) {
-            Some(t) => format!("import it with --type {t}"),
-            None => format!(
-                "give it the description {want} and the tags {} and {ty} in GitLab, or choose its type with --type",
-                host.hostname
-            ),
-        };
-        log::warn!(
-            "{label}: GitLab shows runner {id} as '{}' with tags [{}], which is not {}'s {ty} runner by its ownership rule: the next run with access-token leaves it alone and creates a new {ty} runner; {hint}",
-            shown(&have),
-            shown(&d.tag_list.join(",")),
-            host.hostname
-        );
-        return;
-    }
-    let sorted = |v: &[String]| {
-        let mut v = v.to_vec();
-        v.sort();
-        v.dedup();
-        v
-    };
-    if have != want || sorted(&d.tag_list) != sorted(&tags) {
-        log::warn!(
-            "{label}: the next run sets runner {id}'s description to {want} and its tags to [{}] in GitLab (now '{}', [{}])",
-            tags.join(","),
-            shown(&have),
-            shown(&d.tag_list.join(","))
-        );
-    }
 }
 
 /// The template must render back to `config.toml`: byte for byte, except

@@ -80,9 +80,14 @@ fn hand_made(world: World) -> (FakeGitlab, String, [u64; 3]) {
 
 /// `config.template` rendered with `runner-data.json`, as a run renders it.
 fn rendered(p: &Prefix) -> String {
+    rendered_as(p, HOST)
+}
+
+/// [`rendered`] as host `host`.
+fn rendered_as(p: &Prefix, host: &str) -> String {
     let t = Template::parse(&p.read("config.template"), "config.template").unwrap();
     let st = State::parse(p.read("runner-data.json").as_bytes()).unwrap();
-    t.render(HOST, |ty| {
+    t.render(host, |ty| {
         let e = st.entries.get(ty)?;
         Some(RunnerValues {
             token: e.token.as_ref().map_or("", Secret::expose),
@@ -403,32 +408,299 @@ fn before_gitlab_15_10_the_id_comes_from_config_toml() {
     assert_no_secrets(&r, &gl);
 }
 
+/// Every file of the prefix but the lock, with its bytes and mtime.
+fn untouched(p: &Prefix) -> Vec<(String, (Vec<u8>, i128))> {
+    p.files()
+        .into_iter()
+        .filter(|n| n != ".gitlab-runner-auth.lock")
+        .map(|n| {
+            let snap = p.snapshot(&n);
+            (n, snap)
+        })
+        .collect()
+}
+
 #[test]
-fn a_runner_gitlab_shows_as_another_hosts_is_named_before_the_next_run() {
+fn a_runner_gitlab_shows_as_another_hosts_stops_import_unless_forced() {
     let gl = FakeGitlab::start(World::default());
-    let token = {
+    let (other, batch) = {
         let mut w = gl.world();
-        let id = w.add_runner("build box", &["docker"], true);
-        w.token_of(id)
+        let other = w.add_runner("node7-shell", &["node7", "node", "shell"], true);
+        let batch = w.add_runner("node12-batch", &tags("batch"), true);
+        (other, batch)
     };
+    let w = gl.world();
     let config = format!(
-        "[[runners]]\n  name = \"build box\"\n  url = \"{}\"\n  token = \"{token}\"\n  executor = \"docker\"\n",
-        gl.url()
+        "# copied from node7, then node12's batch runner added by hand\n\
+         [[runners]]\n  name = \"shell runner\"\n  url = \"{u}\"\n  token = \"{a}\"\n  executor = \"shell\"\n\n\
+         [[runners]]\n  name = \"slurm\"\n  url = \"{u}\"\n  token = \"{b}\"\n  executor = \"custom\"\n",
+        u = gl.url(),
+        a = w.token_of(other),
+        b = w.token_of(batch)
     );
+    drop(w);
     let p = Prefix::new();
     p.write("access-token", ADMIN_PAT);
     p.write("config.toml", &config);
+    let before = untouched(&p);
+    let another = format!(
+        "runner 'shell runner' (line 2): GitLab shows runner {other} as 'node7-shell' with tags [node7,node,shell], which is not node12's runner of any type by its ownership rule: give it the description node12-shell and the tags node12 and shell in GitLab to import it as shell; as it is, the next run would leave it alone and create a new shell runner"
+    );
     let r = run(&p, &gl, &["import"]);
-    assert_code(&r, 0);
+    assert_code(&r, 65);
     assert!(
-        r.stderr.contains("GitLab shows runner ")
-            && r.stderr
-                .contains("as 'build box' with tags [docker], which is not node12's docker runner")
-            && r.stderr.contains(
-                "give it the description node12-docker and the tags node12 and docker in GitLab"
-            ),
+        r.stderr.contains(&format!(
+            "refusing to import {}: {another}; nothing written (pass --force to import it anyway)",
+            p.path("config.toml").display()
+        )),
         "{r:?}"
     );
+    assert!(
+        !r.stderr.contains("'slurm'"),
+        "the batch runner is fine: {r:?}"
+    );
+    assert_eq!(untouched(&p), before, "nothing written");
+    assert!(writes(&gl).is_empty(), "{:?}", gl.world().lines());
+    assert_no_secrets(&r, &gl);
+
+    // a --type that GitLab contradicts is named with the one that adopts it
+    let r = run(&p, &gl, &["import", "--type", "shell", "--type", "slurm"]);
+    assert_code(&r, 65);
+    assert!(
+        r.stderr.contains(&format!(
+            "runner 'slurm' (line 8): GitLab shows runner {batch} as 'node12-batch' with tags [node12,node,batch], which is node12's batch runner, not its slurm: import it with --type batch; as it is, the next run would leave it alone and create a new slurm runner"
+        )),
+        "{r:?}"
+    );
+    assert_eq!(untouched(&p), before, "nothing written");
+
+    // --dry-run says so and shows the files
+    let r = run(&p, &gl, &["import", "--dry-run"]);
+    assert_code(&r, 0);
+    assert!(
+        r.stderr
+            .contains(&format!("{another} (import stops here without --force)")),
+        "{r:?}"
+    );
+    assert_eq!(untouched(&p), before, "nothing written");
+
+    // --force imports it as it is: the batch runner by GitLab's type
+    let r = run(&p, &gl, &["import", "--force"]);
+    assert_code(&r, 0);
+    assert!(
+        r.stderr
+            .contains(&format!("{another} (--force: imported as it is)")),
+        "{r:?}"
+    );
+    assert_eq!(p.state_id("shell"), other);
+    assert_eq!(p.state_id("batch"), batch);
+    assert_eq!(rendered(&p), config);
+    assert!(writes(&gl).is_empty(), "{:?}", gl.world().lines());
+    assert_no_secrets(&r, &gl);
+}
+
+#[test]
+fn two_runners_gitlab_shows_as_one_type_stop_import() {
+    // the pile-up re-registering leaves: two node12-shell runners
+    let gl = FakeGitlab::start(World::default());
+    let (a, b) = {
+        let mut w = gl.world();
+        let a = w.add_runner("node12-shell", &tags("shell"), true);
+        let b = w.add_runner("node12-shell", &tags("shell"), true);
+        (a, b)
+    };
+    let w = gl.world();
+    let config = format!(
+        "[[runners]]\n  name = \"node12-shell\"\n  url = \"{u}\"\n  token = \"{ta}\"\n  executor = \"shell\"\n\n\
+         [[runners]]\n  name = \"node12-shell\"\n  url = \"{u}\"\n  token = \"{tb}\"\n  executor = \"shell\"\n",
+        u = gl.url(),
+        ta = w.token_of(a),
+        tb = w.token_of(b)
+    );
+    drop(w);
+    let p = Prefix::new();
+    p.write("access-token", ADMIN_PAT);
+    p.write("config.toml", &config);
+    let before = untouched(&p);
+    let r = run(&p, &gl, &["import"]);
+    assert_code(&r, 65);
+    assert!(
+        r.stderr.contains(&format!(
+            "runner 'node12-shell' (line 7): GitLab shows runner {b} as 'node12-shell' with tags [node12,node,shell], which is node12's shell runner, as is the runner of runner 'node12-shell' (line 1): keep one of them in {}; as it is, the next run would leave it alone and create a new shell-2 runner",
+            p.path("config.toml").display()
+        )),
+        "{r:?}"
+    );
+    assert_eq!(untouched(&p), before, "nothing written");
+    assert_no_secrets(&r, &gl);
+}
+
+/// What an HPC admin leaves on a login node after `gitlab-runner register`
+/// by hand: names that are not `<host>-<type>`, a custom executor (for
+/// Jacamar), and gitlab-runner's own keys. `@URL@`, `@<TYPE>_ID@` and
+/// `@<TYPE>@` are filled in.
+const LOGIN42: &str = r#"# gitlab-runner's config on login42 -- registered by hand, 2023
+concurrent = 8
+check_interval = 3
+log_level = "warning"
+
+[session_server]
+  session_timeout = 1800
+
+[[runners]]
+  name = "login42 shell"
+  url = "@URL@"
+  id = @SHELL_ID@
+  token = "@SHELL@"
+  token_obtained_at = 2025-06-06T07:38:01Z
+  token_expires_at = 0001-01-01T00:00:00Z
+  executor = "shell"
+  environment = ["GIT_DEPTH=1"]
+  [runners.cache]
+    MaxUploadedArchiveSize = 0
+
+[[runners]]
+  name = "login42 batch"
+  url = "@URL@"
+  id = @BATCH_ID@
+  token = "@BATCH@"
+  token_obtained_at = 2025-06-06T07:39:12Z
+  token_expires_at = 0001-01-01T00:00:00Z
+  executor = "custom"
+  builds_dir = "/scratch/ci/builds"   # the parallel file system
+  [runners.custom]
+    config_exec = "/opt/jacamar/bin/jacamar"
+    config_args = ["config", "--configuration", "/etc/jacamar/custom-config.toml"]
+    run_exec = "/opt/jacamar/bin/jacamar"
+    run_args = ["run", "--configuration", "/etc/jacamar/custom-config.toml"]
+  [runners.cache]
+
+[[runners]]
+  name = "login42 gpu"
+  url = "@URL@"
+  id = @GPU_ID@
+  token = "@GPU@"
+  token_obtained_at = 2025-06-06T07:40:30Z
+  token_expires_at = 0001-01-01T00:00:00Z
+  executor = "shell"
+  environment = ["CUDA_VISIBLE_DEVICES=0"]
+"#;
+
+#[test]
+fn import_names_each_runner_by_its_type_in_gitlab_and_the_next_start_creates_none() {
+    let gl = FakeGitlab::start(World::default());
+    let types = ["shell", "batch", "gpu"];
+    let (ids, dead) = {
+        let mut w = gl.world();
+        let ids =
+            types.map(|ty| w.add_runner(&format!("login42-{ty}"), &["login42", "login", ty], true));
+        let dead = w.token_of(ids[2]);
+        w.rotate(ids[2]);
+        (ids, dead)
+    };
+    let mut config = LOGIN42.replace("@URL@", &gl.url());
+    for (ty, id) in types.iter().zip(ids) {
+        let up = ty.to_uppercase();
+        let token = if *ty == "gpu" {
+            dead.clone()
+        } else {
+            gl.world().token_of(id)
+        };
+        config = config
+            .replace(&format!("@{up}_ID@"), &id.to_string())
+            .replace(&format!("@{up}@"), &token);
+    }
+    let p = Prefix::new();
+    p.write("access-token", ADMIN_PAT);
+    p.write("config.toml", &config);
+    let import = run_host(&p, &gl.url(), "login42", &["import"]);
+    assert_code(&import, 0);
+    assert_no_secrets(&import, &gl);
+    assert!(writes(&gl).is_empty(), "{:?}", gl.world().lines());
+    for (ty, id) in types.iter().zip(ids) {
+        assert_eq!(p.state_id(ty), id, "{ty}: {}", p.state());
+    }
+    let keys: Vec<String> = p.state().as_object().unwrap().keys().cloned().collect();
+    assert_eq!(keys, ["batch", "gpu", "shell"]);
+    assert_eq!(
+        p.state_token("gpu"),
+        dead,
+        "kept for the next start to heal"
+    );
+    let template = p.read("config.template");
+    for field in [
+        "  id = {batch.id}\n  token = \"{batch.token}\"\n",
+        "  id = {gpu.id}\n  token = \"{gpu.token}\"\n",
+    ] {
+        assert!(template.contains(field), "{field:?} in\n{template}");
+    }
+    assert!(!import.stderr.contains("--type"), "{import:?}");
+    assert!(
+        import
+            .stderr
+            .contains("runner 'login42 gpu': GitLab refused its token")
+            && import.stderr.contains(&format!(
+                "recorded as gpu: the next run heals runner {} (reset by id with access-token)",
+                ids[2]
+            )),
+        "{import:?}"
+    );
+    assert_eq!(rendered_as(&p, "login42"), config);
+
+    // the start: no runner created, the gpu runner healed by id
+    gl.world().requests.clear();
+    let r = run_host(&p, &gl.url(), "login42", &[]);
+    assert_code(&r, 0);
+    assert_no_secrets(&r, &gl);
+    let lines = gl.world().lines();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l == "POST /runners" || l == "POST /user/runners"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        writes(&gl),
+        [format!(
+            "POST /runners/{}/reset_authentication_token",
+            ids[2]
+        )],
+        "{lines:?}"
+    );
+    let after = p.read("config.toml");
+    let (old, new) = (blocks(&config), blocks(&after));
+    assert_eq!(new[..3], old[..3], "the preamble, shell and batch blocks");
+    let healed = gl.world().token_of(ids[2]);
+    assert!(
+        new[3].contains(&format!("  id = {}\n  token = \"{healed}\"\n", ids[2])),
+        "{after}"
+    );
+    assert_eq!(p.state_token("gpu"), healed);
+    assert!(config_tokens_valid(&p, &gl));
+
+    // the next start: the three verify calls (and, with access-token, the
+    // reads of each runner's details); config.toml keeps its bytes and mtime
+    let before = p.snapshot("config.toml");
+    gl.world().requests.clear();
+    let r = run_host(&p, &gl.url(), "login42", &[]);
+    assert_code(&r, 0);
+    let lines = gl.world().lines();
+    let reads = ids.map(|id| format!("GET /runners/{id}"));
+    assert!(
+        lines
+            .iter()
+            .all(|l| l == "POST /runners/verify" || reads.contains(l)),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| *l == "POST /runners/verify")
+            .count(),
+        3,
+        "{lines:?}"
+    );
+    assert_eq!(p.snapshot("config.toml"), before);
 }
 
 #[test]
