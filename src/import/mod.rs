@@ -244,6 +244,11 @@ fn adoptable<'a>(s: &Settings, blocks: &'a [Block]) -> Result<Vec<&'a Block>> {
             (Some(t), _) if t.expose().contains('$') => {
                 Some("its token comes from the environment".to_string())
             }
+            // what GitLab handed gitlab-runner is never taken raw
+            (Some(t), _) if crate::untrusted::token_problem(t.expose()).is_some() => Some(format!(
+                "its token is not a GitLab runner token ({})",
+                crate::untrusted::token_problem(t.expose()).unwrap_or_default()
+            )),
             (_, None) => Some("it has no url".to_string()),
             (_, Some(u)) if !same_gitlab(u, gitlab) => Some(format!(
                 "its url {} is not the GitLab of --api-url ({gitlab}), so its token is not sent there",

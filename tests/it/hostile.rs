@@ -389,3 +389,48 @@ fn the_whole_run_ends_with_wait_and_timeout() {
         gl.world().lines().len()
     );
 }
+
+#[test]
+fn import_never_adopts_an_injected_token_from_config_toml() {
+    // gitlab-runner wrote what a hostile GitLab handed it, TOML-escaped
+    let gl = FakeGitlab::start(World::default());
+    let escaped = INJECTION
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    let p = pat_prefix(ADMIN_PAT);
+    std::fs::remove_file(p.path("config.template")).unwrap();
+    p.write(
+        "config.toml",
+        &format!(
+            "concurrent = 1\n\n[[runners]]\n  name = \"{HOST}-shell\"\n  url = \"{}\"\n  token = \"{escaped}\"\n  executor = \"shell\"\n",
+            gl.url()
+        ),
+    );
+    let before = p.snapshot("config.toml");
+    let r = run(&p, &gl, &["import"]);
+    assert_code(&r, 78);
+    assert!(r.stderr.contains("nothing to import"), "{r:?}");
+    assert_eq!(before, p.snapshot("config.toml"));
+    assert!(
+        r.stderr
+            .contains("its token is not a GitLab runner token (it holds '\"'; a runner token is letters, digits, '-', '_' and '.'); left as it is"),
+        "{r:?}"
+    );
+    if p.exists("runner-data.json") {
+        assert!(
+            !p.read("runner-data.json").contains("custom"),
+            "{}",
+            p.read("runner-data.json")
+        );
+    }
+    // no request ever carried it
+    assert!(
+        gl.world()
+            .requests
+            .iter()
+            .all(|q| !format!("{:?}", q).contains("prepare_exec")),
+        "{:?}",
+        gl.world().lines()
+    );
+}
