@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod fake_gitlab;
+pub mod profiles;
 
 pub use fake_gitlab::{
     ADMIN_PAT, FakeGitlab, FaultKind, Hook, Phase, Pid, REGISTRATION_TOKEN, Then, World,
