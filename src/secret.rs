@@ -480,8 +480,10 @@ pub enum TokenKind {
     /// all three that prefix), or `glgat-`/`glpt-`, which this tool also
     /// takes as access tokens.
     Access,
-    /// `glrt-` or `glrtr-`: one runner's authentication token, which
-    /// authenticates that runner and creates nothing.
+    /// `glrt-`, `glrtr-` or a bare partition prefix (`t1_`, `t2_`, `t3_`:
+    /// a runner registered with GitLab ≈17.5–17.10): one runner's
+    /// authentication token, which authenticates that runner and creates
+    /// nothing.
     RunnerAuth,
     /// `GR1348941`: a runner registration token (the legacy workflow).
     Registration,
@@ -491,6 +493,25 @@ pub enum TokenKind {
     /// No known prefix: an older registration token, or something else;
     /// `--registration auto` takes it for a registration token.
     Unknown,
+}
+
+/// Does `token` start with a runner partition prefix (`t1_`, `t2_`, `t3_`),
+/// alone or after a custom instance prefix (`mycorp-t1_`)?
+fn partitioned(token: &str) -> bool {
+    let rest = match token.split_once('-') {
+        Some((word, rest))
+            if !word.is_empty()
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) =>
+        {
+            rest
+        }
+        _ => token,
+    };
+    PARTITIONS
+        .iter()
+        .any(|p| token.starts_with(p) || rest.starts_with(p))
 }
 
 /// Token kinds by prefix that are neither access, runner nor registration tokens.
@@ -511,7 +532,7 @@ impl TokenKind {
         let has = |p: &str| token.starts_with(p) || token.contains(&format!("-{p}"));
         if is_access_token(token) {
             TokenKind::Access
-        } else if has("glrt-") || has("glrtr-") {
+        } else if has("glrt-") || has("glrtr-") || partitioned(token) {
             TokenKind::RunnerAuth
         } else if token.starts_with("GR1348941") {
             TokenKind::Registration
@@ -612,6 +633,15 @@ mod tests {
             ("glrt-t3_abc", TokenKind::RunnerAuth),
             ("glrtr-abc", TokenKind::RunnerAuth),
             ("mycorp-glrt-abc", TokenKind::RunnerAuth),
+            ("mycorp-glrtr-abc", TokenKind::RunnerAuth),
+            ("t1_abc", TokenKind::RunnerAuth),
+            ("t3_abc", TokenKind::RunnerAuth),
+            ("mycorp-t2_abc", TokenKind::RunnerAuth),
+            (
+                "glrt-cHJvamVjdF9pZD0xMjM0NQpvcmc9MQ.01.1a0x9k7zq",
+                TokenKind::RunnerAuth,
+            ),
+            ("abcdefghijklmnopqrst", TokenKind::Unknown),
             ("GR1348941abc", TokenKind::Registration),
             ("gldt-abc", TokenKind::Other("a deploy token")),
             ("glptt-abc", TokenKind::Other("a pipeline trigger token")),

@@ -238,7 +238,7 @@ impl Client {
         }
     }
 
-    /// `POST /user/runners` with an access token (the 15.10+ workflow).
+    /// `POST /user/runners` with an access token (the 15.11+ workflow).
     pub fn create(&self, pat: &Secret, new: &NewRunner) -> Result<IssuedToken> {
         let what = "POST /user/runners";
         let mut body = json!({
@@ -266,7 +266,7 @@ impl Client {
                 .is_some_and(|m| m.contains("Group") || m.contains("Project")) =>
             {
                 Err(Error::config(format!(
-                    "{what}: 404: this GitLab has no POST /user/runners (it came in 15.10), or --api-url is not its API; put a registration token in admin-token or pass --registration legacy"
+                    "{what}: 404: this GitLab has no POST /user/runners (it came in 15.11), or --api-url is not its API; put a registration token in admin-token or pass --registration legacy"
                 )))
             }
             _ => Err(unexpected(what, &reply)),

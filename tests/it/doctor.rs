@@ -285,9 +285,22 @@ pub(crate) fn doctor_at(p: &Prefix, url: &str, args: &[&str]) -> Run {
 /// A host as it should be: runners made, the drop-in loaded, gitlab-runner
 /// reading our config.toml, the settings file setting the API URL.
 pub(crate) fn healthy(gl: &FakeGitlab) -> Prefix {
-    let p = pat_prefix(ADMIN_PAT);
+    healthy_with(gl, ADMIN_PAT, "")
+}
+
+/// [`healthy`] with `admin` in admin-token and `settings` (lines of
+/// `NAME=value`) added to the settings file and given to the first run.
+pub(crate) fn healthy_with(gl: &FakeGitlab, admin: &str, settings: &str) -> Prefix {
+    let p = pat_prefix(admin);
     point_at(&p, &gl.url());
-    assert_code(&run(&p, gl, &["-q"]), 0);
+    let mut c = command(&p);
+    c.args(["--api-url", &gl.url(), "--prefix"])
+        .arg(&p.dir)
+        .args(["--hostname", HOST, "--timeout", "5s", "--wait", "5s", "-q"]);
+    for (k, v) in settings.lines().filter_map(|l| l.split_once('=')) {
+        c.env(k, v);
+    }
+    assert_code(&run_cmd(c), 0);
     let pre = exec("/usr/bin/gitlab-runner-auth", false);
     passwd(&p, 999);
     fake_systemd(
@@ -301,7 +314,7 @@ pub(crate) fn healthy(gl: &FakeGitlab) -> Prefix {
     settings_file(
         &p,
         &format!(
-            "# set by the admin\nGITLAB_RUNNER_AUTH_API_URL={}\nGITLAB_RUNNER_AUTH_PREFIX={}\nGITLAB_RUNNER_AUTH_HOSTNAME={HOST}\n",
+            "# set by the admin\nGITLAB_RUNNER_AUTH_API_URL={}\nGITLAB_RUNNER_AUTH_PREFIX={}\nGITLAB_RUNNER_AUTH_HOSTNAME={HOST}\n{settings}",
             gl.url(),
             path_str(&p.dir)
         ),
@@ -374,7 +387,7 @@ pub(crate) fn broken(gl: &FakeGitlab) -> Prefix {
 }
 
 /// The report's lines as (status, check, text), fix lines left out.
-fn lines(r: &Run) -> Vec<(String, String, String)> {
+pub(crate) fn lines(r: &Run) -> Vec<(String, String, String)> {
     r.stdout
         .lines()
         .filter(|l| l.starts_with("  ") && !l.trim_start().starts_with("fix:"))
@@ -399,7 +412,7 @@ fn fix_of(r: &Run, name: &str, text: &str) -> Option<String> {
 }
 
 /// Only reads and verify went to GitLab.
-fn assert_read_only(gl: &FakeGitlab) {
+pub(crate) fn assert_read_only(gl: &FakeGitlab) {
     let w = gl.world();
     for q in &w.requests {
         assert!(

@@ -30,6 +30,7 @@
 //! | `review2`   | regressions from the review of the token-issuing paths |
 //! | `review3`   | regressions from the review of import, doctor, metrics and auto tags |
 //! | `spec`      | the fake's checker against GitLab's OpenAPI spec (`tests/fixtures/`) |
+//! | `profiles`  | every scenario against every GitLab version profile (13.12 … 19.x, GitLab.com; `tests/support/profiles.rs`), every token form; the README's version table |
 //!
 //! Run one module with `cargo test --test it trust::`, one test with
 //! `cargo test --test it trust::a_template_another_user_can_write_is_refused`.
@@ -52,6 +53,7 @@ mod logging;
 mod metrics;
 mod ownership;
 mod plan;
+mod profiles;
 mod review;
 mod review2;
 mod review3;

@@ -279,7 +279,7 @@ fn older_gitlab_without_reset_by_id_or_user_runners() {
     assert_code(&r, 78);
     assert!(
         r.stderr
-            .contains("this GitLab has no POST /user/runners (it came in 15.10)"),
+            .contains("this GitLab has no POST /user/runners (it came in 15.11)"),
         "{r:?}"
     );
     // a registration token works; a broken token cannot be healed by id, so a new runner is made

@@ -121,6 +121,11 @@ pub enum FaultKind {
         content_type: String,
         body: String,
     },
+    /// The database-migration backoff every runner route may answer
+    /// (`check_if_backoff_required!`): 429
+    /// `{"message": "Executing database migrations. Please retry later."}`
+    /// with this `Retry-After` (GitLab sends 60).
+    Backoff(u64),
     /// Close the connection without answering.
     Drop,
     /// Wait, then answer normally.
@@ -235,10 +240,36 @@ pub struct World {
     pub details_with_token: bool,
     /// No `POST /runners/:id/reset_authentication_token` (GitLab < 14.3).
     pub no_reset_by_id: bool,
-    /// No `POST /user/runners` (GitLab < 15.10).
+    /// No `POST /user/runners` (GitLab < 15.11).
     pub no_user_runners: bool,
     /// No `GET /personal_access_tokens/self` (GitLab < 15.5).
     pub no_token_self: bool,
+    /// No runner token expiry (GitLab < 15.3/15.5): answers carry no
+    /// `token_expires_at` key, and there is no
+    /// `POST /runners/reset_authentication_token` (a token that never
+    /// expires needs no self-rotation).
+    pub no_token_expiry: bool,
+    /// No runner managers (GitLab < 16.0, `ci_runner_machines`): verify
+    /// records none.
+    pub no_managers: bool,
+    /// The partition prefix `t1_`/`t2_`/`t3_` (by runner type) after
+    /// `glrt-`, or alone for registered runners (gitlab MR !168017).
+    pub partition: bool,
+    /// Routable tokens `glrt(r)-<payload>.01.<len><crc>` (feature flag
+    /// `routable_runner_token`, gitlab MR !170634).
+    pub routable: bool,
+    /// An instance prefix before every runner token (`mycorp-`; feature
+    /// flag `custom_prefix_for_all_token_types`, gitlab MR !206149).
+    pub instance_prefix: String,
+    /// GitLab.com's `unauthenticated_traffic_per_ip`: this many
+    /// unauthenticated requests (runner-token calls; `POST /runners` is
+    /// exempt) in the period, then 429 with `Retry-After` (what is left of
+    /// the hour) (gitlab MR !260046).
+    pub unauthenticated_budget: Option<usize>,
+    /// How many unauthenticated requests the budget counted.
+    pub unauthenticated_seen: usize,
+    /// When the budget's period (an hour) began.
+    unauthenticated_since: Option<std::time::Instant>,
     pub requests: Vec<Request>,
     pub faults: VecDeque<Fault>,
     /// Every runner token ever issued.
@@ -301,6 +332,14 @@ impl Default for World {
             no_reset_by_id: false,
             no_user_runners: false,
             no_token_self: false,
+            no_token_expiry: false,
+            no_managers: false,
+            partition: false,
+            routable: false,
+            instance_prefix: String::new(),
+            unauthenticated_budget: None,
+            unauthenticated_seen: 0,
+            unauthenticated_since: None,
             requests: Vec::new(),
             faults: VecDeque::new(),
             issued: Vec::new(),
@@ -322,13 +361,57 @@ fn now() -> i64 {
     clock::now()
 }
 
+/// `n` in base 36, `width` digits (lower case, zero-padded).
+fn to_base36(mut n: u64, width: usize) -> String {
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = vec![b'0'; width];
+    for d in out.iter_mut().rev() {
+        *d = digits[(n % 36) as usize];
+        n /= 36;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// A routable token's payload: base64url (no padding) of the routing keys
+/// (`o` organization, `g`/`p` owner, `c` cell, `t` partition) and 16
+/// random bytes (here `random`'s 20 hex digits), as
+/// `lib/authn/token_field/generator/routable_token.rb` lays it out.
+fn routable_payload(runner_type: &str, random: &str) -> String {
+    let owner = if runner_type == "project_type" {
+        'p'
+    } else {
+        'g'
+    };
+    let partition = match runner_type {
+        "group_type" => 2,
+        "project_type" => 3,
+        _ => 1,
+    };
+    let text = format!("c:1\no:1\n{owner}:42\nt:{partition}\n{random}");
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
 fn iso(t: i64) -> String {
     // GitLab sends milliseconds.
     clock::format(t).replace('Z', ".000Z")
 }
 
 impl World {
-    fn new_token(&mut self, user: bool) -> String {
+    fn new_token(&mut self, user: bool, runner_type: &str) -> String {
         self.serial += 1;
         if let Some(t) = self.next_tokens.pop_front() {
             self.issued.push(t.clone());
@@ -339,11 +422,27 @@ impl World {
         let mut h = r.build_hasher();
         h.write_u64(self.serial);
         let body = format!("{:016x}{:04x}", h.finish(), self.serial % 0x10000);
-        let token = if user {
-            format!("glrt-{body}")
+        let part = match (self.partition, runner_type) {
+            (false, _) => "",
+            (true, "group_type") => "t2_",
+            (true, "project_type") => "t3_",
+            (true, _) => "t1_",
+        };
+        let token = if self.routable {
+            // the partition and routing keys are in the payload (MR !183554)
+            let payload = routable_payload(runner_type, &body);
+            let family = if user { "glrt-" } else { "glrtr-" };
+            let len = to_base36(payload.len() as u64, 2);
+            let crc = to_base36(h.finish() % 36u64.pow(7), 7);
+            format!("{family}{payload}.01.{len}{crc}")
+        } else if user {
+            format!("glrt-{part}{body}")
+        } else if self.legacy_prefix.is_empty() {
+            format!("{part}{body}")
         } else {
             format!("{}{body}", self.legacy_prefix)
         };
+        let token = format!("{}{token}", self.instance_prefix);
         self.issued.push(token.clone());
         token
     }
@@ -357,7 +456,22 @@ impl World {
     }
 
     fn expiry(&self) -> Option<i64> {
-        self.token_interval.map(|i| now() + i)
+        self.token_interval
+            .filter(|_| !self.no_token_expiry)
+            .map(|i| now() + i)
+    }
+
+    /// A token answer (`RunnerRegistrationDetails` with `id`, else
+    /// `ResetTokenResult`): no `token_expires_at` key before expiry existed.
+    fn token_answer(&self, id: Option<u64>, token: &str, exp: Option<i64>) -> Value {
+        let mut v = json!({ "token": token });
+        if let Some(id) = id {
+            v["id"] = id.into();
+        }
+        if !self.no_token_expiry {
+            v["token_expires_at"] = exp.map(iso).into();
+        }
+        v
     }
 
     /// Add a runner as if registered earlier; returns its id.
@@ -377,7 +491,7 @@ impl World {
     ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        let token = self.new_token(user);
+        let token = self.new_token(user, runner_type);
         let token_expires_at = self.expiry();
         self.runners.insert(
             id,
@@ -410,7 +524,8 @@ impl World {
     /// Give runner `id` a fresh token, as if something else rotated it.
     pub fn rotate(&mut self, id: u64) -> String {
         let user = self.runners[&id].created_by_user;
-        let token = self.new_token(user);
+        let runner_type = self.runners[&id].runner_type.clone();
+        let token = self.new_token(user, &runner_type);
         let exp = self.expiry();
         let r = self.runners.get_mut(&id).unwrap();
         r.token = token.clone();
@@ -465,6 +580,28 @@ impl World {
         }
         self.next_slot = slot + 1.0 / rate;
         None
+    }
+
+    /// GitLab.com's per-IP budget of unauthenticated requests: `None`
+    /// when `req` is authenticated, exempt (`POST /runners`) or within the
+    /// budget, else the seconds left in the period (for `Retry-After`).
+    fn unauthenticated_throttle(&mut self, req: &Request) -> Option<u64> {
+        let budget = self.unauthenticated_budget?;
+        let authenticated = req.header("private-token").is_some()
+            || req.header("authorization").is_some()
+            || req.param("private_token").is_some();
+        if authenticated || (req.method == "POST" && req.path == "/runners") {
+            return None;
+        }
+        let since = *self
+            .unauthenticated_since
+            .get_or_insert_with(std::time::Instant::now);
+        self.unauthenticated_seen += 1;
+        if self.unauthenticated_seen <= budget {
+            return None;
+        }
+        self.throttled += 1;
+        Some(3600u64.saturating_sub(since.elapsed().as_secs()).max(1))
     }
 
     fn take_fault(&mut self, method: &str, path: &str) -> Option<FaultKind> {
@@ -799,7 +936,12 @@ fn serve_one<S: Read + Write>(
                 .position(|h| h.nth == nth)
                 .map(|i| w.hooks.remove(i))
         };
-        let throttled = w.throttle();
+        let throttled = match w.throttle() {
+            Some(s) => Some((s, None)),
+            None => w
+                .unauthenticated_throttle(&req)
+                .map(|s| (s, w.unauthenticated_budget)),
+        };
         (
             w.take_fault(&req.method, &req.path),
             hook,
@@ -807,8 +949,27 @@ fn serve_one<S: Read + Write>(
             throttled,
         )
     };
-    if let Some(seconds) = throttled {
+    if let Some((seconds, budget)) = throttled {
         let mut a = message(429, "429 Too Many Requests");
+        if let Some(limit) = budget {
+            // Rack::Attack's answer (gitlab MR !50833)
+            a.content_type = "text/plain".into();
+            a.body = "Retry later\n".into();
+            let reset = clock::now() + seconds as i64;
+            for (k, v) in [
+                (
+                    "RateLimit-Name",
+                    "unauthenticated_traffic_per_ip".to_string(),
+                ),
+                ("RateLimit-Limit", limit.to_string()),
+                ("RateLimit-Observed", (limit + 1).to_string()),
+                ("RateLimit-Remaining", "0".to_string()),
+                ("RateLimit-Reset", reset.to_string()),
+                ("RateLimit-ResetTime", clock::format(reset)),
+            ] {
+                a.headers.push((k.into(), v));
+            }
+        }
         a.headers.push(("Retry-After".into(), seconds.to_string()));
         return write_answer(stream, &a, request_id.as_deref(), keep_alive).map(|_| keep_alive);
     }
@@ -830,6 +991,11 @@ fn serve_one<S: Read + Write>(
     }
     let answer = match fault {
         Some(FaultKind::Drop) => return Ok(false),
+        Some(FaultKind::Backoff(seconds)) => {
+            let mut a = message(429, "Executing database migrations. Please retry later.");
+            a.headers.push(("Retry-After".into(), seconds.to_string()));
+            a
+        }
         Some(FaultKind::Status {
             status,
             retry_after,
@@ -1047,6 +1213,9 @@ fn route(req: &Request, world: &Mutex<World>) -> Answer {
         ("POST", ["runners", _, "reset_authentication_token"]) if w.no_reset_by_id => {
             Ok(json_answer(404, json!({"error": "404 Not Found"})))
         }
+        ("POST", ["runners", "reset_authentication_token"]) if w.no_token_expiry => {
+            Ok(json_answer(404, json!({"error": "404 Not Found"})))
+        }
         ("POST", ["user", "runners"]) if w.no_user_runners => {
             Ok(json_answer(404, json!({"error": "404 Not Found"})))
         }
@@ -1121,7 +1290,7 @@ fn insert_runner(
     let r = &w.runners[&id];
     Ok(json_answer(
         201,
-        json!({"id": id, "token": r.token, "token_expires_at": r.token_expires_at.map(iso)}),
+        w.token_answer(Some(id), &r.token, r.token_expires_at),
     ))
 }
 
@@ -1140,11 +1309,12 @@ fn register(req: &Request, w: &mut World) -> Result<Answer, Answer> {
 fn verify(req: &Request, w: &mut World) -> Result<Answer, Answer> {
     let id = runner_token(req, w)?;
     let legacy = w.legacy_verify;
+    let managers = !w.no_managers;
     let system_id = str_param(req, "system_id")
         .unwrap_or("<legacy>")
         .to_string();
     let r = w.runners.get_mut(&id).unwrap();
-    if !r.managers.contains(&system_id) {
+    if managers && !r.managers.contains(&system_id) {
         r.managers.push(system_id);
     }
     r.contacted_at = Some(now());
@@ -1156,9 +1326,10 @@ fn verify(req: &Request, w: &mut World) -> Result<Answer, Answer> {
             body: "200".into(),
         });
     }
+    let r = r.clone();
     Ok(json_answer(
         200,
-        json!({"id": r.id, "token": r.token, "token_expires_at": r.token_expires_at.map(iso)}),
+        w.token_answer(Some(r.id), &r.token, r.token_expires_at),
     ))
 }
 
@@ -1166,10 +1337,7 @@ fn reset_by_token(req: &Request, w: &mut World) -> Result<Answer, Answer> {
     let id = runner_token(req, w)?;
     let token = w.rotate(id);
     let exp = w.runners[&id].token_expires_at;
-    Ok(json_answer(
-        201,
-        json!({"token": token, "token_expires_at": exp.map(iso)}),
-    ))
+    Ok(json_answer(201, w.token_answer(None, &token, exp)))
 }
 
 fn delete_by_token(req: &Request, w: &mut World) -> Result<Answer, Answer> {
@@ -1365,10 +1533,7 @@ fn by_id(req: &Request, w: &mut World, id: &str, op: &str) -> Result<Answer, Ans
         _ => {
             let token = w.rotate(id);
             let exp = w.runners[&id].token_expires_at;
-            Ok(json_answer(
-                201,
-                json!({"token": token, "token_expires_at": exp.map(iso)}),
-            ))
+            Ok(json_answer(201, w.token_answer(None, &token, exp)))
         }
     }
 }
