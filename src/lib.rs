@@ -5,22 +5,23 @@
 
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod diff;
-pub mod doctor;
+
 pub mod error;
 pub mod fsutil;
 pub mod gitlab;
 pub mod host;
-pub mod import;
+
 pub mod logging;
 pub mod metrics;
 pub mod reconcile;
 pub mod secret;
 pub mod settings;
-pub mod setup;
+
 pub mod signals;
 pub mod state;
-pub mod status;
+
 pub mod template;
 pub mod trust;
 pub mod untrusted;

@@ -2,7 +2,7 @@
 //! gitlab-runner-auth: parse, set up logging, run, map the error to one log
 //! line and an exit code.
 
-use gitlab_runner_auth::{cli, clock, error, logging, metrics, reconcile, settings, signals};
+use gitlab_runner_auth::{cli, clock, commands, error, logging, metrics, settings, signals};
 
 fn main() {
     // A bug must still end in one log line and the documented exit code.
@@ -52,7 +52,7 @@ fn run() -> i32 {
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
     let mut facts = metrics::Facts::default();
     let result = settings::Settings::from_args(&args, credentials)
-        .and_then(|s| reconcile::run(&s, &mut facts));
+        .and_then(|s| commands::run(&s, &mut facts));
     let code = match result {
         Ok(outcome) => exit_code(&outcome),
         Err(e) => {
@@ -79,8 +79,8 @@ fn run() -> i32 {
 }
 
 /// The exit code of a command that ran to its end (`error::EXIT_CODES`).
-fn exit_code(outcome: &reconcile::Outcome) -> i32 {
-    use reconcile::Outcome;
+fn exit_code(outcome: &commands::Outcome) -> i32 {
+    use commands::Outcome;
     match outcome {
         Outcome::Planned { pending: true } => 2,
         Outcome::Status { invalid } if *invalid > 0 => error::Kind::Denied.exit_code(),

@@ -2,7 +2,8 @@
 //! The reconcile, in the shape of its job: check every input before the
 //! network (`inputs`), read everything (`observe`), decide what to change
 //! (`plan`, pure), then apply it (`apply`, the only writer) or print it.
-//! `run`, `plan`, `status` and `unregister` all go this way.
+//! `run`, `plan`, `status` and `unregister` (in `commands`) all go this
+//! way; the engine runs for one GitLab and knows no command.
 
 mod apply;
 mod decide;
@@ -16,211 +17,80 @@ pub use inputs::Inputs;
 pub use observe::{AccessToken, Observation};
 pub use plan::Plan;
 
-use crate::cli::Command;
 use crate::clock;
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::gitlab::{Client, Verified};
-use crate::metrics::{self, Facts};
+use crate::gitlab::Client;
+use crate::metrics;
 use crate::settings::Settings;
 use crate::trust;
 
-/// How a command ended; `main` turns it into the exit code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// No API URL: nothing was done.
-    NotConfigured,
-    /// `run` applied its plan.
-    Ran { types: usize, applied: Applied },
-    /// GitLab was unreachable; the existing `config.toml` was kept
-    /// (`--offline-ok`).
-    Offline,
-    /// `plan` or `--dry-run`: whether anything would change.
-    Planned { pending: bool },
-    /// `status`: how many runner credentials are invalid or missing.
-    Status { invalid: usize },
-    /// `unregister` applied its plan.
-    Unregistered(Applied),
-    /// `import` wrote (or, with `--dry-run`, showed) the template and state.
-    Imported,
-    /// `doctor`: the exit code of the worst failed check (0: all ok).
-    Doctor { code: i32 },
-    /// `setup` wrote (or showed, or removed) the hook's files.
-    Setup,
+/// The engine, started for one GitLab: the directories trusted, the lock
+/// held (unless read-only), the inputs checked, a client made. Every
+/// command that talks to GitLab goes through it; it knows no command.
+pub struct Engine {
+    pub inputs: Inputs,
+    pub client: Client,
+    /// When the run started (seconds since the epoch).
+    pub now: i64,
+    _lock: Option<fsutil::Lock>,
 }
 
-/// Run the command of `s`, noting in `facts` what the metrics report.
-pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
-    match s.command {
-        Command::Doctor => return crate::doctor::run(s),
-        Command::Import => return crate::import::run(s),
-        Command::Setup => return crate::setup::run(s),
-        _ => {}
-    }
-    let Some(api_base) = s.api_root.as_deref() else {
-        log::info!(
-            "not configured: no GitLab API URL (set GITLAB_RUNNER_AUTH_API_URL in /etc/default/gitlab-runner-auth or pass --api-url); nothing to do"
-        );
-        return Ok(Outcome::NotConfigured);
-    };
-    check_directories(s)?;
-    let read_only = s.preview || s.command == Command::Status;
-    let _lock = if read_only {
-        None
-    } else {
-        Some(fsutil::lock(&s.lock_path, s.wait)?)
-    };
-    let inputs = Inputs::load(s)?;
-    inputs::keep_private(s, read_only)?;
-    let client = Client::new(api_base, s.timeout, s.wait, s.ca_file.as_deref())?;
-    let now = clock::now();
-    match s.command {
-        Command::Status => {
-            let obs = observe::observe(s, &inputs, &client, now, false)?;
-            facts.tokens = metric_tokens(&obs);
-            let start = if s.stateless {
-                plan::plan(s, &inputs, &obs)?.start
-            } else {
-                None
-            };
-            facts.runners = crate::status::runners(&inputs, &obs, start.as_ref());
-            crate::status::status(s, &inputs, &obs, start.as_ref())
-        }
-        Command::Unregister => {
-            let obs = observe::observe(s, &inputs, &client, now, false)?;
-            let plan = plan::unregister(s, &inputs, &obs)?;
-            for t in &plan.types {
-                let id = t.id.map_or(String::new(), |i| format!(" {i}"));
-                log::warn!("{} runner{id}: {}", t.ty, t.observed);
-            }
-            if s.preview {
-                return Ok(show(s, &plan));
-            }
-            if inputs.access.is_none() {
-                log::warn!(
-                    "without an access-token, runners are deleted with their own tokens from {}: this cannot check that they are this host's (a copy from another node would delete that node's runners)",
-                    s.state_path.display()
-                );
-            }
-            let applied = apply::apply(s, &client, inputs, plan, now, 0, false)?;
-            let t = &applied.tally;
-            summary(&format!(
-                "unregister: {} runner(s) deleted{}{}",
-                t.deleted,
-                if applied.left.is_empty() {
-                    String::new()
-                } else {
-                    format!(", not found: {}", applied.left.join(", "))
-                },
-                if s.stateless {
-                    String::new()
-                } else {
-                    format!("; {} cleared", s.state_path.display())
-                }
-            ));
-            Ok(Outcome::Unregistered(applied))
-        }
-        Command::Import | Command::Doctor | Command::Setup => {
-            Err(Error::internal("dispatched above"))
-        }
-        Command::Run | Command::Plan => match reconcile(s, &client, inputs, now, facts) {
-            Err(e)
-                if matches!(e.kind(), Kind::Unreachable | Kind::Ambiguous)
-                    && s.offline_ok
-                    && s.config_path.is_file()
-                    && !s.preview =>
-            {
-                log::warn!("{e}");
-                log::warn!(
-                    "GitLab is unreachable; keeping the existing {} (--offline-ok)",
-                    s.config_path.display()
-                );
-                summary(&format!("offline: kept {}", s.config_path.display()));
-                Ok(Outcome::Offline)
-            }
-            other => other,
-        },
-    }
-}
-
-/// Observe, plan, then apply (`run`) or print (`plan`).
-fn reconcile(
-    s: &Settings,
-    client: &Client,
-    inputs: Inputs,
-    now: i64,
-    facts: &mut Facts,
-) -> Result<Outcome> {
-    let obs = observe::observe(s, &inputs, client, now, s.prune)?;
-    facts.tokens = metric_tokens(&obs);
-    for w in token_warnings(&obs.tokens, now, s.warn_before.as_secs() as i64) {
-        log::warn!("{w}");
-    }
-    let plan = plan::plan(s, &inputs, &obs)?;
-    for t in &plan.types {
-        let id = t.id.map_or(String::new(), |i| format!(" {i}"));
-        log::info!("{} runner{id}: {}", t.ty, t.observed);
-    }
-    if s.preview {
-        return Ok(show(s, &plan));
-    }
-    // what a failed apply leaves for the metrics: the types as observed
-    let gitlab = if s.stateless {
-        plan.start.as_ref()
-    } else {
-        None
-    };
-    facts.runners = crate::status::runners(&inputs, &obs, gitlab);
-    let verified = if s.stateless {
-        obs.held
-            .iter()
-            .filter(|(_, v)| matches!(v, Verified::Valid { .. }))
-            .count()
-    } else {
-        obs.verified
-            .values()
-            .filter(|v| matches!(v, Verified::Valid { .. }))
-            .count()
-    };
-    let types = inputs.state.entries.len();
-    let applied = apply::apply(s, client, inputs, plan, now, verified, true)?;
-    facts.runners = applied.runners.clone();
-    facts.actions = Some(applied.tally.counts().to_vec());
-    summary(&format!(
-        "{types} runner{} ok ({}); {} {}",
-        if types == 1 { "" } else { "s" },
-        applied.tally.summary(),
-        s.config_path.display(),
-        if applied.wrote {
-            "written"
+impl Engine {
+    /// `Ok(None)`: no API URL, nothing to do (the notice is logged).
+    pub fn start(s: &Settings, read_only: bool) -> Result<Option<Engine>> {
+        let Some(api_base) = s.api_root.as_deref() else {
+            log::info!(
+                "not configured: no GitLab API URL (set GITLAB_RUNNER_AUTH_API_URL in /etc/default/gitlab-runner-auth or pass --api-url); nothing to do"
+            );
+            return Ok(None);
+        };
+        check_directories(s)?;
+        let lock = if read_only {
+            None
         } else {
-            "unchanged"
-        }
-    ));
-    Ok(Outcome::Ran { types, applied })
-}
-
-/// Print a plan (text, or JSON with `--json`).
-fn show(s: &Settings, plan: &Plan) -> Outcome {
-    let api = s.gitlab_url.as_deref().unwrap_or("?");
-    if s.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&plan.json(&s.config_path, api)).unwrap_or_default()
-        );
-    } else {
-        print!("{}", plan.text(&s.config_path, api));
+            Some(fsutil::lock(&s.lock_path, s.wait)?)
+        };
+        let inputs = Inputs::load(s)?;
+        inputs::keep_private(s, read_only)?;
+        let client = Client::new(api_base, s.timeout, s.wait, s.ca_file.as_deref())?;
+        Ok(Some(Engine {
+            inputs,
+            client,
+            now: clock::now(),
+            _lock: lock,
+        }))
     }
-    let pending = plan.pending();
-    summary(&format!(
-        "plan: {}",
-        if pending {
-            "changes pending"
-        } else {
-            "nothing to do"
-        }
-    ));
-    Outcome::Planned { pending }
+
+    /// Read everything (no write to GitLab or disk); `prune` lists this
+    /// host's runners.
+    pub fn observe(&self, s: &Settings, prune: bool) -> Result<Observation> {
+        observe::observe(s, &self.inputs, &self.client, self.now, prune)
+    }
+
+    /// What a run would change, from an observation (pure).
+    pub fn plan(&self, s: &Settings, obs: &Observation) -> Result<Plan> {
+        plan::plan(s, &self.inputs, obs)
+    }
+
+    /// What `unregister` would delete and clear (pure).
+    pub fn unregister(&self, s: &Settings, obs: &Observation) -> Result<Plan> {
+        plan::unregister(s, &self.inputs, obs)
+    }
+
+    /// Apply `plan`: the only writer. `verified` counts the tokens the
+    /// observation found valid; `render` writes `config.toml`.
+    pub fn apply(self, s: &Settings, plan: Plan, verified: usize, render: bool) -> Result<Applied> {
+        apply::apply(
+            s,
+            &self.client,
+            self.inputs,
+            plan,
+            self.now,
+            verified,
+            render,
+        )
+    }
 }
 
 /// The prefix, the directory of `config.toml` and `$CREDENTIALS_DIRECTORY`
@@ -248,7 +118,7 @@ pub(crate) fn check_directories(s: &Settings) -> Result<()> {
 }
 
 /// The access tokens an observation read, for the metrics.
-fn metric_tokens(obs: &Observation) -> Vec<metrics::Token> {
+pub fn metric_tokens(obs: &Observation) -> Vec<metrics::Token> {
     obs.tokens
         .iter()
         .map(|t| metrics::Token {
@@ -297,7 +167,7 @@ pub fn token_warnings(tokens: &[AccessToken], now: i64, warn_before: i64) -> Vec
         if !info.scopes.is_empty() && !ok {
             out.push(format!(
                 "the access token in {file} has scopes {} but its use as {} needs {need}: make one with that scope",
-                info.scopes.join(","),
+                crate::untrusted::shown(&info.scopes.join(",")),
                 t.role
             ));
         }

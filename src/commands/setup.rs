@@ -7,18 +7,18 @@
 //! Every path is under `--sysroot` (default `/`) but the prefix; systemctl
 //! is only called when the sysroot is `/`.
 
+use crate::commands::Outcome;
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::reconcile::Outcome;
 use crate::settings::Settings;
 use crate::trust;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// The packages' drop-in, settings file and example template.
-pub const DROP_IN_TEXT: &str = include_str!("../systemd/50-gitlab-runner-auth.conf");
-pub const SETTINGS_TEXT: &str = include_str!("../packaging/gitlab-runner-auth.env");
-pub const TEMPLATE_TEXT: &str = include_str!("../packaging/examples/config.template");
+pub const DROP_IN_TEXT: &str = include_str!("../../systemd/50-gitlab-runner-auth.conf");
+pub const SETTINGS_TEXT: &str = include_str!("../../packaging/gitlab-runner-auth.env");
+pub const TEMPLATE_TEXT: &str = include_str!("../../packaging/examples/config.template");
 
 pub const DROP_IN: &str = "50-gitlab-runner-auth.conf";
 /// Where setup puts the drop-in (an admin install), and where the packages

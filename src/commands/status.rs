@@ -2,14 +2,34 @@
 //! `status`: a read-only report per runner type (id, token valid, expiry,
 //! days left), a table or JSON, from what `observe` read.
 
+use super::Outcome;
 use crate::clock;
 use crate::error::Result;
 use crate::gitlab::Verified;
+use crate::metrics::Facts;
 use crate::metrics::Runner;
-use crate::reconcile::{Inputs, Observation, Outcome, summary, token_expiry, token_warnings};
+use crate::reconcile::{
+    Engine, Inputs, Observation, metric_tokens, summary, token_expiry, token_warnings,
+};
 use crate::settings::Settings;
 use crate::state::State;
 use serde_json::json;
+
+/// `status`: observe (read-only, no lock), then report.
+pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
+    let Some(engine) = Engine::start(s, true)? else {
+        return Ok(Outcome::NotConfigured);
+    };
+    let obs = engine.observe(s, false)?;
+    facts.tokens = metric_tokens(&obs);
+    let start = if s.stateless {
+        engine.plan(s, &obs)?.start
+    } else {
+        None
+    };
+    facts.runners = runners(&engine.inputs, &obs, start.as_ref());
+    status(s, &engine.inputs, &obs, start.as_ref())
+}
 
 struct Row {
     ty: String,

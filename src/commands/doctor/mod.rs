@@ -15,8 +15,8 @@ mod jobs;
 mod remote;
 mod tokens;
 
+use crate::commands::Outcome;
 use crate::error::{Error, Kind, Result};
-use crate::reconcile::Outcome;
 use crate::settings::Settings;
 use serde_json::json;
 

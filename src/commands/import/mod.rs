@@ -10,12 +10,13 @@ mod convert;
 mod owners;
 
 use crate::clock;
+use crate::commands::Outcome;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::gitlab::{Client, Verified};
 use crate::host::Host;
+use crate::reconcile;
 use crate::reconcile::inputs::same_gitlab;
-use crate::reconcile::{self, Outcome};
 use crate::secret::{Secret, TokenDirs, mask_tokens};
 use crate::settings::Settings;
 use crate::state::{Entry, State, toml_error};
