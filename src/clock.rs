@@ -62,8 +62,15 @@ pub fn from_datetime(dt: &Datetime) -> Option<i64> {
         Offset::Z => 0,
         Offset::Custom { minutes } => i64::from(minutes) * 60,
     };
-    Some(secs - offset_secs)
+    // an offset can carry a time past year 9999 or before year 1, which
+    // `format` (and TOML, and the state file) cannot write back
+    Some(secs - offset_secs).filter(|t| (FIRST..=LAST).contains(t))
 }
+
+/// `0001-01-01T00:00:00Z` and `9999-12-31T23:59:59Z`: the times RFC 3339
+/// and TOML can write, in Unix seconds.
+const FIRST: i64 = -62_135_596_800;
+const LAST: i64 = 253_402_300_799;
 
 /// Format Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn format(secs: i64) -> String {
@@ -97,6 +104,21 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_rfc_3339_cannot_write_are_refused() {
+        assert_eq!(parse("0001-01-01T00:00:00Z"), Some(FIRST));
+        assert_eq!(parse("9999-12-31T23:59:59Z"), Some(LAST));
+        assert_eq!(format(FIRST), "0001-01-01T00:00:00Z");
+        assert_eq!(format(LAST), "9999-12-31T23:59:59Z");
+        for t in [
+            "9999-12-31T23:59:59-23:59",
+            "0001-01-01T00:00:00+00:01",
+            "0000-01-01T00:00:00+23:59",
+        ] {
+            assert_eq!(parse(t), None, "{t}");
+        }
+    }
 
     #[test]
     fn parses_gitlab_and_runner_timestamps() {

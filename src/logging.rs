@@ -141,20 +141,17 @@ fn journal_line(record: &Record) -> String {
     out
 }
 
-/// A message with every control character but the line break and the tab
-/// escaped (`\u{1b}`): whatever a text from GitLab holds, a log line never
-/// drives a terminal (ESC, BEL) or overwrites itself (CR). The places that
-/// quote GitLab also escape line breaks ([`crate::untrusted::shown`]).
+/// A message with every control character but the tab escaped (`\u{1b}`,
+/// `\n`): a log record is one line, whatever a text from GitLab holds, so
+/// it never drives a terminal (ESC, BEL), overwrites itself (CR) or forges
+/// another line or journal entry (LF).
 fn inert(text: &str) -> String {
-    if !text
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
         return text.to_string();
     }
     text.chars()
         .map(|c| match c {
-            '\n' | '\t' => c.to_string(),
+            '\t' => c.to_string(),
             c if c.is_control() => c.escape_debug().to_string(),
             c => c.to_string(),
         })
@@ -214,7 +211,7 @@ mod tests {
     fn control_characters_are_escaped_in_every_line() {
         assert_eq!(
             inert("a\u{1b}]0;x\u{7}\r\nb\tc"),
-            "a\\u{1b}]0;x\\u{7}\\r\nb\tc"
+            "a\\u{1b}]0;x\\u{7}\\r\\nb\tc"
         );
         assert_eq!(inert("plain"), "plain");
     }
@@ -248,9 +245,10 @@ mod tests {
     }
 
     #[test]
-    fn every_line_of_a_journal_record_carries_the_priority() {
-        let got = journal_line(&record(Level::Warn, CRATE, format_args!("one\ntwo")));
-        assert_eq!(got, "<4>one\n<4>two\n");
+    fn a_journal_record_is_one_entry_with_its_priority() {
+        // a line break in a record (text from GitLab) never starts an entry
+        let got = journal_line(&record(Level::Warn, CRATE, format_args!("one\n<3>two")));
+        assert_eq!(got, "<4>one\\n<3>two\n");
     }
 
     #[test]

@@ -338,9 +338,10 @@ fn same_shape(
     match (want, got) {
         (V::Table(a), V::Table(b)) => {
             if let Some(k) = b.keys().find(|k| !a.contains_key(*k)) {
+                // a key can hold a value (`[runners.{shell}]`): masked
                 return Err(format!(
                     "key {} in {} is not the template's",
-                    crate::untrusted::shown(k),
+                    crate::secret::mask_tokens(&crate::untrusted::shown(k), &[]),
                     at(path)
                 ));
             }

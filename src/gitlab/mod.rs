@@ -87,9 +87,12 @@ pub struct Client {
 /// after it, a request GitLab was still working on has been ended.
 const ISSUING_TIMEOUT: Duration = Duration::from_secs(65);
 
-/// The most of an answer read (`GET /runners/:id` lists a project
-/// runner's projects).
-const ANSWER_BYTES: u64 = 16 * 1024 * 1024;
+/// The most of an answer read: every answer but a runner's details is a
+/// few hundred bytes.
+const ANSWER_BYTES: u64 = 1024 * 1024;
+/// The most of `GET /runners/:id` read (a GitLab that ignores
+/// `include_projects=false` lists a project runner's projects).
+const DETAILS_BYTES: u64 = 4 * 1024 * 1024;
 /// Runners a list page asks for, the most of a page read, and the most
 /// runners a listing may name: this host's runners by its hostname tag,
 /// which no real host has thousands of.
@@ -145,6 +148,14 @@ impl Client {
             deadline: Instant::now() + wait,
             ends: Instant::now() + wait + timeout,
         })
+    }
+
+    /// Count `--wait` (retries) and the run's end from `t0` rather than
+    /// from now: the time a run waited for the lock is part of the boot.
+    pub fn since(mut self, t0: Instant) -> Client {
+        self.deadline = t0 + self.wait;
+        self.ends = t0 + self.wait + self.timeout;
+        self
     }
 
     /// `POST /runners/verify`.
@@ -277,7 +288,10 @@ impl Client {
     pub fn runner(&self, pat: &Secret, id: u64) -> Result<Option<RunnerDetails>> {
         let path = format!("/runners/{id}");
         let what = format!("GET {path}");
-        let reply = self.call("GET", &path, Some(pat), None, Repeat::Safe)?;
+        // the projects of a project runner are not needed (GitLabs that do
+        // not know the parameter ignore it)
+        let query = format!("{path}?include_projects=false");
+        let reply = self.call_bounded("GET", &query, Some(pat), None, DETAILS_BYTES)?;
         match reply.status {
             200 => {
                 let d: RunnerDetails = decode(&what, &reply)?;
@@ -370,6 +384,7 @@ impl Client {
         };
         let mut out = Vec::new();
         let mut seen = 0usize;
+        let mut pages = 0usize;
         let mut page = "1".to_string();
         // each tag encoded, joined by the literal comma GitLab splits on
         let tag_list: Vec<String> = tags.iter().map(|t| percent_encode(t)).collect();
@@ -406,10 +421,17 @@ impl Client {
                     out.push(e.id);
                 }
             }
+            pages += 1;
             match reply.next_page.filter(|p| !p.is_empty()) {
-                // a page that points to itself, or a page number that is
-                // not one, would never end
-                Some(p) if p != page && p.len() <= 20 => page = p,
+                // only a later page, and no more pages than LIST_MAX
+                // runners fill: a listing that goes back, stands still or
+                // sends empty pages would never end
+                Some(p)
+                    if pages <= LIST_MAX / LIST_PER_PAGE
+                        && p.parse::<u64>().ok() > page.parse::<u64>().ok() =>
+                {
+                    page = p
+                }
                 Some(p) => {
                     return Err(Error::data(format!(
                         "GET {list}: page {} says its next page is {}",

@@ -46,6 +46,7 @@ impl Engine {
             return Ok(None);
         };
         check_directories(s)?;
+        let t0 = std::time::Instant::now();
         let lock = if read_only {
             None
         } else {
@@ -53,7 +54,7 @@ impl Engine {
         };
         let inputs = Inputs::load(s)?;
         inputs::keep_private(s, read_only)?;
-        let client = Client::new(api_base, s.timeout, s.wait, s.ca_file.as_deref())?;
+        let client = Client::new(api_base, s.timeout, s.wait, s.ca_file.as_deref())?.since(t0);
         Ok(Some(Engine {
             inputs,
             client,

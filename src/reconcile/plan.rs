@@ -208,7 +208,10 @@ pub fn unregister(s: &Settings, inputs: &Inputs, obs: &Observation) -> Result<Pl
                         p.view(
                             ty,
                             Some(id),
-                            format!("runner {id} ('{desc}') is another host's: not deleted"),
+                            format!(
+                                "runner {id} ('{}') is another host's: not deleted",
+                                shown(&desc)
+                            ),
                         );
                     }
                 }
@@ -270,14 +273,18 @@ impl Planner<'_> {
                 self.view(
                     ty,
                     Some(id),
-                    format!("runner {id} ('{desc}') is another host's, left alone"),
+                    format!(
+                        "runner {id} ('{}') is another host's, left alone",
+                        shown(&desc)
+                    ),
                 );
                 self.create_instead(
                     ty,
                     format!(
-                        "{} holds runner {id} ('{desc}', tags {}), which GitLab shows as another host's (copied from another node?); leaving it alone and creating {}'s own {ty} runner",
+                        "{} holds runner {id} ('{}', tags {}), which GitLab shows as another host's (copied from another node?); leaving it alone and creating {}'s own {ty} runner",
                         self.s.state_path.display(),
-                        d.tag_list.join(","),
+                        shown(&desc),
+                        shown(&d.tag_list.join(",")),
                         host.hostname
                     ),
                 );
@@ -312,7 +319,10 @@ impl Planner<'_> {
                 self.view(
                     ty,
                     Some(got),
-                    format!("runner {got} ('{desc}') is another host's, left alone"),
+                    format!(
+                        "runner {got} ('{}') is another host's, left alone",
+                        shown(&desc)
+                    ),
                 );
                 self.create_instead(
                     ty,
@@ -618,6 +628,18 @@ impl Planner<'_> {
     /// none.
     fn stateless(&mut self) -> Result<()> {
         let obs = self.obs;
+        // a listed runner whose details cannot be read may be this host's:
+        // creating one in its place could leave two
+        for id in &obs.listed {
+            if let Some(Details::Unreadable { kind, message }) = obs.details.get(id) {
+                return Err(Error::new(
+                    *kind,
+                    format!(
+                        "cannot tell whether listed runner {id} is this host's, so nothing is created or deleted: {message}"
+                    ),
+                ));
+            }
+        }
         let valid: Vec<(u64, &Secret, Option<i64>, Option<i64>)> = obs
             .held
             .iter()

@@ -377,9 +377,12 @@ fn the_whole_run_ends_with_wait_and_timeout() {
     let p = stateless_prefix();
     let r = run(&p, &gl, &["--stateless", "--wait", "2s"]);
     assert_code(&r, 69);
+    // the read the end cut short, or one it kept from being sent
     assert!(
-        r.stderr
-            .contains("not sent: the run's time is up (--wait 2s and --timeout 5s from its start)"),
+        r.stderr.contains("as another would pass --wait 2s")
+            || r.stderr.contains(
+                "not sent: the run's time is up (--wait 2s and --timeout 5s from its start)"
+            ),
         "{r:?}"
     );
     // a bound on the requests, not a timing: far below the 400 reads
@@ -433,4 +436,124 @@ fn import_never_adopts_an_injected_token_from_config_toml() {
         "{:?}",
         gl.world().lines()
     );
+}
+
+/// `keys` as a JSON object for [`World::answer_patch`].
+fn patch(keys: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    keys.as_object().unwrap().clone()
+}
+
+#[test]
+fn an_expiry_past_year_9999_is_junk_and_never_stored() {
+    // an offset carries it past what RFC 3339 and TOML can write
+    for bad in ["9999-12-31T23:59:59-23:59", "0000-01-01T00:00:00+23:59"] {
+        // in a create answer: the token is live, its expiry taken as unknown
+        let gl = FakeGitlab::start(World::default());
+        gl.world().answer_patch.push((
+            "POST /runners".into(),
+            patch(json!({"token_expires_at": bad})),
+        ));
+        let p = Prefix::standard(REGISTRATION_TOKEN);
+        let r = run(&p, &gl, &[]);
+        assert_code(&r, 0);
+        assert!(
+            r.stderr
+                .contains("is not an RFC 3339 time; keeping the token, its expiry unknown"),
+            "{r:?}"
+        );
+        assert_eq!(p.state()["shell"]["token_expires_at"], json!(null));
+        // in a verify answer: that run stops, nothing is stored
+        let state = p.read("runner-data.json");
+        gl.world().answer_patch = vec![(
+            "POST /runners/verify".into(),
+            patch(json!({"token_expires_at": bad})),
+        )];
+        assert_code(&run(&p, &gl, &[]), 65);
+        assert_eq!(state, p.read("runner-data.json"));
+        // and once GitLab is healthy again, so is the node
+        gl.world().answer_patch.clear();
+        assert_code(&run(&p, &gl, &[]), 0);
+    }
+}
+
+#[test]
+fn runner_details_with_more_tags_than_gitlab_allows_are_junk() {
+    let gl = FakeGitlab::start(World::default());
+    let p = pat_prefix(ADMIN_PAT);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let before = p.snapshot("config.toml");
+    let tags: Vec<String> = (0..10_000).map(|i| format!("t{i}")).collect();
+    gl.world()
+        .answer_patch
+        .push(("GET /runners/".into(), patch(json!({"tag_list": tags}))));
+    gl.world().requests.clear();
+    // the runner's details are unreadable: nothing is decided on them, and
+    // the tokens that verify are kept
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 0);
+    assert_eq!(before, p.snapshot("config.toml"));
+    assert!(writes(&gl).is_empty(), "{:?}", writes(&gl));
+    // stateless decides on them: a junk answer there stops the run
+    let p = stateless_prefix();
+    let r = run(&p, &gl, &["--stateless"]);
+    assert_code(&r, 65);
+    assert!(
+        r.stderr.contains("200 with an unreadable body")
+            && r.stderr.contains("JSON of an unexpected shape"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn another_hosts_description_cannot_forge_a_log_line() {
+    // a copied state: GitLab shows the runner as another host's, with a
+    // description and a tag that would each start a log line of their own
+    let gl = FakeGitlab::start(World::default());
+    let forged = "login43-shell\n2026-01-01T00:00:00.000Z INFO  [summary] 2 runners ok\n\u{1b}[2K";
+    let id = gl
+        .world()
+        .add_runner(forged, &["login43", "t\nFORGED-TAG-LINE"], true);
+    let token = gl.world().token_of(id);
+    let p = pat_prefix(ADMIN_PAT);
+    p.write(
+        "runner-data.json",
+        &json!({"shell": {"id": id, "token": token}, "batch": {}}).to_string(),
+    );
+    for args in [&["plan"][..], &[]] {
+        let r = run(&p, &gl, args);
+        assert!(r.code == 0 || r.code == 2, "{r:?}");
+        let out = r.output();
+        assert!(out.contains("login43-shell\\n2026-01-01"), "{r:?}");
+        assert!(
+            !out.lines()
+                .any(|l| l.starts_with("2026-01-01T00:00:00.000Z")
+                    || l.starts_with("FORGED-TAG-LINE")),
+            "{r:?}"
+        );
+        assert!(!out.contains('\u{1b}'), "{r:?}");
+    }
+}
+
+#[test]
+fn a_listing_of_empty_or_backward_pages_ends() {
+    let gl = FakeGitlab::start({
+        let mut w = World::default();
+        w.endless_list = Some((0, String::new()));
+        w
+    });
+    let p = stateless_prefix();
+    let r = run(&p, &gl, &["--stateless"]);
+    assert_code(&r, 65);
+    assert!(
+        r.stderr
+            .contains("GET /runners/all: page 101 says its next page is 102"),
+        "{r:?}"
+    );
+    let lists = gl
+        .world()
+        .lines()
+        .iter()
+        .filter(|l| *l == "GET /runners/all")
+        .count();
+    assert_eq!(lists, 101);
 }
