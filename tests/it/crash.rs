@@ -9,6 +9,8 @@
 //! - with an access token, GitLab holds exactly one runner per type and
 //!   every token in `config.toml` is live;
 //! - without one, any extra runner was named in the log.
+//!
+//! The same for `--stateless` (a first run and a rotation).
 
 use crate::support::*;
 
@@ -47,17 +49,6 @@ fn setup(scenario: Scenario, pat: bool) -> (FakeGitlab, Prefix) {
     (gl, p)
 }
 
-fn runners_per_type(gl: &FakeGitlab) -> (usize, usize) {
-    let w = gl.world();
-    let n = |ty: &str| {
-        w.runners
-            .values()
-            .filter(|r| r.description == format!("{HOST}-{ty}"))
-            .count()
-    };
-    (n("batch"), n("shell"))
-}
-
 /// Files are whole: each parses (or is absent).
 fn whole(p: &Prefix) -> Result<(), String> {
     if p.exists("config.toml") {
@@ -70,6 +61,69 @@ fn whole(p: &Prefix) -> Result<(), String> {
             .map_err(|e| format!("torn runner-data.json: {e}"))?;
     }
     Ok(())
+}
+
+/// The same in stateless mode, which the matrix below does not cover:
+/// SIGKILL at every request boundary of a first run and of a rotation;
+/// after a rerun GitLab holds one runner per type and config.toml only
+/// live tokens.
+#[test]
+fn stateless_sigkill_at_every_request_boundary_loses_nothing() {
+    let args = ["--stateless"];
+    for rotation in [false, true] {
+        let setup = || {
+            let mut world = World::default();
+            world.token_interval = Some(100_000);
+            let gl = FakeGitlab::start(world);
+            let p = pat_prefix(REGISTRATION_TOKEN);
+            if rotation {
+                assert_code(&run(&p, &gl, &args), 0);
+                // config.toml's shell token looks old: due for rotation
+                let text = p.read("config.toml");
+                let old: String = text
+                    .lines()
+                    .map(|l| {
+                        if l.trim_start().starts_with("token_obtained_at") {
+                            "  token_obtained_at = 2000-01-01T00:00:00Z".to_string()
+                        } else {
+                            l.to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                p.write("config.toml", &format!("{old}\n"));
+            }
+            gl.world().requests.clear();
+            (gl, p)
+        };
+        let (gl, p) = setup();
+        assert_code(&run(&p, &gl, &args), 0);
+        let lines = gl.world().lines();
+        assert!(
+            !rotation || lines.iter().any(|l| l.contains("reset")),
+            "{lines:?}"
+        );
+        drop((gl, p));
+        for (n, line) in lines.iter().enumerate() {
+            for phase in [Phase::Arrival, Phase::Acted, Phase::Answered] {
+                let (gl, p) = setup();
+                let then = if phase == Phase::Answered {
+                    Then::Continue
+                } else {
+                    Then::Drop
+                };
+                let killed = run_hooked(&p, &gl, &args, &[(n, phase, Some("KILL"), then)]);
+                let again = run(&p, &gl, &args);
+                assert_code(&again, 0);
+                assert_eq!(
+                    runners_per_type(&gl),
+                    (1, 1),
+                    "rotation {rotation} #{n} {line} {phase:?}\n{killed:?}\n{again:?}"
+                );
+                assert!(config_tokens_valid(&p, &gl));
+            }
+        }
+    }
 }
 
 #[test]

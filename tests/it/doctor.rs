@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 //! The first hour: `doctor` (every check, a line and a fix for each
-//! problem, nothing written, only reads and verify sent; its golden files
+//! problem, nothing written, only reads and verify sent, no token shown or
+//! sent from an odd settings file or an untrusted prefix; its golden files
 //! are in `golden`), and the messages an admin reads after a first mistake
 //! (a runner token in `admin-token`, a wrong `--api-url`, a refused token,
 //! a template typo), each saying what to do next.
@@ -418,6 +419,83 @@ pub(crate) fn assert_read_only(gl: &FakeGitlab) {
         assert!(
             q.method == "GET" || (q.method == "POST" && q.path == "/runners/verify"),
             "doctor sent {}",
+            q.line()
+        );
+    }
+}
+
+/// A settings file with a token in it (a value the service would refuse,
+/// an unknown variable, a garbage line): `doctor` never shows the token.
+#[test]
+fn doctor_never_shows_a_token_of_an_odd_settings_file() {
+    let gl = FakeGitlab::start(World::default());
+    let p = healthy(&gl);
+    let secret_pat = "glpat-SETTINGSsecret9876543210x";
+    let plain = "plainSETTINGSsecret9876543210x";
+    settings_file(
+        &p,
+        &format!(
+            "GITLAB_RUNNER_AUTH_API_URL={url}\nGITLAB_RUNNER_AUTH_PREFIX={pre}\nGITLAB_RUNNER_AUTH_HOSTNAME={HOST}\nGITLAB_RUNNER_AUTH_TIMEOUT={secret_pat}\nGITLAB_RUNNER_AUTH_ACCESS_TOKEN={plain}\nGITLAB_RUNNER_AUTH_TAG={plain},x\nGITLAB_RUNNER_AUTH_API_URL2=https://u:{plain}@h\n\u{0}\u{ff}garbage line without equals {plain}\nexport GITLAB_RUNNER_AUTH_REGISTRATION=\"{plain}\n",
+            url = gl.url(),
+            pre = path_str(&p.dir)
+        ),
+    );
+    for json in [false, true] {
+        let args: &[&str] = if json { &["--json"] } else { &[] };
+        let r = doctor(&p, &gl, args);
+        eprintln!("{r:?}");
+        assert_ne!(r.code, 70, "{r:?}");
+        assert_no_secrets(&r, &gl);
+        assert!(
+            !r.output().contains("SETTINGSsecret"),
+            "settings value shown: {r:?}"
+        );
+    }
+}
+
+/// Tokens without a known prefix (here in admin-token) are never shown by
+/// `doctor`, in text or JSON, even with `-vv`.
+#[test]
+fn doctor_never_shows_tokens_without_a_known_prefix() {
+    let gl = FakeGitlab::start(World::default());
+    let p = healthy(&gl);
+    p.write("admin-token", "noprefixADMINsecret9876543210x\n");
+    for json in [false, true] {
+        let mut args = vec!["-vv"];
+        if json {
+            args.push("--json");
+        }
+        let r = doctor(&p, &gl, &args);
+        eprintln!("{r:?}");
+        assert_no_secrets(&r, &gl);
+        assert!(!r.output().contains("ADMINsecret"), "{r:?}");
+    }
+}
+
+/// The token `doctor`'s verify probe sends, which is no secret.
+const PROBE: &str = "gitlab-runner-auth-doctor-probe";
+
+/// `doctor` with a group-writable prefix sends no token of it to GitLab,
+/// and only reads and verify.
+#[test]
+fn doctor_sends_no_token_from_an_untrusted_prefix() {
+    let gl = FakeGitlab::start(World::default());
+    let p = healthy(&gl);
+    chmod(&p.dir, 0o770);
+    gl.world().requests.clear();
+    let r = doctor(&p, &gl, &[]);
+    eprintln!("{r:?}");
+    let w = gl.world();
+    for q in &w.requests {
+        assert!(
+            q.header("private-token").is_none()
+                && q.param("token").is_none_or(|t| t.as_str() == Some(PROBE)),
+            "doctor sent a token from an untrusted prefix: {}",
+            q.line()
+        );
+        assert!(
+            q.method == "GET" || q.path == "/runners/verify",
+            "{}",
             q.line()
         );
     }

@@ -1,22 +1,422 @@
 // SPDX-License-Identifier: MIT
 //! A boot-time agent's worst morning: proxy errors on calls that issue
-//! tokens, answers lost after GitLab acted, a full disk, an unwritable
-//! state directory, temporary files a killed run left, and SIGTERM; and
-//! transient failures retried, an unreachable GitLab, junk answers, a bad
-//! state file, a lock another run holds, an unwritable `config.toml`.
+//! tokens, answers lost after GitLab acted or arriving after `--timeout`
+//! (the pending-create record, the ghost a lost create made), a full disk,
+//! an unwritable state directory or state file, temporary and probe files
+//! a killed run left, and SIGTERM; and transient failures retried, an
+//! unreachable GitLab, junk answers, a bad state file, a lock another run
+//! holds, an unwritable `config.toml`.
 
 use crate::support::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
+use std::time::Duration;
 
-/// How many runners GitLab holds described `node12-<ty>`.
-fn count(gl: &FakeGitlab, ty: &str) -> usize {
-    let want = format!("{HOST}-{ty}");
-    gl.world()
-        .runners
-        .values()
-        .filter(|r| r.description == want)
-        .count()
+/// The next create (`POST /runners`) is answered `status`, with
+/// `Retry-After: retry_after` if given.
+fn fail_next_create(gl: &FakeGitlab, status: u16, retry_after: Option<u64>) {
+    gl.world().fault(
+        Some("POST"),
+        "/runners",
+        FaultKind::Status {
+            status,
+            retry_after,
+        },
+        1,
+    );
+}
+
+/// GitLab is slow (a cluster reboot): the create outlasts `--timeout` and
+/// the tool gives up on the answer, lists at once and sees no runner yet;
+/// the first create then lands. Creating a second runner then would leave
+/// two batch runners, nothing naming the extra one, and no pending record
+/// for the next run to find it by: one runner per type must remain.
+#[test]
+fn a_create_slower_than_the_timeout_leaves_no_duplicate() {
+    let gl = FakeGitlab::start(World::default());
+    let p = pat_prefix(REGISTRATION_TOKEN);
+    gl.world().fault(
+        Some("POST"),
+        "/runners",
+        FaultKind::Delay(Duration::from_secs(3)),
+        1,
+    );
+    let r = run(&p, &gl, &["--timeout", "1s", "--wait", "10s"]);
+    // (calls that issue tokens wait longer than GitLab's own timeout: the
+    // slow create has landed when the run ends)
+    let again = run(&p, &gl, &[]);
+    assert_code(&again, 0);
+    assert_eq!(
+        runners_per_type(&gl),
+        (1, 1),
+        "a duplicate runner left behind, unnamed:\n{r:?}\n--- rerun\n{again:?}"
+    );
+}
+
+/// The same late landing for a reset by id: the heal's reset outlasts
+/// `--timeout` and is repeated; if the repeat's token were stored and
+/// written to config.toml (exit 0, gitlab-runner starts), the first reset
+/// landing later would kill it. The token GitLab holds for the runner must
+/// be the one in the state and config.toml.
+#[test]
+fn a_reset_by_id_slower_than_the_timeout_leaves_no_dead_token() {
+    let gl = FakeGitlab::start(World::default());
+    let p = pat_prefix(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let id = p.state_id("batch");
+    gl.world().rotate(id); // the state's token is dead: heal by id
+    gl.world().fault(
+        Some("POST"),
+        &format!("/runners/{id}/reset_authentication_token"),
+        FaultKind::Delay(Duration::from_secs(3)),
+        1,
+    );
+    let r = run(&p, &gl, &["--timeout", "1s", "--wait", "10s"]);
+    assert_code(&r, 0);
+    let live = gl.world().token_of(id);
+    assert!(
+        p.state_token("batch") == live && p.read("config.toml").contains(&live),
+        "config.toml and the state hold a dead token for runner {id}:\n{r:?}"
+    );
+}
+
+/// After an ambiguous create (504 after GitLab acted), the lookup for the
+/// runner GitLab made fails (GitLab overloaded: 503 until `--wait` is
+/// spent). That is not "no runner was made": the pending-create record
+/// (and the state file holding it) must stay, so that the next run finds
+/// the first runner instead of creating a second.
+#[test]
+fn a_failed_lookup_after_a_lost_create_keeps_the_pending_record() {
+    let gl = FakeGitlab::start(World::default());
+    let p = pat_prefix(REGISTRATION_TOKEN);
+    gl.world().fault(
+        Some("GET"),
+        "/runners/all",
+        FaultKind::Status {
+            status: 503,
+            retry_after: None,
+        },
+        1000,
+    );
+    let r = run_hooked(
+        &p,
+        &gl,
+        &["--wait", "1s"],
+        &[(0, Phase::Acted, None, Then::Status(504))],
+    );
+    assert_code(&r, 69);
+    gl.world().faults.clear();
+    let pending_kept =
+        p.exists("runner-data.json") && !p.state()["batch"]["create_pending_since"].is_null();
+    let again = run(&p, &gl, &[]);
+    assert_code(&again, 0);
+    assert!(
+        pending_kept && runners_per_type(&gl) == (1, 1),
+        "pending record kept: {pending_kept}; runners: {} batch, {} shell\n{r:?}\n--- rerun\n{again:?}",
+        runners_of_type(&gl, "batch"),
+        runners_of_type(&gl, "shell")
+    );
+}
+
+/// SIGTERM (systemd's TimeoutStartSec, `systemctl stop`) while a lost
+/// create is being resolved: the lookup stops (exit 143), but the pending
+/// record must not be cleared with it, or the next run leaves GitLab with
+/// two batch runners, none named.
+#[test]
+fn sigterm_while_resolving_a_lost_create_never_forgets_the_runner_gitlab_made() {
+    let gl = FakeGitlab::start(World::default());
+    let p = pat_prefix(REGISTRATION_TOKEN);
+    let r = run_hooked(
+        &p,
+        &gl,
+        &[],
+        &[(0, Phase::Acted, Some("TERM"), Then::Status(504))],
+    );
+    assert_code(&r, 143);
+    let again = run(&p, &gl, &[]);
+    assert_code(&again, 0);
+    assert_eq!(
+        runners_per_type(&gl),
+        (1, 1),
+        "\n{r:?}\n--- rerun\n{again:?}"
+    );
+}
+
+/// A template with the shell runner only.
+const SHELL_ONLY: &str = r#"concurrent = 1
+
+[[runners]]
+  name = "{hostname}-shell"
+  url = "http://127.0.0.1"
+  token = "{shell}"
+  executor = "shell"
+"#;
+
+/// The ghost (the runner a lost create made) is recognised by GitLab's
+/// `created_at` against the local clock. A pending record written by a
+/// node whose clock was 15 minutes ahead (boot before NTP sync; the same
+/// holds within one run when GitLab's clock is behind) must not make the
+/// ghost look too old and a second runner be created, silently with an
+/// access token. The control (no skew) shows the takeover works.
+#[test]
+fn a_pending_create_written_by_a_clock_ahead_of_gitlab_is_still_taken_over() {
+    for (skew, label) in [(0, "no skew"), (900, "clock 15 min ahead")] {
+        let gl = FakeGitlab::start(World::default());
+        let p = Prefix::new();
+        p.write("admin-token", REGISTRATION_TOKEN);
+        p.write("access-token", ADMIN_PAT);
+        p.write("config.template", SHELL_ONLY);
+        // the killed run: pending record, and the runner GitLab made
+        let since = gitlab_runner_auth::clock::format(gitlab_runner_auth::clock::now() + skew);
+        p.write(
+            "runner-data.json",
+            &format!(r#"{{"shell": {{"create_pending_since": "{since}"}}}}"#),
+        );
+        let ghost = gl
+            .world()
+            .add_runner("node12-shell", &["node12", "node", "shell"], false);
+        let r = run(&p, &gl, &[]);
+        assert_code(&r, 0);
+        assert_eq!(
+            runners_of_type(&gl, "shell"),
+            1,
+            "{label}: ghost {ghost} not taken over, a second runner made:\n{r:?}"
+        );
+        assert_eq!(p.state_id("shell"), ghost, "{label}");
+    }
+}
+
+/// A ghost found on a GitLab without reset by id (< 14.3) cannot be taken
+/// over; the run must then not say "GitLab made no batch runner, so
+/// creating it again" and leave the runner it just found as an unnamed
+/// duplicate: either no duplicate, or the ghost named as one that may
+/// remain.
+#[test]
+fn a_ghost_that_cannot_be_reset_is_named_not_reported_as_never_made() {
+    let mut world = World::default();
+    world.no_reset_by_id = true;
+    let gl = FakeGitlab::start(world);
+    let p = pat_prefix(REGISTRATION_TOKEN);
+    let r = run_hooked(&p, &gl, &[], &[(0, Phase::Acted, None, Then::Drop)]);
+    assert_code(&r, 0);
+    let ghost = *gl.world().runners.keys().next().unwrap();
+    assert!(
+        runners_of_type(&gl, "batch") == 1
+            || (r.stderr.contains(&format!("{ghost}")) && r.stderr.contains("may remain")),
+        "ghost {ghost} left, unnamed: {} batch runners\n{r:?}",
+        runners_of_type(&gl, "batch")
+    );
+}
+
+/// A state directory that takes a write does not prove `runner-data.json`
+/// can be replaced: a state file that is a mount point (a bind-mounted
+/// file, as containers and some config managers do) or immutable
+/// (`chattr +i`) refuses the rename. A rotation must not reset the token
+/// (the old one dies) when the new one could not be saved.
+#[test]
+fn a_state_file_that_cannot_be_renamed_over_is_never_rotated() {
+    if !is_root() {
+        eprintln!("skipped: needs root for mount --bind");
+        return;
+    }
+    let mut world = World::default();
+    world.token_interval = Some(100_000);
+    let gl = FakeGitlab::start(world);
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let mut st = p.state();
+    st["shell"]["token_obtained_at"] = "2000-01-01T00:00:00Z".into();
+    p.write("runner-data.json", &st.to_string());
+    let state = p.path("runner-data.json");
+    let mounted = Command::new("mount")
+        .arg("--bind")
+        .arg(&state)
+        .arg(&state)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot bind-mount here");
+        return;
+    }
+    gl.world().requests.clear();
+    let r = run(&p, &gl, &[]);
+    let _ = Command::new("umount").arg(&state).status();
+    let lines = gl.world().lines();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("reset_authentication_token")),
+        "a token was reset although it could not be saved: {lines:?}\n{r:?}"
+    );
+}
+
+/// A create answer that carries the token but a `token_expires_at` the
+/// tool cannot parse: the token must be stored (its expiry treated as
+/// unknown, with a warning), not thrown away as a junk answer.
+#[test]
+fn an_unparsable_expiry_keeps_the_issued_token() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    let token = "glrt-Unparsable0123456789expiry";
+    answer_next_create(
+        &gl,
+        &format!(
+            r#"{{"id": 4242, "token": "{token}", "token_expires_at": "2030-01-01 00:00:00 UTC"}}"#
+        ),
+    );
+    let r = run(&p, &gl, &[]);
+    let saved = p.exists("runner-data.json") && p.read("runner-data.json").contains(token);
+    assert!(saved, "the token GitLab issued was dropped:\n{r:?}");
+}
+
+/// A leftover temporary file the trust rules refuse is logged as
+/// "leaving …": it must really be left (or its token used), not removed
+/// with the others and its token lost.
+#[test]
+fn a_leftover_refused_by_the_trust_rules_keeps_its_token() {
+    if !is_root() {
+        eprintln!("skipped: needs root to chown");
+        return;
+    }
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let id = p.state_id("shell");
+    let new = gl.world().rotate(id);
+    let mut st = p.state();
+    st["shell"]["token"] = new.clone().into();
+    let tmp = ".runner-data.json.tmp-99998";
+    p.write(tmp, &st.to_string());
+    std::os::unix::fs::chown(p.path(tmp), Some(65534), Some(65534)).unwrap();
+    let r = run(&p, &gl, &[]);
+    assert!(r.stderr.contains("leaving"), "{r:?}");
+    assert!(
+        p.exists(tmp) || p.state_token("shell") == new,
+        "said it was left, but removed it and its token:\n{r:?}"
+    );
+}
+
+/// The lock is per prefix, but leftover recovery scans the directory of
+/// `--config`, which two prefixes may share: the temporary file of a live
+/// run (here: a live pid) is no leftover and must not be deleted (that
+/// run's rename would fail).
+#[test]
+fn the_temp_file_of_a_live_process_is_not_taken_for_a_leftover() {
+    let gl = FakeGitlab::start(World::default());
+    let shared = Prefix::new();
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    let mut live = Command::new("sleep").arg("30").spawn().unwrap();
+    let tmp = format!(".config.toml.tmp-{}", live.id());
+    shared.write(&tmp, "concurrent = 1\n");
+    let config = shared.path("config.toml");
+    let r = run(&p, &gl, &["--config", config.to_str().unwrap()]);
+    let still = shared.exists(&tmp);
+    let _ = live.kill();
+    let _ = live.wait();
+    assert_code(&r, 0);
+    assert!(still, "removed the temp file of live pid:\n{r:?}");
+}
+
+/// A run killed while probing that the state can be written leaves
+/// `.gitlab-runner-auth.probe-PID` (filled with the state's and config's
+/// size): the next run removes it, so they do not pile up one per kill.
+#[test]
+fn a_probe_file_left_by_a_killed_run_is_removed() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    let probe = ".gitlab-runner-auth.probe-99997";
+    p.write(probe, &"\0".repeat(8192));
+    assert_code(&run(&p, &gl, &[]), 0);
+    assert!(!p.exists(probe), "still there: {:?}", p.files());
+}
+
+/// A heal whose answer is lost twice: exit 69, the runner stays, and the
+/// next run heals it: one runner per type, every token live.
+#[test]
+fn a_heal_whose_answer_is_lost_twice_recovers_next_run() {
+    let gl = FakeGitlab::start(World::default());
+    let p = pat_prefix(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let id = p.state_id("batch");
+    gl.world().rotate(id);
+    gl.world().requests.clear();
+    // 2 verifies and 2 GETs (in parallel), then the reset by id and its repeat
+    let r = run_hooked(
+        &p,
+        &gl,
+        &[],
+        &[
+            (4, Phase::Acted, None, Then::Drop),
+            (5, Phase::Acted, None, Then::Status(504)),
+        ],
+    );
+    let reset = format!("POST /runners/{id}/reset_authentication_token");
+    assert_eq!(gl.world().lines()[4..6], [reset.clone(), reset], "{r:?}");
+    assert_code(&r, 69);
+    let again = run(&p, &gl, &[]);
+    assert_code(&again, 0);
+    assert_eq!(runners_per_type(&gl), (1, 1));
+    assert_eq!(p.state_id("batch"), id);
+    assert_eq!(p.state_token("batch"), gl.world().token_of(id));
+}
+
+/// The reset that takes over a ghost is lost twice: the pending record
+/// stays, and the next run takes the same ghost over.
+#[test]
+fn a_takeover_reset_lost_twice_keeps_the_pending_record() {
+    let gl = FakeGitlab::start(World::default());
+    let p = pat_prefix(REGISTRATION_TOKEN);
+    // create (lost), list, details, reset (lost), reset (lost)
+    let r = run_hooked(
+        &p,
+        &gl,
+        &[],
+        &[
+            (0, Phase::Acted, None, Then::Drop),
+            (3, Phase::Acted, None, Then::Drop),
+            (4, Phase::Acted, None, Then::Drop),
+        ],
+    );
+    assert_code(&r, 69);
+    assert!(!p.state()["batch"]["create_pending_since"].is_null());
+    let again = run(&p, &gl, &[]);
+    assert_code(&again, 0);
+    assert_eq!(runners_per_type(&gl), (1, 1), "{again:?}");
+}
+
+/// SIGTERM while a create waits out a Retry-After: the run stops at once
+/// (143), nothing was created, no pending record is left.
+#[test]
+fn sigterm_during_a_retry_after_wait_stops_at_once() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    fail_next_create(&gl, 429, Some(30));
+    // SIGTERM right after the 429 went out: the tool is in its 30 s wait
+    let t0 = std::time::Instant::now();
+    let r = run_hooked(
+        &p,
+        &gl,
+        &["--wait", "60s"],
+        &[(0, Phase::Answered, Some("TERM"), Then::Continue)],
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_code(&r, 143);
+    assert_eq!(gl.world().runners.len(), 0);
+    assert!(!p.exists("runner-data.json"));
+}
+
+/// A 429 with an absurd Retry-After on a create: the run gives up at once
+/// (bounded by `--wait`), creates nothing.
+#[test]
+fn a_huge_retry_after_on_a_create_gives_up_within_wait() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    fail_next_create(&gl, 429, Some(u64::MAX / 2));
+    let t0 = std::time::Instant::now();
+    let r = run(&p, &gl, &[]);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_code(&r, 69);
+    assert_eq!(gl.world().runners.len(), 0);
 }
 
 #[test]
@@ -50,7 +450,7 @@ fn proxy_errors_on_a_create_are_repeated_within_wait() {
         }
         assert_code(&r, 0);
         assert_eq!(
-            count(&gl, "batch") + count(&gl, "shell"),
+            runners_of_type(&gl, "batch") + runners_of_type(&gl, "shell"),
             2,
             "{fault:?}: {r:?}"
         );
@@ -67,11 +467,7 @@ fn a_create_whose_answer_is_lost_is_taken_over_with_an_access_token() {
         let p = pat_prefix(REGISTRATION_TOKEN);
         let r = run_hooked(&p, &gl, &[], &[(0, Phase::Acted, None, then)]);
         assert_code(&r, 0);
-        assert_eq!(
-            (count(&gl, "batch"), count(&gl, "shell")),
-            (1, 1),
-            "{then:?}: {r:?}"
-        );
+        assert_eq!(runners_per_type(&gl), (1, 1), "{then:?}: {r:?}");
         assert!(
             r.stderr.contains("before the answer was lost") && r.stderr.contains("took it over"),
             "{then:?}: {r:?}"
@@ -113,7 +509,10 @@ fn without_an_access_token_a_lost_create_is_repeated_once_and_named() {
         )),
         "{r:?}"
     );
-    assert_eq!(count(&gl, "batch") + count(&gl, "shell"), 3);
+    assert_eq!(
+        runners_of_type(&gl, "batch") + runners_of_type(&gl, "shell"),
+        3
+    );
     assert!(config_tokens_valid(&p, &gl));
 }
 
@@ -366,15 +765,7 @@ fn transient_failures_are_retried() {
 fn a_create_answered_502_by_a_proxy_is_repeated() {
     let gl = FakeGitlab::start(World::default());
     let p = Prefix::standard(REGISTRATION_TOKEN);
-    gl.world().fault(
-        Some("POST"),
-        "/runners",
-        FaultKind::Status {
-            status: 502,
-            retry_after: None,
-        },
-        1,
-    );
+    fail_next_create(&gl, 502, None);
     let r = run(&p, &gl, &[]);
     assert_code(&r, 0);
     assert_eq!(

@@ -2,7 +2,8 @@
 //! `import`: adopting a host whose runners were registered by hand. The
 //! template and state it writes render the old `config.toml` back byte for
 //! byte, and the run after it only verifies (and heals or creates the
-//! runner whose token was dead).
+//! runner whose token was dead). An odd `config.toml` is a clear error,
+//! and no secret of it is ever shown.
 
 use crate::support::*;
 use gitlab_runner_auth::secret::Secret;
@@ -103,6 +104,86 @@ fn rendered_as(p: &Prefix, host: &str) -> String {
 /// one included, as block 0).
 fn blocks(text: &str) -> Vec<String> {
     text.split("[[runners]]").map(String::from).collect()
+}
+
+/// Secrets of config.toml that are no runner token of this host.
+const S3: &str = "S3secretKEYvalue9876543210x";
+const URLPW: &str = "URLpassword9876543210x";
+const OTHER: &str = "othertokenNOprefix9876543210x";
+
+/// A shell runner of this host in GitLab: its id and token.
+fn one_runner(gl: &FakeGitlab) -> (u64, String) {
+    let mut w = gl.world();
+    let id = w.add_runner("node12-shell", &["node12", "node", "shell"], true);
+    let t = w.token_of(id);
+    (id, t)
+}
+
+/// `import --dry-run` never prints config.toml's other secrets: an S3
+/// secret key, a password in a url, a token of a runner of another GitLab
+/// given in a multi-line string.
+#[test]
+fn dry_run_shows_no_secret_of_config_toml() {
+    let gl = FakeGitlab::start(World::default());
+    let (id, t) = one_runner(&gl);
+    let p = Prefix::new();
+    let config = format!(
+        r#"concurrent = 1
+[[runners]]
+  name = "node12-shell"
+  url = "{url}"
+  id = {id}
+  token = "{t}"
+  executor = "shell"
+  [runners.cache]
+    Type = "s3"
+    [runners.cache.s3]
+      AccessKey = "AKIAEXAMPLE"
+      SecretKey = "{S3}"
+[[runners]]
+  name = "other"
+  url = "https://ci:{URLPW}@other.example.com"
+  token = """
+{OTHER}"""
+  executor = "shell"
+"#,
+        url = gl.url()
+    );
+    p.write("config.toml", &config);
+    let r = run(&p, &gl, &["-vv", "import", "--dry-run"]);
+    eprintln!("{r:?}");
+    assert_no_secrets(&r, &gl);
+    for s in [OTHER, URLPW, S3] {
+        assert!(!r.output().contains(&s[..12]), "{s} shown:\n{r:?}");
+    }
+}
+
+/// An odd config.toml (empty, not UTF-8, unterminated, huge, ids out of
+/// range, a duplicate key …) never panics (exit 70) and never echoes a
+/// token.
+#[test]
+fn an_odd_config_toml_never_panics_or_echoes_a_token() {
+    let gl = FakeGitlab::start(World::default());
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", b"".to_vec()),
+        ("garbage", vec![0xff, 0xfe, 0, 1, 2, b'\n']),
+        ("unterminated", b"[[runners]]\ntoken = \"glrt-unterminatedSECRET0123".to_vec()),
+        ("noprefix", b"[[runners]]\nurl = \"x\"\ntoken = 'unterminatedSECRET0123\n".to_vec()),
+        ("huge", vec![b'#'; 2 << 20]),
+        ("runners-not-table", b"runners = [1, \"a\"]\n".to_vec()),
+        ("id-huge", b"[[runners]]\nurl=\"http://127.0.0.1\"\ntoken=\"tokSECRETvalue012345\"\nid = 18446744073709551615\n".to_vec()),
+        ("id-neg", b"[[runners]]\nurl=\"http://127.0.0.1\"\ntoken=\"tokSECRETvalue012345\"\nid = -1\n".to_vec()),
+        ("dup-key", b"[[runners]]\ntoken=\"tokSECRETvalue012345\"\ntoken=\"tokSECRETvalue012345\"\n".to_vec()),
+    ];
+    for (name, bytes) in cases {
+        let p = Prefix::new();
+        std::fs::write(p.path("config.toml"), &bytes).unwrap();
+        chmod(&p.path("config.toml"), 0o600);
+        let r = run(&p, &gl, &["-vv", "import", "--dry-run"]);
+        eprintln!("== {name}: {r:?}");
+        assert_ne!(r.code, 70, "{name}: {r:?}");
+        assert!(!r.output().contains("SECRET"), "{name}: {r:?}");
+    }
 }
 
 #[test]

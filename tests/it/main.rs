@@ -9,26 +9,23 @@
 //! | ----------- | --------------- |
 //! | `first_run` | a first run: creating runners, the template, the files written; the no-change run after it |
 //! | `tokens`    | verify, rotation, healing, adoption, expiry; older GitLab versions |
-//! | `faults`    | retries, junk and lost answers, a full disk, the lock, SIGTERM |
-//! | `crash`     | the SIGKILL matrix at every request boundary |
+//! | `faults`    | retries, junk and lost answers (creates and resets slower than `--timeout`, the pending-create record, ghosts), a full disk, a state that cannot be renamed over, leftovers, the lock, SIGTERM |
+//! | `crash`     | the SIGKILL matrix at every request boundary, with and without `--stateless` |
 //! | `logging`   | the log format: journald priorities, the terminal's short component |
 //! | `load`      | the cluster reboot (`make loadtest` runs the ignored sizes) |
-//! | `stateless` | `--stateless`: runners found in GitLab, no state file |
-//! | `import`    | `import`: adopting a hand-registered config.toml, the template and state it writes, the run after it |
+//! | `stateless` | `--stateless`: runners found in GitLab, no state file; a token issued before SIGTERM kept |
+//! | `import`    | `import`: adopting a hand-registered config.toml, the template and state it writes, the run after it; odd config.toml files, no secret of it shown |
 //! | `golden`    | golden files of `plan`, `plan --json`, the demo's `config.toml` and `doctor` (`GOLDEN=1` rewrites them) |
 //! | `plan`      | what `plan` (`--dry-run`), `status` and `unregister` print and do |
-//! | `trust`     | local trust (prefix, template, state, lock), token files, secrets never shown |
+//! | `trust`     | local trust (prefix and symlink chains to it, template, state, lock), token files, secrets never shown |
 //! | `hostile`   | a compromised GitLab: injected tokens, ids out of range, escape sequences, endless listings, the run's deadline |
-//! | `ownership` | a host touches only its own runners: prune, drift, copied prefixes, groups |
+//! | `ownership` | a host touches only its own runners: prune, drift, copied prefixes (`unregister` too), a runner that lost its hostname tag, groups |
 //! | `autotags`  | `--auto-tags`: tags from the host (fixture trees in `tests/fixtures/hosts/`), kept current by drift repair, hand-added tags kept |
 //! | `cli`       | usage errors, `--help`, environment variables, options |
 //! | `setup`     | `setup`: the air-gapped install from the binary alone (a scratch `--sysroot`), the binary's own path checked, `--dry-run`, `--uninstall`, the package's drop-in, a host with hand-registered runners |
-//! | `metrics`   | `--metrics-file`: what `run` and `status` write, checked by a real parser; scraped from Debian's node_exporter; paths that could redirect the write |
-//! | `doctor`    | `doctor` (a line and a fix for each problem, read-only) and the first hour's messages (`glrt-` in admin-token, a wrong `--api-url`, a template typo) |
+//! | `metrics`   | `--metrics-file`: what `run` and `status` write, checked by a real parser; scraped from Debian's node_exporter; paths that could redirect the write (symlinks, FIFOs, another user's file, directories others can write) |
+//! | `doctor`    | `doctor` (a line and a fix for each problem, read-only, no token shown or sent from an odd settings file or an untrusted prefix) and the first hour's messages (`glrt-` in admin-token, a wrong `--api-url`, a template typo) |
 //! | `jobs`      | what CI jobs can reach: `doctor` fails and `run` warns when the job user can read the token files or change the template |
-//! | `review`    | regressions from the security review (one test a finding) |
-//! | `review2`   | regressions from the review of the token-issuing paths |
-//! | `review3`   | regressions from the review of import, doctor, metrics and auto tags |
 //! | `spec`      | the fake's checker against GitLab's OpenAPI spec (`tests/fixtures/`) |
 //! | `profiles`  | every scenario against every GitLab version profile (13.12 … 19.x, GitLab.com; `tests/support/profiles.rs`), every token form; the README's version table |
 //!
@@ -54,9 +51,6 @@ mod metrics;
 mod ownership;
 mod plan;
 mod profiles;
-mod review;
-mod review2;
-mod review3;
 mod setup;
 mod spec;
 mod stateless;

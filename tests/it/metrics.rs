@@ -6,11 +6,12 @@
 //! when it is on `PATH`. And where the file goes: the status service's
 //! default path in Debian's own layout, scraped from the real
 //! `prometheus-node-exporter` (`make deps` installs it), and the paths that
-//! could redirect the write (a symlink on the way, a directory others can
-//! write, an attacker swapping a directory they own).
+//! could redirect the write (a symlink on the way or at the path, a FIFO,
+//! another user's file, a directory others can write, an attacker swapping
+//! a directory they own).
 
 use crate::support::*;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -689,6 +690,74 @@ fn status_into(p: &Prefix, gl: &FakeGitlab, file: &Path) -> Run {
     let r = run(p, gl, &["status", "--metrics-file", &path_str(file)]);
     assert_code(&r, 0);
     r
+}
+
+/// `--metrics-file` on a run: a symlink at the path is replaced, its
+/// target kept; a FIFO does not hang; a file of another user is not
+/// replaced (warned about).
+#[test]
+fn a_symlink_or_fifo_at_the_metrics_path_is_replaced_and_another_users_file_kept() {
+    root_only!();
+    let gl = FakeGitlab::start(World::default());
+    let p = pat_prefix(ADMIN_PAT);
+    let dir = p.path("m");
+    std::fs::create_dir(&dir).unwrap();
+    let file = dir.join("gra.prom");
+    let f = path_str(&file);
+    // symlink to a file elsewhere
+    let victim = p.path("victim");
+    p.write("victim", "keep\n");
+    std::os::unix::fs::symlink(&victim, &file).unwrap();
+    let r = run(&p, &gl, &["--metrics-file", &f]);
+    assert_code(&r, 0);
+    assert_eq!(p.read("victim"), "keep\n");
+    assert!(std::fs::symlink_metadata(&file).unwrap().is_file());
+    // FIFO
+    std::fs::remove_file(&file).unwrap();
+    mkfifo(&file);
+    let r = run(&p, &gl, &["--metrics-file", &f]);
+    assert_code(&r, 0);
+    assert!(
+        !std::fs::symlink_metadata(&file)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    // owned by another user: not replaced (warned)
+    std::fs::remove_file(&file).unwrap();
+    std::fs::write(&file, "theirs\n").unwrap();
+    std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
+    let r = run(&p, &gl, &["--metrics-file", &f]);
+    eprintln!("{r:?}");
+    assert_code(&r, 0);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "theirs\n");
+    assert_eq!(std::fs::metadata(&file).unwrap().uid(), 65534);
+}
+
+/// `--metrics-file` on a run, in a directory others can write (no sticky
+/// bit): not written (others could swap the file), warned about; the run
+/// stands.
+#[test]
+fn a_run_never_writes_metrics_in_a_directory_others_can_write() {
+    root_only!();
+    let gl = FakeGitlab::start(World::default());
+    let p = pat_prefix(ADMIN_PAT);
+    let dir = p.path("m");
+    std::fs::create_dir(&dir).unwrap();
+    chmod(&p.dir, 0o755);
+    chmod(&dir, 0o777);
+    let file = dir.join("gra.prom");
+    let r = run(&p, &gl, &["--metrics-file", &path_str(&file)]);
+    eprintln!("{r:?}");
+    assert_code(&r, 0);
+    assert!(!file.exists(), "not written where others could swap it");
+    assert!(
+        r.stderr.contains(&format!(
+            "refusing {}: it is writable by group or others",
+            path_str(&dir)
+        )),
+        "{r:?}"
+    );
 }
 
 /// A symlink on the way to the file is refused, naming it and the real

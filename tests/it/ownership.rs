@@ -3,8 +3,10 @@
 //! `<host>-<type>` with both tags, or the original script's exact tag set).
 //! Each test is an attack that once worked: a host named like another's
 //! cluster, a host whose name prefixes another's, a prefix copied from
-//! another node, a state naming another team's runner; and a template that
-//! renders to invalid TOML, found only after GitLab had issued a token.
+//! another node (its runner details unreadable, or the copy unregistered),
+//! a runner that lost its hostname tag, a state naming another team's
+//! runner; and a template that renders to invalid TOML, found only after
+//! GitLab had issued a token.
 //!
 //! Also what a host does to its own runners: drifted tags and description
 //! restored (tags added by hand kept), `--prune` (bounded by `--max-delete`, every page of the list),
@@ -20,6 +22,124 @@ fn runners_of(gl: &FakeGitlab, host: &str) -> Vec<(u64, String, String, Vec<Stri
         .filter(|r| r.description.starts_with(&format!("{host}-")))
         .map(|r| (r.id, r.token.clone(), r.description.clone(), r.tags.clone()))
         .collect()
+}
+
+/// login42's prefix (access token included) after its first run.
+fn login42(gl: &FakeGitlab) -> Prefix {
+    let p42 = pat_prefix(ADMIN_PAT);
+    assert_code(&run_host(&p42, &gl.url(), "login42", &[]), 0);
+    p42
+}
+
+/// Every file of a prefix, as a node image copies them.
+const PREFIX_FILES: [&str; 5] = [
+    "admin-token",
+    "access-token",
+    "config.template",
+    "runner-data.json",
+    "config.toml",
+];
+
+/// A new prefix holding a copy of `files` of `from` (`cp -a` of a node
+/// image).
+fn copied(from: &Prefix, files: &[&str]) -> Prefix {
+    let p = Prefix::new();
+    for f in files {
+        p.write(f, &from.read(f));
+    }
+    p
+}
+
+/// A prefix copied from login42 whose runner details cannot be read (403)
+/// never resets login42's tokens, even when they are due for rotation.
+#[test]
+fn a_copied_prefix_whose_runner_details_cannot_be_read_never_resets_the_other_hosts_tokens() {
+    let mut world = World::default();
+    world.token_interval = Some(30 * 86_400);
+    let gl = FakeGitlab::start(world);
+    let p42 = login42(&gl);
+    let theirs: Vec<(u64, String)> = gl
+        .world()
+        .runners
+        .values()
+        .map(|r| (r.id, r.token.clone()))
+        .collect();
+    let p43 = copied(&p42, &PREFIX_FILES);
+    gl.world().fault(
+        Some("GET"),
+        "/runners/1",
+        FaultKind::Status {
+            status: 403,
+            retry_after: None,
+        },
+        100,
+    );
+    gl.world().requests.clear();
+    let r = run_host(&p43, &gl.url(), "login43", &["--rotate-before", "60d"]);
+    let lines = gl.world().lines();
+    for (id, token) in &theirs {
+        assert_eq!(
+            &gl.world().runners[id].token,
+            token,
+            "login43 reset login42's runner {id}: {lines:?}\n{r:?}"
+        );
+    }
+}
+
+/// A description naming another host outweighs the exact-tag-set rule:
+/// login42's shell runner whose `login42` tag was removed in the UI (tags
+/// `login, shell`) is never taken over by host `login` in stateless mode
+/// (reset by id, login42's token dead, and used as login's own).
+#[test]
+fn login_never_takes_over_login42s_runner_that_lost_its_hostname_tag() {
+    let gl = FakeGitlab::start(World::default());
+    let p42 = login42(&gl);
+    let id = p42.state_id("shell");
+    gl.world().runners.get_mut(&id).unwrap().tags = vec!["login".into(), "shell".into()];
+    let before = gl.world().runners[&id].clone();
+    let p = pat_prefix(ADMIN_PAT);
+    gl.world().requests.clear();
+    let r = run_host(&p, &gl.url(), "login", &["--stateless"]);
+    let lines = gl.world().lines();
+    assert_eq!(
+        gl.world().runners.get(&id),
+        Some(&before),
+        "login touched login42-shell ({id}): {lines:?}\n{r:?}"
+    );
+}
+
+/// `unregister` on a prefix copied from login42 never deletes login42's
+/// runners (deleting by token, with no ownership check, once did when there
+/// was no access token or the entry had no id); without an access token
+/// the run says it cannot check.
+#[test]
+fn unregister_on_a_copied_prefix_never_deletes_the_other_hosts_runners() {
+    let gl = FakeGitlab::start(World::default());
+    let p42 = login42(&gl);
+    let p43 = copied(
+        &p42,
+        &[
+            "admin-token",
+            "access-token",
+            "config.template",
+            "runner-data.json",
+        ],
+    );
+    let r = run_host(&p43, &gl.url(), "login43", &["unregister"]);
+    assert_code(&r, 0);
+    assert_eq!(
+        gl.world().runners.len(),
+        2,
+        "login43 deleted login42's runners: {r:?}"
+    );
+    assert!(r.stderr.contains("is another host's: not deleted"), "{r:?}");
+    // without an access token nothing can be checked: the run says so
+    std::fs::remove_file(p43.path("access-token")).unwrap();
+    let r = run_host(&p43, &gl.url(), "login43", &["unregister"]);
+    assert!(
+        r.stderr.contains("cannot check that they are this host's"),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -94,20 +214,10 @@ fn prune_on_login_never_deletes_login_gpus_runners() {
 #[test]
 fn a_prefix_copied_from_another_node_makes_its_own_runners_without_flapping() {
     let gl = FakeGitlab::start(World::default());
-    let p42 = pat_prefix(ADMIN_PAT);
-    assert_code(&run_host(&p42, &gl.url(), "login42", &[]), 0);
+    let p42 = login42(&gl);
     let theirs = runners_of(&gl, "login42");
     // cp -a login42's prefix to login43 (a node image)
-    let p43 = Prefix::new();
-    for f in [
-        "admin-token",
-        "access-token",
-        "config.template",
-        "runner-data.json",
-        "config.toml",
-    ] {
-        p43.write(f, &p42.read(f));
-    }
+    let p43 = copied(&p42, &PREFIX_FILES);
     gl.world().requests.clear();
     let r = run_host(&p43, &gl.url(), "login43", &[]);
     assert_code(&r, 0);

@@ -1,8 +1,64 @@
 // SPDX-License-Identifier: MIT
 //! `--stateless`: no runner-data.json; this host's runners are found in
-//! GitLab by description and tag.
+//! GitLab by description and tag; a token issued before SIGTERM is kept
+//! beside config.toml.
 
 use crate::support::*;
+
+/// SIGTERM during a create in stateless mode: a run stopped by SIGTERM
+/// must finish persisting a token already issued, although stateless mode
+/// has no state file and `config.toml` is not written yet (for a rotation
+/// the live `config.toml` would keep a dead token). The token is kept in a
+/// recovery file beside config.toml, and the next start uses it.
+#[test]
+fn stateless_sigterm_after_a_create_keeps_the_issued_token() {
+    let p_args = ["--stateless"];
+    let first_create = {
+        let gl = FakeGitlab::start(World::default());
+        let p = pat_prefix(REGISTRATION_TOKEN);
+        assert_code(&run(&p, &gl, &p_args), 0);
+        gl.world()
+            .lines()
+            .iter()
+            .position(|l| l == "POST /runners")
+            .unwrap()
+    };
+    let gl = FakeGitlab::start(World::default());
+    let p = pat_prefix(REGISTRATION_TOKEN);
+    let r = run_hooked(
+        &p,
+        &gl,
+        &p_args,
+        &[(first_create, Phase::Arrival, Some("TERM"), Then::Continue)],
+    );
+    assert_code(&r, 143);
+    let issued = gl.world().runners.values().next().unwrap().token.clone();
+    // kept in stateless mode's recovery file beside config.toml
+    let kept = p
+        .files()
+        .iter()
+        .any(|f| f.starts_with(".config.toml.issued-") && p.read(f).contains(&issued));
+    assert!(
+        kept,
+        "the issued token is in no file:\n{r:?} {:?}",
+        p.files()
+    );
+    // and the next start uses it: no reset, one more create for the other type
+    gl.world().requests.clear();
+    assert_code(&run(&p, &gl, &p_args), 0);
+    assert!(p.read("config.toml").contains(&issued));
+    assert_eq!(gl.world().runners.len(), 2);
+    assert!(
+        gl.world().lines().iter().all(|l| !l.contains("reset")),
+        "{:?}",
+        gl.world().lines()
+    );
+    assert!(
+        !p.files()
+            .iter()
+            .any(|f| f.starts_with(".config.toml.issued-"))
+    );
+}
 
 #[test]
 fn stateless_first_run_creates_then_only_reads() {

@@ -1,24 +1,23 @@
 // SPDX-License-Identifier: MIT
 //! Local trust: another local user (uid 65534, through `setpriv`) tries to
-//! turn root's run against its users through the prefix, the template, the
-//! state, the lock or the directory of `config.toml`; and files swapped for
-//! FIFOs, symlinks or huge files. Every refusal is exit 77 (65 for a huge
+//! turn root's run against its users through the prefix (a symlink chain
+//! through a directory they can write, retargeted mid-run), the template,
+//! the state, the lock or the directory of `config.toml`; and files swapped
+//! for FIFOs, symlinks or huge files. Every refusal is exit 77 (65 for a huge
 //! file) before any request, names the path and the fix, and leaves every
 //! file as it was.
 //!
 //! Also the token files (modes, owner, `$CREDENTIALS_DIRECTORY`, missing or
 //! empty ones), a run as the gitlab-runner user, and secrets never shown
 //! (trace logs, GitLab errors that echo a token, junk answers, a broken
-//! `config.toml`).
+//! `config.toml`, a template error quoting a literal secret); a state
+//! every user can read is fixed or warned about.
 
 use crate::support::*;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, symlink};
+use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn mkfifo(p: &Path) {
-    assert!(Command::new("mkfifo").arg(p).status().unwrap().success());
-}
+use std::time::Duration;
 
 /// Refused with 77 before any request, naming `path` and `fix`.
 fn assert_refused(r: &Run, gl: &FakeGitlab, path: &Path, fix: &str) {
@@ -34,6 +33,152 @@ fn assert_refused(r: &Run, gl: &FakeGitlab, path: &Path, fix: &str) {
     );
     assert!(gl.world().requests.is_empty(), "{:?}", gl.world().lines());
     assert_no_secrets(r, gl);
+}
+
+/// In scratch directory `t` (made 0755): `a -> m/n -> x`, with `m`
+/// world-writable (no sticky bit) and the real prefix `x/p` (root, 0700).
+/// Returns the prefix as the admin passes it (`a/p`) and the real one.
+/// Whoever can write `m` can retarget `n`, and so the whole prefix.
+fn chained_prefix(t: &Prefix, admin: &str) -> (PathBuf, PathBuf) {
+    let base = &t.dir;
+    chmod(base, 0o755);
+    for d in ["x", "m"] {
+        std::fs::create_dir(base.join(d)).unwrap();
+    }
+    chmod(&base.join("x"), 0o755);
+    chmod(&base.join("m"), 0o777);
+    let real = base.join("x/p");
+    std::fs::create_dir(&real).unwrap();
+    chmod(&real, 0o700);
+    symlink(base.join("x"), base.join("m/n")).unwrap();
+    symlink(base.join("m/n"), base.join("a")).unwrap();
+    for (f, text, mode) in [
+        ("admin-token", admin, 0o600),
+        ("access-token", admin, 0o600),
+        ("config.template", TEMPLATE, 0o644),
+    ] {
+        std::fs::write(real.join(f), text).unwrap();
+        chmod(&real.join(f), mode);
+    }
+    (base.join("a/p"), real)
+}
+
+/// The tool in `prefix`, a path rather than a [`Prefix`] (`PATH` empty).
+fn run_prefix(prefix: &Path, gl: &FakeGitlab, host: &str, args: &[&str]) -> Run {
+    let mut c = Command::new(bin());
+    c.env_clear()
+        .env("PATH", "/nonexistent")
+        .args(["--api-url", &gl.url(), "--prefix"])
+        .arg(prefix)
+        .args(["--hostname", host, "--timeout", "5s", "--wait", "5s"])
+        .args(args);
+    run_cmd(c)
+}
+
+/// A prefix whose path resolves through a symlink that sits in a
+/// world-writable directory must not pass StrictModes: the directories
+/// holding the intermediate symlinks of a chain are checked, not only the
+/// ancestors of the path as given and of its canonical form.
+#[test]
+fn a_prefix_reached_through_a_symlink_in_a_world_writable_directory_is_refused() {
+    root_only!();
+    let gl = FakeGitlab::start(World::default());
+    let t = Prefix::new();
+    let (prefix, _real) = chained_prefix(&t, ADMIN_PAT);
+    let r = run_prefix(&prefix, &gl, "node12", &[]);
+    assert_code(&r, 77);
+    assert!(gl.world().requests.is_empty(), "{:?}", gl.world().lines());
+}
+
+/// The same layout, retargeted by another user while the run waits on
+/// GitLab: the attacker must never get a file, owned by them, holding
+/// runner tokens (the state's trust error swallowed on save, and the new
+/// file fchowned to the owner of whatever sits at the path, once did
+/// that).
+#[test]
+fn a_prefix_redirected_mid_run_never_hands_tokens_to_another_user() {
+    root_only!();
+    let gl = FakeGitlab::start(World::default());
+    gl.world().fault(
+        Some("POST"),
+        "/user/runners",
+        FaultKind::Delay(Duration::from_millis(1500)),
+        2,
+    );
+    let t = Prefix::new();
+    let (prefix, _real) = chained_prefix(&t, ADMIN_PAT);
+    let base = t.dir.clone();
+    let evil = base.join("m/evil");
+    let attacker = std::thread::spawn({
+        let base = base.clone();
+        move || {
+            as_nobody(&format!(
+                "mkdir -p {b}/m/evil/p && cd {b}/m/evil/p && touch runner-data.json config.toml && chmod 600 *",
+                b = base.display()
+            ));
+            std::thread::sleep(Duration::from_millis(700));
+            as_nobody(&format!(
+                "ln -s {b}/m/evil {b}/m/n.new && mv -T {b}/m/n.new {b}/m/n",
+                b = base.display()
+            ));
+        }
+    });
+    let r = run_prefix(&prefix, &gl, "node12", &[]);
+    attacker.join().unwrap();
+    let issued = gl.world().issued.clone();
+    for f in ["runner-data.json", "config.toml"] {
+        let p = evil.join("p").join(f);
+        let m = std::fs::metadata(&p).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let leaked: Vec<&String> = issued.iter().filter(|t| text.contains(*t)).collect();
+        assert!(
+            m.uid() != 65534 || leaked.is_empty(),
+            "{} is owned by uid 65534 and holds runner tokens {leaked:?}\n{r:?}",
+            p.display()
+        );
+    }
+}
+
+/// A template error quotes the field text, which may be a literal secret
+/// (JSON in a template with undoubled braces): the secret is never shown.
+#[test]
+fn a_template_error_never_quotes_a_literal_secret() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(ADMIN_PAT);
+    let secret = "glpat-LiteralSecretInTemplate0123";
+    p.write(
+        "config.template",
+        &TEMPLATE.replace(
+            "executor = \"shell\"\n\n",
+            &format!(
+                "executor = \"shell\"\n  environment = ['CFG={{\"api_token\": \"{secret}\"}}']\n\n"
+            ),
+        ),
+    );
+    let r = run(&p, &gl, &[]);
+    assert_ne!(r.code, 0);
+    assert!(!r.output().contains(&secret[6..]), "{r:?}");
+}
+
+/// A runner-data.json (tokens) that every local user can read, as the
+/// original script left it, is not accepted and kept so silently: fixed,
+/// or at least warned about.
+#[test]
+fn a_world_readable_state_is_fixed_or_at_least_warned_about() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(ADMIN_PAT);
+    assert_code(&run(&p, &gl, &[]), 0);
+    chmod(&p.path("runner-data.json"), 0o644);
+    chmod(&p.path("config.toml"), 0o644);
+    let r = run(&p, &gl, &[]);
+    assert_code(&r, 0);
+    let fixed = p.mode("runner-data.json") & 0o077 == 0 && p.mode("config.toml") & 0o077 == 0;
+    assert!(
+        fixed || r.stderr.contains("readable"),
+        "modes {:o} {:o}: {r:?}",
+        p.mode("runner-data.json"),
+        p.mode("config.toml")
+    );
 }
 
 #[test]
@@ -428,16 +573,7 @@ fn junk_json_values_are_not_echoed() {
     let gl = FakeGitlab::start(World::default());
     let p = Prefix::standard(REGISTRATION_TOKEN);
     let junk = "{\"id\": \"glrt-NotAnIdButATokenValue1234\", \"token\": 5}";
-    gl.world().fault(
-        Some("POST"),
-        "/runners",
-        FaultKind::Raw {
-            status: 201,
-            content_type: "application/json".into(),
-            body: junk.into(),
-        },
-        1,
-    );
+    answer_next_create(&gl, junk);
     let r = run(&p, &gl, &[]);
     assert_code(&r, 65);
     assert!(

@@ -186,17 +186,26 @@ pub fn run_at(prefix: &Prefix, url: &str, args: &[&str]) -> Run {
     run_host(prefix, url, HOST, args)
 }
 
-/// Run the tool against `url` in `prefix` as host `host`, plus `args`.
+/// Run the tool against `url` in `prefix` as host `host`, plus `args`
+/// (`--timeout 5s` and `--wait 5s` unless `args` set them).
 pub fn run_host(prefix: &Prefix, url: &str, host: &str, args: &[&str]) -> Run {
     let mut c = command(prefix);
     c.args(["--api-url", url, "--prefix"])
         .arg(&prefix.dir)
-        .args(["--hostname", host, "--timeout", "5s"]);
-    if !args.contains(&"--wait") {
-        c.args(["--wait", "5s"]);
-    }
+        .args(["--hostname", host]);
+    default_limits(&mut c, args);
     c.args(args);
     run_cmd(c)
+}
+
+/// `--timeout 5s` and `--wait 5s`, each unless `args` give their own (an
+/// option cannot be given twice).
+fn default_limits(c: &mut Command, args: &[&str]) {
+    for option in ["--timeout", "--wait"] {
+        if !args.contains(&option) {
+            c.args([option, "5s"]);
+        }
+    }
 }
 
 /// Like [`run`], with `hooks` set before the spawn: `(request number from
@@ -223,10 +232,8 @@ pub fn run_hooked(
     let mut c = command(prefix);
     c.args(["--api-url", &gl.url(), "--prefix"])
         .arg(&prefix.dir)
-        .args(["--hostname", HOST, "--timeout", "5s"]);
-    if !args.contains(&"--wait") {
-        c.args(["--wait", "5s"]);
-    }
+        .args(["--hostname", HOST]);
+    default_limits(&mut c, args);
     c.args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -312,6 +319,11 @@ pub fn chmod(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
+/// A FIFO at `p`.
+pub fn mkfifo(p: &Path) {
+    assert!(Command::new("mkfifo").arg(p).status().unwrap().success());
+}
+
 /// A prefix with `admin-token` holding `admin`, an access token and the
 /// standard template.
 pub fn pat_prefix(admin: &str) -> Prefix {
@@ -338,6 +350,36 @@ pub fn writes(gl: &FakeGitlab) -> Vec<String> {
         .filter(|q| q.method != "GET" && q.path != "/runners/verify")
         .map(|q| q.line())
         .collect()
+}
+
+/// The next create (`POST /runners`) is answered 201 with `body` as JSON,
+/// whatever it holds.
+pub fn answer_next_create(gl: &FakeGitlab, body: &str) {
+    gl.world().fault(
+        Some("POST"),
+        "/runners",
+        FaultKind::Raw {
+            status: 201,
+            content_type: "application/json".into(),
+            body: body.into(),
+        },
+        1,
+    );
+}
+
+/// How many runners GitLab holds described `node12-<ty>`.
+pub fn runners_of_type(gl: &FakeGitlab, ty: &str) -> usize {
+    let want = format!("{HOST}-{ty}");
+    gl.world()
+        .runners
+        .values()
+        .filter(|r| r.description == want)
+        .count()
+}
+
+/// How many runners GitLab holds of each type: (batch, shell).
+pub fn runners_per_type(gl: &FakeGitlab) -> (usize, usize) {
+    (runners_of_type(gl, "batch"), runners_of_type(gl, "shell"))
 }
 
 /// Every token in config.toml is a runner's current token in GitLab.
