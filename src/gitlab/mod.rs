@@ -291,7 +291,7 @@ impl Client {
         // the projects of a project runner are not needed (GitLabs that do
         // not know the parameter ignore it)
         let query = format!("{path}?include_projects=false");
-        let reply = self.call_bounded("GET", &query, Some(pat), None, DETAILS_BYTES)?;
+        let reply = self.get_bounded(&query, pat, DETAILS_BYTES)?;
         match reply.status {
             200 => {
                 let d: RunnerDetails = decode(&what, &reply)?;
@@ -396,7 +396,7 @@ impl Client {
                 percent_encode(&page)
             );
             let what = format!("GET {path}");
-            let reply = self.call_bounded("GET", &path, Some(pat), None, LIST_PAGE_BYTES)?;
+            let reply = self.get_bounded(&path, pat, LIST_PAGE_BYTES)?;
             if reply.status != 200 {
                 return Err(unexpected(&what, &reply));
             }
@@ -456,16 +456,10 @@ impl Client {
         self.call_with(method, path, pat, body, repeat, ANSWER_BYTES)
     }
 
-    /// A read with retries, its answer read up to `limit` bytes.
-    fn call_bounded(
-        &self,
-        method: &str,
-        path: &str,
-        pat: Option<&Secret>,
-        body: Option<&Value>,
-        limit: u64,
-    ) -> Result<Reply> {
-        self.call_with(method, path, pat, body, Repeat::Safe, limit)
+    /// `GET path` with the access token and retries, its answer read up to
+    /// `limit` bytes.
+    fn get_bounded(&self, path: &str, pat: &Secret, limit: u64) -> Result<Reply> {
+        self.call_with("GET", path, Some(pat), None, Repeat::Safe, limit)
     }
 
     /// One request with retries (see [`retry::classify`]). Failures that
