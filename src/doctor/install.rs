@@ -7,6 +7,7 @@
 //! command line and the environment set nothing.
 
 use super::Report;
+pub use super::creds::UnitCredential;
 use crate::cli;
 use crate::error::Kind;
 use crate::settings::Settings;
@@ -44,12 +45,17 @@ pub struct Service {
     /// The user gitlab-runner runs CI jobs as, and where that was read
     /// (`User=` of the unit, else `--user` of its `run`), when systemd said.
     pub job_user: Option<(String, &'static str)>,
+    /// The credentials the unit passes in `$CREDENTIALS_DIRECTORY`
+    /// (`LoadCredential=`, `LoadCredentialEncrypted=`), when systemd said.
+    pub credentials: Vec<UnitCredential>,
 }
 
 /// What `systemctl show` says of the unit.
 #[derive(Debug, Default)]
 struct Unit {
     props: BTreeMap<String, String>,
+    /// `LoadCredential=` and `LoadCredentialEncrypted=`, a line each.
+    credentials: Vec<UnitCredential>,
 }
 
 /// One command of an `Exec*=` property.
@@ -72,12 +78,16 @@ impl Unit {
 
 /// Parse `systemctl show` output (`KEY=VALUE` lines).
 fn parse_show(text: &str) -> Unit {
-    let props = text
-        .lines()
-        .filter_map(|l| l.split_once('='))
+    let lines: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('=')).collect();
+    let credentials = lines
+        .iter()
+        .filter_map(|(k, v)| UnitCredential::parse(k, v))
+        .collect();
+    let props = lines
+        .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    Unit { props }
+    Unit { props, credentials }
 }
 
 /// `{ path=/usr/bin/x ; argv[]=/usr/bin/x a b ; ignore_errors=no ; … } { … }`.
@@ -161,20 +171,34 @@ fn config_arg(argv: &[String]) -> Option<PathBuf> {
     None
 }
 
-/// Run `systemctl show` for the unit, bounded to 10 s.
-fn systemctl_show() -> std::result::Result<Unit, String> {
-    let mut child = Command::new("systemctl")
-        .args([
-            "show",
-            "-p",
-            "LoadState,DropInPaths,ExecStartPre,ExecStart,NeedDaemonReload,User",
-            UNIT,
-        ])
+/// Why [`run_bounded`] has no output.
+#[derive(Debug)]
+pub(super) enum RunError {
+    /// The program could not be started (not installed).
+    NotRun(String),
+    /// It ran, and failed or did not answer in time.
+    Failed(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::NotRun(e) | RunError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Run `program` with `args`, its stdout captured, bounded to 10 s: the
+/// stdout when it exits 0, else what went wrong (with its stderr).
+pub(super) fn run_bounded(program: &str, args: &[&str]) -> std::result::Result<Vec<u8>, RunError> {
+    let shown = format!("{program} {}", args.first().copied().unwrap_or(""));
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run systemctl: {e}"))?;
+        .map_err(|e| RunError::NotRun(format!("cannot run {program}: {e}")))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match child.try_wait() {
@@ -183,22 +207,39 @@ fn systemctl_show() -> std::result::Result<Unit, String> {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err("systemctl show did not answer within 10s".into());
+                return Err(RunError::Failed(format!(
+                    "{shown} did not answer within 10s"
+                )));
             }
-            Err(e) => return Err(format!("systemctl show: {e}")),
+            Err(e) => return Err(RunError::Failed(format!("{shown}: {e}"))),
         }
     }
     let out = child
         .wait_with_output()
-        .map_err(|e| format!("systemctl show: {e}"))?;
+        .map_err(|e| RunError::Failed(format!("{shown}: {e}")))?;
     if !out.status.success() {
-        return Err(format!(
-            "systemctl show failed ({}): {}",
+        return Err(RunError::Failed(format!(
+            "{shown} failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        )));
     }
-    Ok(parse_show(&String::from_utf8_lossy(&out.stdout)))
+    Ok(out.stdout)
+}
+
+/// Run `systemctl show` for the unit, bounded to 10 s.
+fn systemctl_show() -> std::result::Result<Unit, String> {
+    let out = run_bounded(
+        "systemctl",
+        &[
+            "show",
+            "-p",
+            "LoadState,DropInPaths,ExecStartPre,ExecStart,NeedDaemonReload,User,LoadCredential,LoadCredentialEncrypted",
+            UNIT,
+        ],
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(parse_show(&String::from_utf8_lossy(&out)))
 }
 
 /// Parse an `EnvironmentFile=` (`KEY=VALUE` lines, `#`/`;` comments,
@@ -325,6 +366,7 @@ pub fn check(s: &Settings, r: &mut Report) -> Service {
         let mine = service.settings.as_ref().unwrap_or(s);
         config_path(u, mine, service.file.as_deref(), r);
         service.job_user = job_user(u);
+        service.credentials = u.credentials.clone();
     }
     service
 }
