@@ -56,6 +56,9 @@ struct Unit {
     props: BTreeMap<String, String>,
     /// `LoadCredential=` and `LoadCredentialEncrypted=`, a line each.
     credentials: Vec<UnitCredential>,
+    /// `systemctl show` printed them as `[unprintable]` (systemd 252 does):
+    /// ask the bus.
+    unprintable: bool,
 }
 
 /// One command of an `Exec*=` property.
@@ -79,15 +82,79 @@ impl Unit {
 /// Parse `systemctl show` output (`KEY=VALUE` lines).
 fn parse_show(text: &str) -> Unit {
     let lines: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('=')).collect();
+    let unprintable = lines
+        .iter()
+        .any(|(k, v)| k.starts_with("LoadCredential") && *v == "[unprintable]");
     let credentials = lines
         .iter()
+        .filter(|(_, v)| *v != "[unprintable]")
         .filter_map(|(k, v)| UnitCredential::parse(k, v))
         .collect();
     let props = lines
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    Unit { props, credentials }
+    Unit {
+        props,
+        credentials,
+        unprintable,
+    }
+}
+
+/// The D-Bus object path of a unit: `gitlab_2drunner_2eservice`.
+fn bus_path(unit: &str) -> String {
+    let mut out = String::from("/org/freedesktop/systemd1/unit/");
+    for (i, b) in unit.bytes().enumerate() {
+        if b.is_ascii_alphabetic() || (b.is_ascii_digit() && i > 0) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("_{b:02x}"));
+        }
+    }
+    out
+}
+
+/// `LoadCredential` and `LoadCredentialEncrypted` of the unit from the
+/// bus (`busctl --json=short get-property`, a line each:
+/// `{"type":"a(ss)","data":[["admin-token","/etc/…"]]}`), for a
+/// `systemctl show` that cannot print them.
+fn bus_credentials() -> std::result::Result<Vec<UnitCredential>, String> {
+    const PROPS: [&str; 2] = ["LoadCredential", "LoadCredentialEncrypted"];
+    let path = bus_path(UNIT);
+    let mut args = vec![
+        "--json=short",
+        "get-property",
+        "org.freedesktop.systemd1",
+        &path,
+        "org.freedesktop.systemd1.Service",
+    ];
+    args.extend(PROPS);
+    let out = run_bounded("busctl", &args).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.len() != PROPS.len() {
+        return Err(format!(
+            "busctl get-property printed {} lines, not 2",
+            lines.len()
+        ));
+    }
+    let mut creds = Vec::new();
+    for (key, line) in PROPS.iter().zip(lines) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| format!("busctl get-property {key}: not JSON: {e}"))?;
+        let pairs = v["data"]
+            .as_array()
+            .ok_or_else(|| format!("busctl get-property {key}: no data array"))?;
+        for pair in pairs {
+            match (pair[0].as_str(), pair[1].as_str()) {
+                (Some(id), Some(source)) => {
+                    creds.extend(UnitCredential::parse(key, &format!("{id}:{source}")));
+                }
+                _ => return Err(format!("busctl get-property {key}: not (ss) pairs")),
+            }
+        }
+    }
+    Ok(creds)
 }
 
 /// `{ path=/usr/bin/x ; argv[]=/usr/bin/x a b ; ignore_errors=no ; … } { … }`.
@@ -325,6 +392,17 @@ pub fn check(s: &Settings, r: &mut Report) -> Service {
     let systemd = root.join("run/systemd/system").is_dir();
     let unit = if systemd {
         match systemctl_show() {
+            Ok(mut u) if u.unprintable => {
+                match bus_credentials() {
+                    Ok(c) => u.credentials = c,
+                    Err(e) => r.warn(
+                        "credentials",
+                        format!("{UNIT}'s LoadCredential=/LoadCredentialEncrypted= are unknown: systemctl show cannot print them, and {e}"),
+                        format!("systemctl cat {UNIT} shows them"),
+                    ),
+                }
+                Some(u)
+            }
             Ok(u) => Some(u),
             Err(e) => {
                 r.warn(
@@ -708,6 +786,26 @@ mod tests {
         );
         assert!(u.execs("ExecStopPost").is_empty());
         assert_eq!(job_user(&u), None, "no --user, no User=");
+    }
+
+    #[test]
+    fn credentials_systemd_252_cannot_print_are_noticed() {
+        let u = parse_show(
+            "LoadState=loaded\nLoadCredential=\nLoadCredentialEncrypted=[unprintable]\n",
+        );
+        assert!(u.unprintable);
+        assert!(u.credentials.is_empty());
+        let u = parse_show("LoadCredentialEncrypted=admin-token:/etc/c/a\n");
+        assert!(!u.unprintable);
+        assert_eq!(u.credentials.len(), 1);
+        assert_eq!(
+            bus_path("gitlab-runner.service"),
+            "/org/freedesktop/systemd1/unit/gitlab_2drunner_2eservice"
+        );
+        assert_eq!(
+            bus_path("1a.service"),
+            "/org/freedesktop/systemd1/unit/_31a_2eservice"
+        );
     }
 
     #[test]

@@ -1152,6 +1152,29 @@ fn doctor_reports_tokens_the_unit_passes_encrypted() {
     );
     assert_no_secrets(&r, &gl);
 
+    // systemd 252's systemctl show prints them as [unprintable]: the bus
+    // (busctl --json=short get-property) says the same
+    let mut old = show.clone();
+    old.retain(|l| !l.starts_with("LoadCredential"));
+    old.push("LoadCredential=".into());
+    old.push("LoadCredentialEncrypted=[unprintable]".into());
+    fake_systemd(&p, &old);
+    let data: Vec<String> = ["admin-token", "access-token"]
+        .iter()
+        .map(|n| format!("[\"{n}\",\"/{store}/gitlab-runner-auth.{n}\"]"))
+        .collect();
+    p.write_mode(
+        "bin/busctl",
+        &format!(
+            "#!/bin/sh\n# busctl get-property, as systemd 252 answers\n[ \"$1 $2 $4\" = '--json=short get-property /org/freedesktop/systemd1/unit/gitlab_2drunner_2eservice' ] || exit 1\nprintf '%s\\n' '{{\"type\":\"a(ss)\",\"data\":[]}}' '{{\"type\":\"a(ss)\",\"data\":[{}]}}'\n",
+            data.join(",")
+        ),
+        0o755,
+    );
+    let r = doctor(&p, &gl, &[]);
+    assert_code(&r, 0);
+    assert_eq!(lines(&r), all, "{r:?}");
+
     // a plain copy left in the prefix: never read by the service, said
     p.write("admin-token", ADMIN_PAT);
     let r = doctor(&p, &gl, &[]);
