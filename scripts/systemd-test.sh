@@ -274,6 +274,8 @@ cursor=\$(journalctl -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: //p')
 systemctl restart gitlab-runner && echo "creds: restart ok" || echo "creds: restart failed"
 echo "creds: gitlab-runner \$(systemctl is-active gitlab-runner)"
 systemctl show -p LoadCredentialEncrypted -p DropInPaths gitlab-runner > /probe-out/creds-show.txt
+busctl --json=short get-property org.freedesktop.systemd1 /org/freedesktop/systemd1/unit/gitlab_2drunner_2eservice \\
+    org.freedesktop.systemd1.Service LoadCredential LoadCredentialEncrypted >> /probe-out/creds-show.txt 2>&1
 journalctl -u gitlab-runner --after-cursor="\$cursor" -o cat > /probe-out/creds-journal.log
 echo "creds: config tokens \$(grep -c '^  token = "glrt-' /etc/gitlab-runner/config.toml)"
 grep -o 'glrt-[A-Za-z0-9_.-]*' /etc/gitlab-runner/config.toml > /probe-out/creds-runner-tokens
