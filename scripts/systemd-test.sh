@@ -509,7 +509,7 @@ aexpect() {
 grep -q '^done$' "$aout/airgap.log" 2>/dev/null || { tail -30 "$work/console-airgap.log"; aexpect done; }
 echo "--- airgap.log"; cat "$aout/airgap.log"
 aexpect 'setup: exit 0'
-aexpect 'setup: drop-in 644 settings 644 prefix 700'
+aexpect 'setup: drop-in 644 settings 600 prefix 700'
 aexpect 'setup: ExecStartPre=/usr/local/sbin/gitlab-runner-auth'
 aexpect 'setup: NeedDaemonReload=no'
 aexpect 'restart: ok'
