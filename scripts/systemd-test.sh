@@ -400,6 +400,8 @@ for f in journal.log journal-all.log creds-doctor.log; do
     fi
 done
 ok
+echo "--- creds-doctor.log (the token lines)"
+grep -E '^  [a-z]+ +(admin|access)-token ' "$out/creds-doctor.log"
 echo "systemd-test: ok: a start from LoadCredentialEncrypted= ($(sed -n 's/^creds: systemd \([0-9]*\).*/systemd \1/p' "$out/probe.log")), no token file in the prefix, runners created, doctor names the source, no token in the journal"
 expect 'unconfigured: restart ok' probe.log
 expect 'unconfigured: gitlab-runner active' probe.log
