@@ -10,7 +10,11 @@
 #           from starting and shows at -p warning; a restart recovers; an
 #           upgrade to a rebuilt N+1 from the repository keeps the admin's
 #           settings file, reloads systemd, does not restart gitlab-runner and
-#           leaves the drop-in in place; unconfigured, the runner starts.
+#           leaves the drop-in in place; both token files encrypted with
+#           systemd-creds and passed with LoadCredentialEncrypted= in a
+#           drop-in, none left in the prefix: the restart creates the
+#           runners, doctor names where each token comes from, no token in
+#           the journal; unconfigured, the runner starts.
 #           And the metrics: gitlab-runner-auth-status.timer enabled, its
 #           service started, its default --metrics-file scraped from the
 #           guest's own prometheus-node-exporter (Debian's package, which
@@ -92,16 +96,21 @@ sed -i "0,/^version = \"$VERSION\"$/s//version = \"$NEXT\"/" "$next/Cargo.toml"
 sed -i "/^name = \"gitlab-runner-auth\"$/{n;s/^version = \"$VERSION\"$/version = \"$NEXT\"/}" "$next/Cargo.lock"
 printf '\n# New in %s.\n#GITLAB_RUNNER_AUTH_NEW_SETTING=\n' "$NEXT" >>"$next/packaging/gitlab-runner-auth.env"
 key=$(cat target/repo-key/key-id 2>/dev/null) || fail "no test key in target/repo-key (make repo)"
+# (errexit does not apply inside a subshell followed by ||: each step
+# says itself when it fails)
 (
-    cd "$next"
+    cd "$next" || exit 1
     export CARGO_TARGET_DIR=$CACHE/next-target CARGO_PROFILE_RELEASE_LTO=false \
         CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
-    make --no-print-directory --quiet packages >"$work/next-build.log" 2>&1
+    make --no-print-directory --quiet packages >"$work/next-build.log" 2>&1 || exit 1
     export GNUPGHOME=$OLDPWD/target/repo-key
     REPO_KEY=$key REPO_DIR=$work/repo-next ./scripts/repo.sh >>"$work/next-build.log" 2>&1
+    rc=$?
     gpgconf --kill gpg-agent 2>/dev/null || :
+    exit $rc
 ) || { tail -20 "$work/next-build.log"; fail "building $NEXT"; }
 RPM_NEXT=$CACHE/next-target/x86_64-unknown-linux-musl/generate-rpm/gitlab-runner-auth-$NEXT-1.x86_64.rpm
+[ -s "$RPM_NEXT" ] || { tail -20 "$work/next-build.log"; fail "building $NEXT left no $RPM_NEXT"; }
 echo "systemd-test: built $NEXT in $(( $(date +%s) - start_all ))s"
 
 # the .rpm: rpm -U keeps the edited %config(noreplace) file, the new one is
@@ -240,10 +249,42 @@ systemctl show -p DropInPaths gitlab-runner | sed 's/^/upgrade: /'
 grep -q '^GITLAB_RUNNER_AUTH_HOSTNAME=bootnode$' /etc/default/gitlab-runner-auth && echo "upgrade: settings kept"
 grep -q 'New in $NEXT' /etc/default/gitlab-runner-auth.dpkg-dist && echo "upgrade: new settings as .dpkg-dist"
 systemctl restart gitlab-runner && echo "upgraded: restart ok" || echo "upgraded: restart failed"
+# encrypted credentials (README: Encrypted credentials): both token files
+# encrypted with the host key (no TPM here), passed with
+# LoadCredentialEncrypted= in an admin's drop-in, no token file left in the
+# prefix; runner-data.json gone and a new host name, so that the restart
+# creates its runners with an admin-token only the service can decrypt
+systemctl --version | sed -n '1s/^/creds: /p'
+install -m 600 /etc/gitlab-runner/admin-token /etc/gitlab-runner/access-token
+mkdir -p -m 700 /etc/credstore.encrypted
+for t in admin-token access-token; do
+    systemd-creds encrypt --with-key=host --name=\$t /etc/gitlab-runner/\$t /etc/credstore.encrypted/gitlab-runner-auth.\$t \\
+        || echo "creds: encrypting \$t failed"
+done
+ls -l /etc/credstore.encrypted /var/lib/systemd/credential.secret > /probe-out/creds-files.txt 2>&1
+mkdir -p /etc/systemd/system/gitlab-runner.service.d
+printf '[Service]\nLoadCredentialEncrypted=admin-token:/etc/credstore.encrypted/gitlab-runner-auth.admin-token\nLoadCredentialEncrypted=access-token:/etc/credstore.encrypted/gitlab-runner-auth.access-token\n' \\
+    > /etc/systemd/system/gitlab-runner.service.d/60-credentials.conf
+rm /etc/gitlab-runner/admin-token /etc/gitlab-runner/access-token /etc/gitlab-runner/runner-data.json
+ls -A /etc/gitlab-runner > /probe-out/creds-prefix.txt
+grep -qx -e admin-token -e access-token /probe-out/creds-prefix.txt || echo "creds: no token file in the prefix"
+sed -i 's/^GITLAB_RUNNER_AUTH_HOSTNAME=bootnode\$/GITLAB_RUNNER_AUTH_HOSTNAME=credsnode/' /etc/default/gitlab-runner-auth
+systemctl daemon-reload
+cursor=\$(journalctl -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: //p')
+systemctl restart gitlab-runner && echo "creds: restart ok" || echo "creds: restart failed"
+echo "creds: gitlab-runner \$(systemctl is-active gitlab-runner)"
+systemctl show -p LoadCredentialEncrypted -p DropInPaths gitlab-runner > /probe-out/creds-show.txt
+busctl --json=short get-property org.freedesktop.systemd1 /org/freedesktop/systemd1/unit/gitlab_2drunner_2eservice \\
+    org.freedesktop.systemd1.Service LoadCredential LoadCredentialEncrypted >> /probe-out/creds-show.txt 2>&1
+journalctl -u gitlab-runner --after-cursor="\$cursor" -o cat > /probe-out/creds-journal.log
+echo "creds: config tokens \$(grep -c '^  token = "glrt-' /etc/gitlab-runner/config.toml)"
+grep -o 'glrt-[A-Za-z0-9_.-]*' /etc/gitlab-runner/config.toml > /probe-out/creds-runner-tokens
+gitlab-runner-auth doctor > /probe-out/creds-doctor.log 2>&1; echo "creds: doctor exit \$?"
 sed -i 's/^GITLAB_RUNNER_AUTH_API_URL=/#&/' /etc/default/gitlab-runner-auth
 systemctl restart gitlab-runner && echo "unconfigured: restart ok" || echo "unconfigured: restart failed"
 echo "unconfigured: gitlab-runner \$(systemctl is-active gitlab-runner)"
 journalctl -b -u gitlab-runner --no-pager -o cat > /probe-out/journal.log
+journalctl -b --no-pager -o cat > /probe-out/journal-all.log
 tool -p warning > /probe-out/tool-warning.log
 tool -p info..info > /probe-out/tool-info.log
 echo done
@@ -327,11 +368,47 @@ expect 'upgrade: DropInPaths=/usr/lib/systemd/system/gitlab-runner.service.d/50-
 expect 'upgrade: settings kept' probe.log
 expect 'upgrade: new settings as .dpkg-dist' probe.log
 expect 'upgraded: restart ok' probe.log
+# the start from encrypted credentials
+cexpect() {
+    grep -qx -- "$1" "$out/probe.log" || {
+        for f in creds-files.txt creds-prefix.txt creds-show.txt creds-journal.log creds-doctor.log; do show $f; done
+        fail "expected '$1' in probe.log"
+    }
+    ok
+}
+cexpect 'creds: no token file in the prefix'
+cexpect 'creds: restart ok'
+cexpect 'creds: gitlab-runner active'
+cexpect 'creds: config tokens 2'
+for ty in shell batch; do
+    grep -q "^created $ty runner " "$out/creds-journal.log" || { show creds-journal.log; fail "no $ty runner created from the encrypted credentials"; }
+done
+ok
+cexpect 'creds: doctor exit 0'
+for t in admin-token access-token; do
+    line=$(grep -E "^  ok    $t +/" "$out/creds-doctor.log" || true)
+    grep -qF "/etc/credstore.encrypted/gitlab-runner-auth.$t (LoadCredentialEncrypted of gitlab-runner.service): encrypted; systemd decrypts it into the service's \$CREDENTIALS_DIRECTORY (systemd-creds decrypt reads it here)" <<<"$line" \
+        || { show creds-doctor.log; show creds-show.txt; fail "doctor does not say $t comes from LoadCredentialEncrypted"; }
+    grep -q "^  ok    $t  *holds glpat-" "$out/creds-doctor.log" || { show creds-doctor.log; fail "doctor did not classify the decrypted $t"; }
+done
+ok
+# no token in the journal (the unit's, and the whole boot's), nor in doctor's report
+[ -s "$out/creds-runner-tokens" ] || fail "no runner token in config.toml after the encrypted start"
+for f in journal.log journal-all.log creds-doctor.log; do
+    if grep -qF -f "$out/creds-runner-tokens" -f "$work/access-token" "$out/$f"; then
+        fail "a token in $f: $(grep -oF -f "$out/creds-runner-tokens" -f "$work/access-token" "$out/$f" | head -c 12)…"
+    fi
+done
+ok
+echo "--- creds-doctor.log (the token lines)"
+grep -E '^  [a-z]+ +(admin|access)-token ' "$out/creds-doctor.log"
+echo "systemd-test: ok: a start from LoadCredentialEncrypted= ($(sed -n 's/^creds: systemd \([0-9]*\).*/systemd \1/p' "$out/probe.log")), no token file in the prefix, runners created, doctor names the source, no token in the journal"
 expect 'unconfigured: restart ok' probe.log
 expect 'unconfigured: gitlab-runner active' probe.log
-# the stub started at boot, after the fix, after the upgrade and
-# unconfigured, each time with both tokens, never while broken
-[ "$(cat "$out/stub.log")" = "$(printf 'stub started with 2 runner tokens\n%.0s' 1 2 3 4 | head -c -1)" ] \
+# the stub started at boot, after the fix, after the upgrade, from the
+# encrypted credentials and unconfigured, each time with both tokens, never
+# while broken
+[ "$(cat "$out/stub.log")" = "$(printf 'stub started with 2 runner tokens\n%.0s' 1 2 3 4 5 | head -c -1)" ] \
     || fail "stub starts: $(cat "$out/stub.log")"
 ok
 # journald: priorities parsed (no <N>, level word or module path left in the
@@ -434,7 +511,7 @@ aexpect() {
 grep -q '^done$' "$aout/airgap.log" 2>/dev/null || { tail -30 "$work/console-airgap.log"; aexpect done; }
 echo "--- airgap.log"; cat "$aout/airgap.log"
 aexpect 'setup: exit 0'
-aexpect 'setup: drop-in 644 settings 644 prefix 700'
+aexpect 'setup: drop-in 644 settings 600 prefix 700'
 aexpect 'setup: ExecStartPre=/usr/local/sbin/gitlab-runner-auth'
 aexpect 'setup: NeedDaemonReload=no'
 aexpect 'restart: ok'

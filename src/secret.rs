@@ -138,7 +138,7 @@ impl TokenDirs {
     }
 }
 
-fn parse_token(path: &Path, text: &str) -> Result<Secret> {
+pub(crate) fn parse_token(path: &Path, text: &str) -> Result<Secret> {
     let shown = path.display();
     let token = text.trim();
     if token.is_empty() {

@@ -1163,3 +1163,159 @@ fn a_socks_proxy_is_a_doctor_failure_and_does_not_hide_https_proxy() {
     );
     assert!(r.stdout.contains("connecting directly instead"), "{r:?}");
 }
+
+/// A `systemd-creds` in the prefix's `bin`: `decrypt --name=NAME FILE -`
+/// prints what follows `enc:NAME:` in FILE, and fails as the real one
+/// does when the name embedded is another.
+fn fake_systemd_creds(p: &Prefix) {
+    p.write_mode(
+        "bin/systemd-creds",
+        "#!/bin/sh\n# systemd-creds decrypt, as the test wants it\n[ \"$1\" = decrypt ] || exit 1\nname=${2#--name=}\nread -r text < \"$3\"\ncase $text in\n  enc:$name:*) printf '%s' \"${text#enc:$name:}\" ;;\n  *) echo \"Embedded credential name does not match filename '$name'.\" >&2; exit 1 ;;\nesac\n",
+        0o755,
+    );
+}
+
+#[test]
+fn doctor_reports_tokens_the_unit_passes_encrypted() {
+    let gl = FakeGitlab::start(World::default());
+    let p = healthy(&gl);
+    fake_systemd_creds(&p);
+    let store = "etc/credstore.encrypted";
+    std::fs::create_dir_all(p.path(&format!("root/{store}"))).unwrap();
+    for name in ["admin-token", "access-token"] {
+        let token = p.read(name);
+        p.write(
+            &format!("root/{store}/gitlab-runner-auth.{name}"),
+            &format!("enc:{name}:{token}"),
+        );
+        std::fs::remove_file(p.path(name)).unwrap();
+    }
+    let mut show = unit(
+        Some(&exec("/usr/bin/gitlab-runner-auth", false)),
+        &format!(
+            "{VENDOR_DROP_IN} /etc/systemd/system/gitlab-runner.service.d/60-credentials.conf"
+        ),
+        &path_str(&p.path("config.toml")),
+    );
+    for name in ["admin-token", "access-token"] {
+        show.push(format!(
+            "LoadCredentialEncrypted={name}:/{store}/gitlab-runner-auth.{name}"
+        ));
+    }
+    fake_systemd(&p, &show);
+    let source = |name: &str| {
+        format!(
+            "{} (LoadCredentialEncrypted of gitlab-runner.service): encrypted; systemd decrypts it into the service's $CREDENTIALS_DIRECTORY",
+            p.path(&format!("root/{store}/gitlab-runner-auth.{name}"))
+                .display()
+        )
+    };
+    let r = doctor(&p, &gl, &[]);
+    assert_code(&r, 0);
+    let all = lines(&r);
+    for name in ["admin-token", "access-token"] {
+        let line = all
+            .iter()
+            .find(|(_, n, t)| n == name && t.starts_with(&source(name)))
+            .unwrap_or_else(|| panic!("no source line for {name}:\n{r:?}"));
+        assert_eq!(line.0, "ok", "{r:?}");
+        if is_root() {
+            assert!(
+                line.2.ends_with("(systemd-creds decrypt reads it here)"),
+                "{r:?}"
+            );
+            // decrypted: classified and asked about as a file would be
+            assert!(
+                all.iter()
+                    .any(|(s, n, t)| s == "ok" && n == name && t.starts_with("holds glpat-")),
+                "{name} not classified:\n{r:?}"
+            );
+        } else {
+            assert!(
+                line.2.ends_with("(not decrypted here: doctor is not root)"),
+                "{r:?}"
+            );
+        }
+    }
+    assert!(
+        all.iter().all(|(s, _, _)| s == "ok" || s == "skip"),
+        "{r:?}"
+    );
+    assert_no_secrets(&r, &gl);
+
+    // systemd 252's systemctl show prints them as [unprintable]: the bus
+    // (busctl --json=short get-property) says the same
+    let mut old = show.clone();
+    old.retain(|l| !l.starts_with("LoadCredential"));
+    old.push("LoadCredential=".into());
+    old.push("LoadCredentialEncrypted=[unprintable]".into());
+    fake_systemd(&p, &old);
+    let data: Vec<String> = ["admin-token", "access-token"]
+        .iter()
+        .map(|n| format!("[\"{n}\",\"/{store}/gitlab-runner-auth.{n}\"]"))
+        .collect();
+    p.write_mode(
+        "bin/busctl",
+        &format!(
+            "#!/bin/sh\n# busctl get-property, as systemd 252 answers\n[ \"$1 $2 $4\" = '--json=short get-property /org/freedesktop/systemd1/unit/gitlab_2drunner_2eservice' ] || exit 1\nprintf '%s\\n' '{{\"type\":\"a(ss)\",\"data\":[]}}' '{{\"type\":\"a(ss)\",\"data\":[{}]}}'\n",
+            data.join(",")
+        ),
+        0o755,
+    );
+    let r = doctor(&p, &gl, &[]);
+    assert_code(&r, 0);
+    assert_eq!(lines(&r), all, "{r:?}");
+
+    // a plain copy left in the prefix: never read by the service, said
+    p.write("admin-token", ADMIN_PAT);
+    let r = doctor(&p, &gl, &[]);
+    assert_code(&r, 0);
+    let prefix_file = path_str(&p.path("admin-token"));
+    assert!(
+        lines(&r).iter().any(|(s, n, t)| s == "warn"
+            && n == "admin-token"
+            && t.starts_with(&format!(
+                "{prefix_file} is not read by gitlab-runner.service"
+            ))),
+        "{r:?}"
+    );
+    assert!(
+        fix_of(&r, "admin-token", "is not read")
+            .unwrap_or_default()
+            .starts_with(&format!("rm {prefix_file}")),
+        "{r:?}"
+    );
+    std::fs::remove_file(p.path("admin-token")).unwrap();
+
+    // encrypted under another name: systemd refuses it as well
+    let admin = format!("root/{store}/gitlab-runner-auth.admin-token");
+    p.write(&admin, &format!("enc:access-token:{ADMIN_PAT}"));
+    if is_root() {
+        let r = doctor(&p, &gl, &[]);
+        assert_code(&r, 78);
+        assert!(
+            lines(&r).iter().any(|(s, n, t)| s == "fail"
+                && n == "admin-token"
+                && t.contains("does not decrypt on this host")
+                && t.contains("Embedded credential name")),
+            "{r:?}"
+        );
+        assert!(
+            fix_of(&r, "admin-token", "does not decrypt")
+                .unwrap_or_default()
+                .starts_with("systemd-creds encrypt --name=admin-token "),
+            "{r:?}"
+        );
+    }
+
+    // the file gone: the unit cannot start
+    std::fs::remove_file(p.path(&admin)).unwrap();
+    let r = doctor(&p, &gl, &[]);
+    assert_code(&r, 78);
+    assert!(
+        lines(&r).iter().any(|(s, n, t)| s == "fail"
+            && n == "admin-token"
+            && t.contains("gitlab-runner-auth.admin-token (LoadCredentialEncrypted of gitlab-runner.service) does not exist: systemd fails gitlab-runner.service before this tool runs")),
+        "{r:?}"
+    );
+}

@@ -7,6 +7,8 @@
 //! is its own line, so one failure does not hide the next.
 
 use super::Report;
+use super::creds;
+use super::install::Service;
 use crate::error::Kind;
 use crate::host::Host;
 use crate::reconcile::inputs;
@@ -28,6 +30,9 @@ pub struct Found {
     pub access: Option<(Secret, PathBuf)>,
     /// A token file that exists but was refused (its line says why).
     pub refused: Vec<&'static str>,
+    /// A token the unit passes as a credential that doctor cannot read
+    /// (encrypted, and not root), and why.
+    pub unread: Vec<(&'static str, String)>,
     /// Every directory passed the trust rules: tokens read from them may
     /// be sent to GitLab.
     pub trusted: bool,
@@ -36,6 +41,14 @@ pub struct Found {
 }
 
 impl Found {
+    /// Why token file `name`, passed by the unit, was not read.
+    pub fn unread(&self, name: &str) -> Option<&str> {
+        self.unread
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, why)| why.as_str())
+    }
+
     /// Every token read, for masking what doctor prints.
     pub fn secrets(&self) -> Vec<&str> {
         let state = self
@@ -59,7 +72,7 @@ fn mode_of(path: &Path) -> u32 {
 }
 
 /// The files checks, in the order a run reads them.
-pub fn check(s: &Settings, r: &mut Report) -> Found {
+pub fn check(s: &Settings, service: &Service, r: &mut Report) -> Found {
     let mut f = Found {
         trusted: true,
         ..Found::default()
@@ -103,6 +116,18 @@ pub fn check(s: &Settings, r: &mut Report) -> Found {
     lock(s, r);
     let dirs = TokenDirs::new(s.credentials_dir.clone(), &s.prefix);
     for name in ["admin-token", "access-token"] {
+        // the service reads the unit's credential first; doctor, outside
+        // it, reads it where the unit loads it from (unless doctor itself
+        // was given it in its own $CREDENTIALS_DIRECTORY)
+        let own = s
+            .credentials_dir
+            .as_ref()
+            .is_some_and(|d| std::fs::symlink_metadata(d.join(name)).is_ok());
+        if let Some(c) = creds::of(&service.credentials, name).filter(|_| !own) {
+            creds::check(s, c, name, &mut f, r);
+            creds::shadowed(s, c, name, r);
+            continue;
+        }
         match dirs.read(name) {
             Ok(Some((t, path))) => {
                 r.ok(

@@ -7,6 +7,7 @@
 //! command line and the environment set nothing.
 
 use super::Report;
+pub use super::creds::UnitCredential;
 use crate::cli;
 use crate::error::Kind;
 use crate::settings::Settings;
@@ -44,12 +45,20 @@ pub struct Service {
     /// The user gitlab-runner runs CI jobs as, and where that was read
     /// (`User=` of the unit, else `--user` of its `run`), when systemd said.
     pub job_user: Option<(String, &'static str)>,
+    /// The credentials the unit passes in `$CREDENTIALS_DIRECTORY`
+    /// (`LoadCredential=`, `LoadCredentialEncrypted=`), when systemd said.
+    pub credentials: Vec<UnitCredential>,
 }
 
 /// What `systemctl show` says of the unit.
 #[derive(Debug, Default)]
 struct Unit {
     props: BTreeMap<String, String>,
+    /// `LoadCredential=` and `LoadCredentialEncrypted=`, a line each.
+    credentials: Vec<UnitCredential>,
+    /// `systemctl show` printed them as `[unprintable]` (systemd 252 does):
+    /// ask the bus.
+    unprintable: bool,
 }
 
 /// One command of an `Exec*=` property.
@@ -72,12 +81,80 @@ impl Unit {
 
 /// Parse `systemctl show` output (`KEY=VALUE` lines).
 fn parse_show(text: &str) -> Unit {
-    let props = text
-        .lines()
-        .filter_map(|l| l.split_once('='))
+    let lines: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('=')).collect();
+    let unprintable = lines
+        .iter()
+        .any(|(k, v)| k.starts_with("LoadCredential") && *v == "[unprintable]");
+    let credentials = lines
+        .iter()
+        .filter(|(_, v)| *v != "[unprintable]")
+        .filter_map(|(k, v)| UnitCredential::parse(k, v))
+        .collect();
+    let props = lines
+        .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    Unit { props }
+    Unit {
+        props,
+        credentials,
+        unprintable,
+    }
+}
+
+/// The D-Bus object path of a unit: `gitlab_2drunner_2eservice`.
+fn bus_path(unit: &str) -> String {
+    let mut out = String::from("/org/freedesktop/systemd1/unit/");
+    for (i, b) in unit.bytes().enumerate() {
+        if b.is_ascii_alphabetic() || (b.is_ascii_digit() && i > 0) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("_{b:02x}"));
+        }
+    }
+    out
+}
+
+/// `LoadCredential` and `LoadCredentialEncrypted` of the unit from the
+/// bus (`busctl --json=short get-property`, a line each:
+/// `{"type":"a(ss)","data":[["admin-token","/etc/…"]]}`), for a
+/// `systemctl show` that cannot print them.
+fn bus_credentials() -> std::result::Result<Vec<UnitCredential>, String> {
+    const PROPS: [&str; 2] = ["LoadCredential", "LoadCredentialEncrypted"];
+    let path = bus_path(UNIT);
+    let mut args = vec![
+        "--json=short",
+        "get-property",
+        "org.freedesktop.systemd1",
+        &path,
+        "org.freedesktop.systemd1.Service",
+    ];
+    args.extend(PROPS);
+    let out = run_bounded("busctl", &args).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.len() != PROPS.len() {
+        return Err(format!(
+            "busctl get-property printed {} lines, not 2",
+            lines.len()
+        ));
+    }
+    let mut creds = Vec::new();
+    for (key, line) in PROPS.iter().zip(lines) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| format!("busctl get-property {key}: not JSON: {e}"))?;
+        let pairs = v["data"]
+            .as_array()
+            .ok_or_else(|| format!("busctl get-property {key}: no data array"))?;
+        for pair in pairs {
+            match (pair[0].as_str(), pair[1].as_str()) {
+                (Some(id), Some(source)) => {
+                    creds.extend(UnitCredential::parse(key, &format!("{id}:{source}")));
+                }
+                _ => return Err(format!("busctl get-property {key}: not (ss) pairs")),
+            }
+        }
+    }
+    Ok(creds)
 }
 
 /// `{ path=/usr/bin/x ; argv[]=/usr/bin/x a b ; ignore_errors=no ; … } { … }`.
@@ -161,20 +238,34 @@ fn config_arg(argv: &[String]) -> Option<PathBuf> {
     None
 }
 
-/// Run `systemctl show` for the unit, bounded to 10 s.
-fn systemctl_show() -> std::result::Result<Unit, String> {
-    let mut child = Command::new("systemctl")
-        .args([
-            "show",
-            "-p",
-            "LoadState,DropInPaths,ExecStartPre,ExecStart,NeedDaemonReload,User",
-            UNIT,
-        ])
+/// Why [`run_bounded`] has no output.
+#[derive(Debug)]
+pub(super) enum RunError {
+    /// The program could not be started (not installed).
+    NotRun(String),
+    /// It ran, and failed or did not answer in time.
+    Failed(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::NotRun(e) | RunError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Run `program` with `args`, its stdout captured, bounded to 10 s: the
+/// stdout when it exits 0, else what went wrong (with its stderr).
+pub(super) fn run_bounded(program: &str, args: &[&str]) -> std::result::Result<Vec<u8>, RunError> {
+    let shown = format!("{program} {}", args.first().copied().unwrap_or(""));
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run systemctl: {e}"))?;
+        .map_err(|e| RunError::NotRun(format!("cannot run {program}: {e}")))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match child.try_wait() {
@@ -183,22 +274,39 @@ fn systemctl_show() -> std::result::Result<Unit, String> {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err("systemctl show did not answer within 10s".into());
+                return Err(RunError::Failed(format!(
+                    "{shown} did not answer within 10s"
+                )));
             }
-            Err(e) => return Err(format!("systemctl show: {e}")),
+            Err(e) => return Err(RunError::Failed(format!("{shown}: {e}"))),
         }
     }
     let out = child
         .wait_with_output()
-        .map_err(|e| format!("systemctl show: {e}"))?;
+        .map_err(|e| RunError::Failed(format!("{shown}: {e}")))?;
     if !out.status.success() {
-        return Err(format!(
-            "systemctl show failed ({}): {}",
+        return Err(RunError::Failed(format!(
+            "{shown} failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        )));
     }
-    Ok(parse_show(&String::from_utf8_lossy(&out.stdout)))
+    Ok(out.stdout)
+}
+
+/// Run `systemctl show` for the unit, bounded to 10 s.
+fn systemctl_show() -> std::result::Result<Unit, String> {
+    let out = run_bounded(
+        "systemctl",
+        &[
+            "show",
+            "-p",
+            "LoadState,DropInPaths,ExecStartPre,ExecStart,NeedDaemonReload,User,LoadCredential,LoadCredentialEncrypted",
+            UNIT,
+        ],
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(parse_show(&String::from_utf8_lossy(&out)))
 }
 
 /// Parse an `EnvironmentFile=` (`KEY=VALUE` lines, `#`/`;` comments,
@@ -284,6 +392,17 @@ pub fn check(s: &Settings, r: &mut Report) -> Service {
     let systemd = root.join("run/systemd/system").is_dir();
     let unit = if systemd {
         match systemctl_show() {
+            Ok(mut u) if u.unprintable => {
+                match bus_credentials() {
+                    Ok(c) => u.credentials = c,
+                    Err(e) => r.warn(
+                        "credentials",
+                        format!("{UNIT}'s LoadCredential=/LoadCredentialEncrypted= are unknown: systemctl show cannot print them, and {e}"),
+                        format!("systemctl cat {UNIT} shows them"),
+                    ),
+                }
+                Some(u)
+            }
             Ok(u) => Some(u),
             Err(e) => {
                 r.warn(
@@ -325,6 +444,7 @@ pub fn check(s: &Settings, r: &mut Report) -> Service {
         let mine = service.settings.as_ref().unwrap_or(s);
         config_path(u, mine, service.file.as_deref(), r);
         service.job_user = job_user(u);
+        service.credentials = u.credentials.clone();
     }
     service
 }
@@ -666,6 +786,26 @@ mod tests {
         );
         assert!(u.execs("ExecStopPost").is_empty());
         assert_eq!(job_user(&u), None, "no --user, no User=");
+    }
+
+    #[test]
+    fn credentials_systemd_252_cannot_print_are_noticed() {
+        let u = parse_show(
+            "LoadState=loaded\nLoadCredential=\nLoadCredentialEncrypted=[unprintable]\n",
+        );
+        assert!(u.unprintable);
+        assert!(u.credentials.is_empty());
+        let u = parse_show("LoadCredentialEncrypted=admin-token:/etc/c/a\n");
+        assert!(!u.unprintable);
+        assert_eq!(u.credentials.len(), 1);
+        assert_eq!(
+            bus_path("gitlab-runner.service"),
+            "/org/freedesktop/systemd1/unit/gitlab_2drunner_2eservice"
+        );
+        assert_eq!(
+            bus_path("1a.service"),
+            "/org/freedesktop/systemd1/unit/_31a_2eservice"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! them one by one where `run` stops at the first. It writes no file and
 //! sends only reads and `POST /runners/verify`.
 
+mod creds;
 mod files;
 mod install;
 mod jobs;
@@ -247,7 +248,7 @@ pub fn run(s: &Settings) -> Result<Outcome> {
     let service = install::check(s, &mut r);
     let s = service.settings.as_ref().unwrap_or(s);
     r.section("files");
-    let found = files::check(s, &mut r);
+    let found = files::check(s, &service, &mut r);
     r.section("tokens");
     tokens::check(s, &found, &mut r);
     r.section("jobs");

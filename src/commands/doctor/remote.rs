@@ -317,9 +317,9 @@ fn access_tokens(s: &Settings, f: &Found, client: &Client, r: &mut Report) {
 /// or `config.toml`'s (stateless).
 fn runner_tokens(s: &Settings, f: &Found, client: &Client, r: &mut Report) {
     let sid = crate::host::system_id(&s.system_id_path);
-    let heal = if f.access.is_some() {
+    let heal = if f.access.is_some() || f.unread("access-token").is_some() {
         "systemctl restart gitlab-runner: the run heals it by runner id with access-token (same runner, new token)"
-    } else if f.admin.is_some() {
+    } else if f.admin.is_some() || f.unread("admin-token").is_some() {
         "systemctl restart gitlab-runner: the run creates a new runner with admin-token and names the old one to delete"
     } else {
         "put an access token with create_runner scope in admin-token, then systemctl restart gitlab-runner"

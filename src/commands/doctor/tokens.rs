@@ -25,6 +25,10 @@ pub fn check(s: &Settings, f: &Found, r: &mut Report) {
 fn admin(s: &Settings, f: &Found, r: &mut Report) {
     let file = s.prefix.join("admin-token");
     let Some((token, path)) = &f.admin else {
+        if let Some(why) = f.unread("admin-token") {
+            r.skip("admin-token", format!("not classified: {why}"));
+            return;
+        }
         if f.refused.contains(&"admin-token") {
             r.skip(
                 "admin-token",
@@ -110,6 +114,10 @@ fn admin(s: &Settings, f: &Found, r: &mut Report) {
 
 fn access(s: &Settings, f: &Found, r: &mut Report) {
     let Some((token, path)) = &f.access else {
+        if let Some(why) = f.unread("access-token") {
+            r.skip("access-token", format!("not classified: {why}"));
+            return;
+        }
         if f.refused.contains(&"access-token") {
             r.skip(
                 "access-token",
