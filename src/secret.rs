@@ -239,16 +239,28 @@ fn is_token_key(key: &str) -> bool {
 /// `url` without the user and password it may carry (`https://…@host/`).
 pub fn url_without_credentials(url: &str) -> String {
     match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
-                None => url.to_string(),
-            }
-        }
+        Some((scheme, rest)) => match userinfo_end(rest) {
+            Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
+            None => url.to_string(),
+        },
         // `user:password@host:port`, as proxies are often written
         None => url.rsplit('@').next().unwrap_or(url).to_string(),
     }
+}
+
+/// Where the `user:password` of a URL's rest (after `://`) ends: the last
+/// `@` of its authority; or, for a password an admin wrote with a `/`, `?`
+/// or `#` in it (`u:pa/ss@host`), the last `@` of the word when what comes
+/// before its first `/` looks like `user:`.
+fn userinfo_end(rest: &str) -> Option<usize> {
+    let word = rest
+        .find(|c: char| c.is_whitespace() || "\"'<>".contains(c))
+        .map_or(rest, |e| &rest[..e]);
+    let authority = word.find(['/', '?', '#']).map_or(word, |e| &word[..e]);
+    authority.rfind('@').or_else(|| {
+        let at = word.rfind('@')?;
+        authority.contains(':').then_some(at)
+    })
 }
 
 /// Every `scheme://user:password@` in `text` without its credentials.
@@ -258,10 +270,7 @@ fn mask_url_credentials(text: &str) -> String {
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
-        let end = tail
-            .find(|c: char| c.is_whitespace() || "/?#\"'<>".contains(c))
-            .unwrap_or(tail.len());
-        match tail[..end].rfind('@') {
+        match userinfo_end(tail) {
             Some(at) => {
                 out.push('…');
                 rest = &tail[at..];
@@ -558,6 +567,29 @@ impl TokenKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_credentials_are_cut_even_with_a_slash_in_the_password() {
+        for (url, want) in [
+            (
+                "https://ci:pa/ss6666@other.example.com/x",
+                "https://…@other.example.com/x",
+            ),
+            ("socks5://u:se/cret1@proxy:1080", "socks5://…@proxy:1080"),
+            ("http://u:a?b#c@proxy:3128", "http://…@proxy:3128"),
+            ("https://u:pw@host/a", "https://…@host/a"),
+            ("https://host/a@b", "https://host/a@b"),
+            ("https://host:443/x", "https://host:443/x"),
+        ] {
+            assert_eq!(url_without_credentials(url), want, "{url}");
+            let text = format!("ignoring ALL_PROXY={url} here");
+            assert_eq!(
+                mask_url_credentials(&text),
+                format!("ignoring ALL_PROXY={want} here"),
+                "{url}"
+            );
+        }
+    }
 
     #[test]
     fn masks_keep_prefix_and_tail_only() {

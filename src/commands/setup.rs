@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::settings::Settings;
 use crate::trust;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The packages' drop-in, settings file and example template.
@@ -224,6 +224,16 @@ pub fn run(s: &Settings) -> Result<Outcome> {
     // the service runs with the default prefix unless the settings file says otherwise
     let custom_prefix = s.prefix != Path::new(crate::settings::DEFAULT_PREFIX);
     if exists(&settings) {
+        // root reads it at every start, and it names the GitLab the admin
+        // token goes to: it passes the trust rules, or setup stops
+        trust::read(&settings, trust::Class::Input)?;
+        if std::fs::metadata(&settings).is_ok_and(|m| m.permissions().mode() & 0o044 != 0) {
+            log::warn!(
+                "{} is readable by others: it may hold proxy credentials (HTTPS_PROXY=); fix it with: chmod 600 {}",
+                settings.display(),
+                settings.display()
+            );
+        }
         kept.push(settings.clone());
         if let Some(u) = url {
             log::warn!(

@@ -733,6 +733,33 @@ fn a_kept_settings_file_gets_neither_url_nor_prefix_and_setup_says_so() {
     );
 }
 
+#[test]
+fn a_kept_settings_file_another_user_can_write_stops_setup() {
+    // root reads it at every start and it names the GitLab the admin token
+    // goes to: written by another user, setup installs nothing
+    let (p, root, prefix) = node(DEBIAN_OS);
+    std::fs::create_dir_all(root.join("etc/default")).unwrap();
+    let file = root.join(DEBIAN);
+    std::fs::write(&file, "GITLAB_RUNNER_AUTH_API_URL=https://evil.example\n").unwrap();
+    chmod(&file, 0o666);
+    let before = tree(&p.dir);
+    let r = setup(&p, &root, &prefix, &[]);
+    assert_code(&r, 77);
+    assert!(r.stderr.contains(&path_str(&file)), "{r:?}");
+    assert_eq!(before, tree(&p.dir), "nothing written");
+    // one only others can read is kept, with a warning
+    chmod(&file, 0o644);
+    let r = setup(&p, &root, &prefix, &[]);
+    assert_code(&r, 0);
+    assert!(
+        r.output().contains(&format!(
+            "{} is readable by others: it may hold proxy credentials (HTTPS_PROXY=); fix it with: chmod 600",
+            path_str(&file)
+        )),
+        "{r:?}"
+    );
+}
+
 /// A config.toml with one runner registered by hand.
 const HAND_REGISTERED: &str = r#"concurrent = 4
 

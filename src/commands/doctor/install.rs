@@ -459,7 +459,14 @@ fn job_user(u: &Unit) -> Option<(String, &'static str)> {
         user => return Some((user.to_string(), "User= of gitlab-runner.service")),
     }
     let exec = u.execs("ExecStart").into_iter().next()?;
-    user_arg(&exec.argv).map(|user| (user, "--user in its ExecStart"))
+    // a root service whose run has no --user runs its jobs as root
+    Some(user_arg(&exec.argv).map_or(
+        (
+            "root".to_string(),
+            "the unit runs as root and its run has no --user",
+        ),
+        |user| (user, "--user in its ExecStart"),
+    ))
 }
 
 /// The value of gitlab-runner's `--user`/`-u` in `argv`.
@@ -785,7 +792,14 @@ mod tests {
             Some(PathBuf::from("/etc/gitlab runner/config.toml"))
         );
         assert!(u.execs("ExecStopPost").is_empty());
-        assert_eq!(job_user(&u), None, "no --user, no User=");
+        assert_eq!(
+            job_user(&u),
+            Some((
+                "root".to_string(),
+                "the unit runs as root and its run has no --user"
+            )),
+            "no --user, no User="
+        );
     }
 
     #[test]
@@ -838,7 +852,11 @@ mod tests {
                 "/usr/bin/gitlab-runner run --user=ci",
                 Some(("ci", "--user in its ExecStart")),
             ),
-            ("", "/usr/bin/gitlab-runner run", None),
+            (
+                "",
+                "/usr/bin/gitlab-runner run",
+                Some(("root", "the unit runs as root and its run has no --user")),
+            ),
         ];
         for (user, argv, want) in cases {
             assert_eq!(
