@@ -53,3 +53,12 @@ pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
         Command::Run => run::run(s, facts),
     }
 }
+
+/// Several GitLabs: `<url>: `, said before a GitLab's summary line; with
+/// one GitLab, nothing.
+pub fn gitlab_prefix(s: &Settings) -> String {
+    match (&s.gitlab, &s.gitlab_url) {
+        (Some(_), Some(url)) => format!("{url}: "),
+        _ => String::new(),
+    }
+}

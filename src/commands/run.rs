@@ -7,10 +7,14 @@ use super::Outcome;
 use crate::error::{Kind, Result};
 use crate::gitlab::Verified;
 use crate::metrics::Facts;
-use crate::reconcile::{Engine, metric_tokens, summary, token_warnings};
+use crate::reconcile::{Applied, Engine, gitlabs, metric_tokens, summary, token_warnings};
 use crate::settings::Settings;
 
 pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
+    let gitlabs = gitlabs::split(s)?;
+    if gitlabs.len() > 1 {
+        return several(s, &gitlabs, facts);
+    }
     let Some(engine) = Engine::start(s, s.preview)? else {
         return Ok(Outcome::NotConfigured);
     };
@@ -72,7 +76,8 @@ fn reconcile(s: &Settings, engine: Engine, facts: &mut Facts) -> Result<Outcome>
     facts.runners = applied.runners.clone();
     facts.actions = Some(applied.tally.counts().to_vec());
     summary(&format!(
-        "{types} runner{} ok ({}); {} {}",
+        "{}{types} runner{} ok ({}); {} {}",
+        super::gitlab_prefix(s),
         if types == 1 { "" } else { "s" },
         applied.tally.summary(),
         s.config_path.display(),
@@ -82,5 +87,86 @@ fn reconcile(s: &Settings, engine: Engine, facts: &mut Facts) -> Result<Outcome>
             "unchanged"
         }
     ));
+    Ok(Outcome::Ran { types, applied })
+}
+
+/// Several GitLabs: one engine each, `--api-url`'s first, under one lock;
+/// every input is checked before any request. An unreachable GitLab never
+/// stops the others: the run goes on and fails at the end naming it (or,
+/// with `--offline-ok`, warns).
+fn several(s: &Settings, gitlabs: &[Settings], facts: &mut Facts) -> Result<Outcome> {
+    let t0 = std::time::Instant::now();
+    let _lock = Engine::lock(s, s.preview)?;
+    let mut engines = Vec::new();
+    for g in gitlabs {
+        engines.push(Engine::open(g, s.preview, None, t0)?);
+    }
+    let mut types = 0;
+    let mut pending = false;
+    let mut applied = Applied::default();
+    let mut down: Vec<(String, crate::error::Error)> = Vec::new();
+    let mut actions = vec![0usize; 8];
+    let mut finished = true;
+    for (g, mut engine) in gitlabs.iter().zip(engines) {
+        let name = g.gitlab_url.clone().unwrap_or_default();
+        engine.inputs.reload_others(g)?;
+        let mut f = Facts::default();
+        let result = reconcile(g, engine, &mut f);
+        facts.tokens.extend(f.tokens);
+        facts.runners.extend(f.runners);
+        match &f.actions {
+            Some(a) => a
+                .iter()
+                .zip(actions.iter_mut())
+                .for_each(|((_, n), t)| *t += n),
+            None => finished = false,
+        }
+        match result {
+            Ok(Outcome::Ran {
+                types: n,
+                applied: a,
+            }) => {
+                types += n;
+                applied.merge(a);
+            }
+            Ok(Outcome::Planned { pending: p }) => pending |= p,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), Kind::Unreachable | Kind::Ambiguous) => {
+                log::error!("{name}: {e}");
+                down.push((name, e));
+            }
+            Err(e) => return Err(e.context(format!("GitLab {name}"))),
+        }
+    }
+    if finished && !s.preview {
+        let names = applied.tally.counts().map(|(n, _)| n);
+        facts.actions = Some(names.into_iter().zip(actions).collect());
+    }
+    if !down.is_empty() {
+        let names: Vec<&str> = down.iter().map(|(n, _)| n.as_str()).collect();
+        let names = names.join(", ");
+        if s.offline_ok && s.config_path.is_file() && !s.preview {
+            log::warn!(
+                "GitLab {names} is unreachable; its runners in {} are kept as they were (--offline-ok)",
+                s.config_path.display()
+            );
+            summary(&format!(
+                "offline: {names}; kept its runners in {}",
+                s.config_path.display()
+            ));
+            return Ok(Outcome::Ran { types, applied });
+        }
+        let first = &down[0].1;
+        return Err(crate::error::Error::new(
+            first.kind(),
+            format!(
+                "GitLab {names} unreachable ({first}); the other GitLabs' runners were reconciled and its runners in {} kept as they were",
+                s.config_path.display()
+            ),
+        ));
+    }
+    if s.preview {
+        return Ok(Outcome::Planned { pending });
+    }
     Ok(Outcome::Ran { types, applied })
 }
