@@ -101,6 +101,9 @@ fn several(s: &Settings, gitlabs: &[Settings], facts: &mut Facts) -> Result<Outc
     for g in gitlabs {
         engines.push(Engine::open(g, s.preview, None, t0)?);
     }
+    if s.preview {
+        return preview(s, gitlabs, engines);
+    }
     let mut types = 0;
     let mut pending = false;
     let mut applied = Applied::default();
@@ -169,4 +172,90 @@ fn several(s: &Settings, gitlabs: &[Settings], facts: &mut Facts) -> Result<Outc
         return Ok(Outcome::Planned { pending });
     }
     Ok(Outcome::Ran { types, applied })
+}
+
+/// `plan` for several GitLabs: each GitLab's plan, the next one showing
+/// the runners of those before as they would be; one document (`--json`:
+/// every runner and change with its `gitlab`), the `config.toml` diff of
+/// all of them at the end.
+fn preview(s: &Settings, gitlabs: &[Settings], engines: Vec<Engine>) -> Result<Outcome> {
+    let mut plans = Vec::new();
+    let mut carried = std::collections::BTreeMap::new();
+    let mut down = Vec::new();
+    for (g, mut engine) in gitlabs.iter().zip(engines) {
+        let name = g.gitlab_url.clone().unwrap_or_default();
+        engine.inputs.shown.extend(carried.clone());
+        let planned = engine
+            .observe(g, g.prune)
+            .and_then(|obs| engine.plan(g, &obs));
+        match planned {
+            Ok(plan) => {
+                for t in &plan.types {
+                    let id = t.id.map_or(String::new(), |i| format!(" {i}"));
+                    log::info!("{name}: {} runner{id}: {}", t.ty, t.observed);
+                }
+                carried.extend(plan.after.entries.clone());
+                plans.push((name, plan));
+            }
+            Err(e) if matches!(e.kind(), Kind::Unreachable | Kind::Ambiguous) => {
+                log::error!("{name}: {e}");
+                down.push((name, e));
+            }
+            Err(e) => return Err(e.context(format!("GitLab {name}"))),
+        }
+    }
+    let pending = plans.iter().any(|(_, p)| p.pending());
+    let last = plans.len().saturating_sub(1);
+    if s.json {
+        let mut runners = Vec::new();
+        let mut changes = Vec::new();
+        let mut diff = serde_json::Value::Null;
+        for (i, (name, plan)) in plans.iter().enumerate() {
+            let mut v = plan.json(&s.config_path, name);
+            for (key, out) in [("runners", &mut runners), ("changes", &mut changes)] {
+                if let Some(items) = v[key].as_array_mut() {
+                    for item in items.iter_mut() {
+                        item["gitlab"] = name.as_str().into();
+                    }
+                    out.append(items);
+                }
+            }
+            if i == last {
+                diff = v["config_diff"].take();
+            }
+        }
+        let doc = serde_json::json!({
+            "config": s.config_path.display().to_string(),
+            "api_url": s.gitlab_url,
+            "gitlabs": plans.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+            "pending": pending,
+            "runners": runners,
+            "changes": changes,
+            "config_diff": diff,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        for (i, (name, mut plan)) in plans.into_iter().enumerate() {
+            if i != last {
+                plan.config = None;
+            }
+            print!("{}", plan.text(&s.config_path, &name));
+        }
+    }
+    if let Some((_, first)) = down.first() {
+        let names: Vec<&str> = down.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(crate::error::Error::new(
+            first.kind(),
+            format!("GitLab {} unreachable ({first})", names.join(", ")),
+        ));
+    }
+    summary(&format!(
+        "plan: {}",
+        if pending {
+            "changes pending"
+        } else {
+            "nothing to do"
+        }
+    ));
+    Ok(Outcome::Planned { pending })
 }

@@ -125,6 +125,9 @@ pub struct Plan {
     /// Stateless: the runners GitLab holds for this host, as the state
     /// `apply` starts from (no state file is read).
     pub start: Option<State>,
+    /// This GitLab's entries as the plan leaves them (new tokens as
+    /// placeholders): how the next GitLab's plan shows them.
+    pub after: State,
 }
 
 impl Plan {
@@ -160,6 +163,7 @@ pub fn plan(s: &Settings, inputs: &Inputs, obs: &Observation) -> Result<Plan> {
             .push(Change::RemoveFile { path: path.clone() });
     }
     p.plan.config = p.config()?;
+    p.plan.after = p.state.clone();
     Ok(p.plan)
 }
 

@@ -379,3 +379,36 @@ fn prune_keeps_each_gitlabs_runners_with_the_same_ids() {
     assert_eq!(types_of(&t.second), ["node12-gpu"], "{r:?}");
     assert!(!t.second.world().runners.contains_key(&extra));
 }
+
+#[test]
+fn plan_json_names_each_runners_gitlab() {
+    let t = two();
+    let r = t.run(&["plan", "--json"]);
+    assert_code(&r, 2);
+    assert!(t.first.world().requests.is_empty() || verify_only(&t.first.world().lines()));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect(&r.stdout);
+    assert_eq!(
+        v["gitlabs"],
+        serde_json::json!([t.first.url(), t.second.url()])
+    );
+    let gitlab_of = |ty: &str| {
+        v["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == ty)
+            .map(|c| c["gitlab"].as_str().unwrap().to_string())
+    };
+    assert_eq!(gitlab_of("shell"), Some(t.first.url()));
+    assert_eq!(gitlab_of("gpu"), Some(t.second.url()));
+    // the diff shows every GitLab's new runner
+    let diff = v["config_diff"]["lines"].to_string();
+    for ty in ["shell", "batch", "gpu"] {
+        assert!(diff.contains(&format!("<new token for {ty}>")), "{diff}");
+    }
+    assert!(!t.p.exists("config.toml"));
+    assert_code(&t.run(&[]), 0);
+    let r = t.run(&["plan"]);
+    assert_code(&r, 0);
+    assert!(r.stdout.contains(&t.second.url()), "{r:?}");
+}
