@@ -412,3 +412,23 @@ fn plan_json_names_each_runners_gitlab() {
     assert_code(&r, 0);
     assert!(r.stdout.contains(&t.second.url()), "{r:?}");
 }
+
+#[test]
+fn commands_not_yet_per_gitlab_refuse_several_gitlabs() {
+    let t = two();
+    assert_code(&t.run(&[]), 0);
+    t.first.world().requests.clear();
+    t.second.world().requests.clear();
+    for cmd in ["status", "unregister"] {
+        let r = t.run(&[cmd]);
+        assert_code(&r, 78);
+        assert!(
+            r.stderr.contains(&format!(
+                "{cmd} does not handle several GitLab instances yet"
+            )),
+            "{r:?}"
+        );
+    }
+    assert!(t.first.world().requests.is_empty());
+    assert!(t.second.world().requests.is_empty());
+}
