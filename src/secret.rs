@@ -114,13 +114,30 @@ impl fmt::Display for Secret {
 /// Where token files are looked up: `$CREDENTIALS_DIRECTORY` (systemd
 /// `LoadCredential=`), then the prefix.
 pub struct TokenDirs {
-    dirs: Vec<PathBuf>,
+    /// Each directory, with the name prefix of its token files.
+    dirs: Vec<(PathBuf, String)>,
 }
 
 impl TokenDirs {
     pub fn new(credentials_dir: Option<PathBuf>, prefix: &Path) -> Self {
-        let mut dirs: Vec<PathBuf> = credentials_dir.into_iter().collect();
-        dirs.push(prefix.to_path_buf());
+        let mut dirs: Vec<(PathBuf, String)> = credentials_dir
+            .into_iter()
+            .map(|d| (d, String::new()))
+            .collect();
+        dirs.push((prefix.to_path_buf(), String::new()));
+        TokenDirs { dirs }
+    }
+
+    /// The token files of another GitLab than `--api-url`'s: in
+    /// `$CREDENTIALS_DIRECTORY` as `<name>.admin-token` (see
+    /// [`crate::settings::credential_name`]), then in `<prefix>/<authority>/`.
+    pub fn for_gitlab(credentials_dir: Option<PathBuf>, prefix: &Path, authority: &str) -> Self {
+        let name = format!("{}.", crate::settings::credential_name(authority));
+        let mut dirs: Vec<(PathBuf, String)> = credentials_dir
+            .into_iter()
+            .map(|d| (d, name.clone()))
+            .collect();
+        dirs.push((prefix.join(authority), String::new()));
         TokenDirs { dirs }
     }
 
@@ -128,8 +145,8 @@ impl TokenDirs {
     /// refusing one that others could read or change. `Ok(None)` when no
     /// directory has it.
     pub fn read(&self, name: &str) -> Result<Option<(Secret, PathBuf)>> {
-        for dir in &self.dirs {
-            let path = dir.join(name);
+        for (dir, prefix) in &self.dirs {
+            let path = dir.join(format!("{prefix}{name}"));
             if let Some(text) = trust::read_text(&path, Class::Secret)? {
                 return parse_token(&path, &text).map(|s| Some((s, path)));
             }

@@ -87,6 +87,51 @@ pub struct Settings {
     pub warn_before: Duration,
     /// The root host facts are read under (`/`; tests point it elsewhere).
     pub sysroot: PathBuf,
+    /// `--allow-http`: plain `http://` to a host that is not loopback.
+    pub allow_http: bool,
+    /// Several GitLabs: the one these settings are for (`None`: the only
+    /// one, `--api-url`'s, running every type as always).
+    pub gitlab: Option<GitLab>,
+}
+
+/// One GitLab of several (`reconcile::gitlabs`): which runner types are
+/// its, and where its credentials are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitLab {
+    /// `https://host[:port][/path]`: the `url` of its `[[runners]]` blocks
+    /// (`--api-url`'s for the primary).
+    pub url: String,
+    /// `host[:port]` as its blocks' `url` writes it; `None` for
+    /// `--api-url`'s GitLab, whose token files are the prefix's own.
+    pub authority: Option<String>,
+    /// The runner types whose `[[runners]]` blocks name this GitLab.
+    pub types: std::collections::BTreeSet<String>,
+    /// Every GitLab's url, `--api-url`'s first: a block naming one of them
+    /// is no stranger.
+    pub all: Vec<String>,
+}
+
+impl GitLab {
+    /// Where this GitLab's token files are: `<prefix>/<authority>`, or the
+    /// prefix itself.
+    pub fn token_dir(&self, prefix: &std::path::Path) -> PathBuf {
+        match &self.authority {
+            Some(a) => prefix.join(a),
+            None => prefix.to_path_buf(),
+        }
+    }
+
+    /// The shown name of this GitLab: its url.
+    pub fn name(&self) -> &str {
+        &self.url
+    }
+}
+
+/// The name prefix of another GitLab's token files in
+/// `$CREDENTIALS_DIRECTORY`: `LoadCredential=` splits at `:`, so
+/// `host:port` is written `host_port` (`gitlab.example.com_8443.admin-token`).
+pub fn credential_name(authority: &str) -> String {
+    authority.replace(':', "_")
 }
 
 pub const DEFAULT_PREFIX: &str = "/etc/gitlab-runner";
@@ -359,6 +404,8 @@ impl Settings {
                 DEFAULT_WARN_BEFORE,
                 MAX_ROTATE_BEFORE,
             )?,
+            allow_http: a.allow_http,
+            gitlab: None,
             sysroot: a.sysroot.clone().unwrap_or_else(|| PathBuf::from("/")),
         })
     }

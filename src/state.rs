@@ -189,6 +189,10 @@ pub struct ConfigRunner {
     pub token: Secret,
     pub id: Option<u64>,
     pub token_obtained_at: Option<i64>,
+    /// gitlab-runner's `token_expires_at` of the block.
+    pub token_expires_at: Option<i64>,
+    /// The block's `url`: the GitLab the token is for.
+    pub url: Option<String>,
 }
 
 /// The `[[runners]]` blocks of `config.toml` text read from `path`.
@@ -209,6 +213,15 @@ pub fn config_runner_blocks(path: &Path, text: &str) -> Result<Vec<toml::Value>>
 /// The runners of `config.toml` text read from `path`.
 pub fn parse_config_runners(path: &Path, text: &str) -> Result<Vec<ConfigRunner>> {
     let runners = config_runner_blocks(path, text)?;
+    Ok(runners
+        .iter()
+        .filter_map(|r| config_runner(path, r))
+        .collect())
+}
+
+/// The runner of one `[[runners]]` block of `config.toml` read from
+/// `path`, when it holds a token.
+pub fn config_runner(path: &Path, r: &toml::Value) -> Option<ConfigRunner> {
     // gitlab-runner's zero time means "none"
     let zero = clock::parse(clock::ZERO).unwrap_or(i64::MIN);
     let time = |v: Option<&toml::Value>| {
@@ -219,29 +232,26 @@ pub fn parse_config_runners(path: &Path, text: &str) -> Result<Vec<ConfigRunner>
         }
         .filter(|t| *t > zero)
     };
-    Ok(runners
-        .iter()
-        .filter_map(|r| {
-            let token = r.get("token")?.as_str()?.trim();
-            // gitlab-runner writes what GitLab gave it when it rotates: a
-            // token outside GitLab's alphabet is never taken from here
-            if let Some(p) = crate::untrusted::token_problem(token).filter(|_| !token.is_empty()) {
-                log::warn!(
-                    "{}: a runner's token is not a GitLab runner token ({p}): not used",
-                    path.display()
-                );
-                return None;
-            }
-            (!token.is_empty()).then(|| ConfigRunner {
-                token: Secret::new(token),
-                id: r
-                    .get("id")
-                    .and_then(|v| v.as_integer())
-                    .and_then(|i| u64::try_from(i).ok()),
-                token_obtained_at: time(r.get("token_obtained_at")),
-            })
-        })
-        .collect())
+    let token = r.get("token")?.as_str()?.trim();
+    // gitlab-runner writes what GitLab gave it when it rotates: a
+    // token outside GitLab's alphabet is never taken from here
+    if let Some(p) = crate::untrusted::token_problem(token).filter(|_| !token.is_empty()) {
+        log::warn!(
+            "{}: a runner's token is not a GitLab runner token ({p}): not used",
+            path.display()
+        );
+        return None;
+    }
+    (!token.is_empty()).then(|| ConfigRunner {
+        token: Secret::new(token),
+        id: r
+            .get("id")
+            .and_then(|v| v.as_integer())
+            .and_then(|i| u64::try_from(i).ok()),
+        token_obtained_at: time(r.get("token_obtained_at")),
+        token_expires_at: time(r.get("token_expires_at")),
+        url: r.get("url").and_then(|u| u.as_str()).map(str::to_string),
+    })
 }
 
 /// A TOML parse error as `line L, column C: message`. Never the quoted

@@ -43,6 +43,22 @@ pub enum Outcome {
 
 /// Run the command of `s`, noting in `facts` what the metrics report.
 pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
+    // these would send another GitLab's runner tokens to --api-url's
+    if matches!(
+        s.command,
+        Command::Doctor | Command::Status | Command::Unregister
+    ) && crate::reconcile::gitlabs::split(s)?.len() > 1
+    {
+        return Err(crate::error::Error::config(format!(
+            "{} does not handle several GitLab instances yet ({} names more than one); use run or plan",
+            match s.command {
+                Command::Doctor => "doctor",
+                Command::Status => "status",
+                _ => "unregister",
+            },
+            s.template_path.display()
+        )));
+    }
     match s.command {
         Command::Doctor => doctor::run(s),
         Command::Import => import::run(s),
@@ -51,5 +67,14 @@ pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
         Command::Unregister => unregister::run(s),
         Command::Plan => plan::run(s, facts),
         Command::Run => run::run(s, facts),
+    }
+}
+
+/// Several GitLabs: `<url>: `, said before a GitLab's summary line; with
+/// one GitLab, nothing.
+pub fn gitlab_prefix(s: &Settings) -> String {
+    match (&s.gitlab, &s.gitlab_url) {
+        (Some(_), Some(url)) => format!("{url}: "),
+        _ => String::new(),
     }
 }

@@ -7,10 +7,14 @@ use super::Outcome;
 use crate::error::{Kind, Result};
 use crate::gitlab::Verified;
 use crate::metrics::Facts;
-use crate::reconcile::{Engine, metric_tokens, summary, token_warnings};
+use crate::reconcile::{Applied, Engine, gitlabs, metric_tokens, summary, token_warnings};
 use crate::settings::Settings;
 
 pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
+    let gitlabs = gitlabs::split(s)?;
+    if gitlabs.len() > 1 {
+        return several(s, &gitlabs, facts);
+    }
     let Some(engine) = Engine::start(s, s.preview)? else {
         return Ok(Outcome::NotConfigured);
     };
@@ -72,7 +76,8 @@ fn reconcile(s: &Settings, engine: Engine, facts: &mut Facts) -> Result<Outcome>
     facts.runners = applied.runners.clone();
     facts.actions = Some(applied.tally.counts().to_vec());
     summary(&format!(
-        "{types} runner{} ok ({}); {} {}",
+        "{}{types} runner{} ok ({}); {} {}",
+        super::gitlab_prefix(s),
         if types == 1 { "" } else { "s" },
         applied.tally.summary(),
         s.config_path.display(),
@@ -83,4 +88,174 @@ fn reconcile(s: &Settings, engine: Engine, facts: &mut Facts) -> Result<Outcome>
         }
     ));
     Ok(Outcome::Ran { types, applied })
+}
+
+/// Several GitLabs: one engine each, `--api-url`'s first, under one lock;
+/// every input is checked before any request. An unreachable GitLab never
+/// stops the others: the run goes on and fails at the end naming it (or,
+/// with `--offline-ok`, warns).
+fn several(s: &Settings, gitlabs: &[Settings], facts: &mut Facts) -> Result<Outcome> {
+    let t0 = std::time::Instant::now();
+    let _lock = Engine::lock(s, s.preview)?;
+    let mut engines = Vec::new();
+    for g in gitlabs {
+        engines.push(Engine::open(g, s.preview, None, t0)?);
+    }
+    if s.preview {
+        return preview(s, gitlabs, engines);
+    }
+    let mut types = 0;
+    let mut pending = false;
+    let mut applied = Applied::default();
+    let mut down: Vec<(String, crate::error::Error)> = Vec::new();
+    let mut actions = vec![0usize; 8];
+    let mut finished = true;
+    for (g, mut engine) in gitlabs.iter().zip(engines) {
+        let name = g.gitlab_url.clone().unwrap_or_default();
+        engine.inputs.reload_others(g)?;
+        let mut f = Facts::default();
+        let result = reconcile(g, engine, &mut f);
+        facts.tokens.extend(f.tokens);
+        facts.runners.extend(f.runners);
+        match &f.actions {
+            Some(a) => a
+                .iter()
+                .zip(actions.iter_mut())
+                .for_each(|((_, n), t)| *t += n),
+            None => finished = false,
+        }
+        match result {
+            Ok(Outcome::Ran {
+                types: n,
+                applied: a,
+            }) => {
+                types += n;
+                applied.merge(a);
+            }
+            Ok(Outcome::Planned { pending: p }) => pending |= p,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), Kind::Unreachable | Kind::Ambiguous) => {
+                log::error!("{name}: {e}");
+                down.push((name, e));
+            }
+            Err(e) => return Err(e.context(format!("GitLab {name}"))),
+        }
+    }
+    if finished && !s.preview {
+        let names = applied.tally.counts().map(|(n, _)| n);
+        facts.actions = Some(names.into_iter().zip(actions).collect());
+    }
+    if !down.is_empty() {
+        let names: Vec<&str> = down.iter().map(|(n, _)| n.as_str()).collect();
+        let names = names.join(", ");
+        if s.offline_ok && s.config_path.is_file() && !s.preview {
+            log::warn!(
+                "GitLab {names} is unreachable; its runners in {} are kept as they were (--offline-ok)",
+                s.config_path.display()
+            );
+            summary(&format!(
+                "offline: {names}; kept its runners in {}",
+                s.config_path.display()
+            ));
+            return Ok(Outcome::Ran { types, applied });
+        }
+        let first = &down[0].1;
+        return Err(crate::error::Error::new(
+            first.kind(),
+            format!(
+                "GitLab {names} unreachable ({first}); the other GitLabs' runners were reconciled and its runners in {} kept as they were",
+                s.config_path.display()
+            ),
+        ));
+    }
+    if s.preview {
+        return Ok(Outcome::Planned { pending });
+    }
+    Ok(Outcome::Ran { types, applied })
+}
+
+/// `plan` for several GitLabs: each GitLab's plan, the next one showing
+/// the runners of those before as they would be; one document (`--json`:
+/// every runner and change with its `gitlab`), the `config.toml` diff of
+/// all of them at the end.
+fn preview(s: &Settings, gitlabs: &[Settings], engines: Vec<Engine>) -> Result<Outcome> {
+    let mut plans = Vec::new();
+    let mut carried = std::collections::BTreeMap::new();
+    let mut down = Vec::new();
+    for (g, mut engine) in gitlabs.iter().zip(engines) {
+        let name = g.gitlab_url.clone().unwrap_or_default();
+        engine.inputs.shown.extend(carried.clone());
+        let planned = engine
+            .observe(g, g.prune)
+            .and_then(|obs| engine.plan(g, &obs));
+        match planned {
+            Ok(plan) => {
+                for t in &plan.types {
+                    let id = t.id.map_or(String::new(), |i| format!(" {i}"));
+                    log::info!("{name}: {} runner{id}: {}", t.ty, t.observed);
+                }
+                carried.extend(plan.after.entries.clone());
+                plans.push((name, plan));
+            }
+            Err(e) if matches!(e.kind(), Kind::Unreachable | Kind::Ambiguous) => {
+                log::error!("{name}: {e}");
+                down.push((name, e));
+            }
+            Err(e) => return Err(e.context(format!("GitLab {name}"))),
+        }
+    }
+    let pending = plans.iter().any(|(_, p)| p.pending());
+    let last = plans.len().saturating_sub(1);
+    if s.json {
+        let mut runners = Vec::new();
+        let mut changes = Vec::new();
+        let mut diff = serde_json::Value::Null;
+        for (i, (name, plan)) in plans.iter().enumerate() {
+            let mut v = plan.json(&s.config_path, name);
+            for (key, out) in [("runners", &mut runners), ("changes", &mut changes)] {
+                if let Some(items) = v[key].as_array_mut() {
+                    for item in items.iter_mut() {
+                        item["gitlab"] = name.as_str().into();
+                    }
+                    out.append(items);
+                }
+            }
+            if i == last {
+                diff = v["config_diff"].take();
+            }
+        }
+        let doc = serde_json::json!({
+            "config": s.config_path.display().to_string(),
+            "api_url": s.gitlab_url,
+            "gitlabs": plans.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+            "pending": pending,
+            "runners": runners,
+            "changes": changes,
+            "config_diff": diff,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        for (i, (name, mut plan)) in plans.into_iter().enumerate() {
+            if i != last {
+                plan.config = None;
+            }
+            print!("{}", plan.text(&s.config_path, &name));
+        }
+    }
+    if let Some((_, first)) = down.first() {
+        let names: Vec<&str> = down.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(crate::error::Error::new(
+            first.kind(),
+            format!("GitLab {} unreachable ({first})", names.join(", ")),
+        ));
+    }
+    summary(&format!(
+        "plan: {}",
+        if pending {
+            "changes pending"
+        } else {
+            "nothing to do"
+        }
+    ));
+    Ok(Outcome::Planned { pending })
 }

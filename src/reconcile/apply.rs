@@ -59,7 +59,7 @@ impl Tally {
 }
 
 /// What applying a plan did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Applied {
     pub tally: Tally,
     /// Whether `config.toml` was written.
@@ -69,6 +69,24 @@ pub struct Applied {
     /// Each runner type as the state ends: a token it holds is one GitLab
     /// verified or just issued.
     pub runners: Vec<crate::metrics::Runner>,
+}
+
+impl Applied {
+    /// Add what another GitLab's apply did.
+    pub fn merge(&mut self, other: Applied) {
+        let (t, o) = (&mut self.tally, other.tally);
+        t.verified += o.verified;
+        t.created += o.created;
+        t.rotated += o.rotated;
+        t.healed += o.healed;
+        t.adopted += o.adopted;
+        t.took_over += o.took_over;
+        t.updated += o.updated;
+        t.deleted += o.deleted;
+        self.wrote |= other.wrote;
+        self.left.extend(other.left);
+        self.runners.extend(other.runners);
+    }
 }
 
 pub(super) struct Applier<'a> {
@@ -376,7 +394,9 @@ impl Applier<'_> {
         if self.s.stateless {
             return Ok(());
         }
-        self.inputs.state.save(&self.s.state_path)
+        self.inputs
+            .whole(&self.inputs.state)
+            .save(&self.s.state_path)
     }
 
     /// Render and write `config.toml` when its bytes change. Whether it

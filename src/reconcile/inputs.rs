@@ -8,10 +8,11 @@ use crate::fsutil;
 use crate::host::{AutoTags, Host};
 use crate::secret::{Secret, TokenDirs, TokenKind};
 use crate::settings::Settings;
+use crate::state::Entry;
 use crate::state::State;
 use crate::template::{RunnerValues, Template};
 use crate::trust::{self, Class};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Everything read from disk, checked before any request.
 pub struct Inputs {
@@ -25,6 +26,13 @@ pub struct Inputs {
     pub system_id: Option<String>,
     /// The template's size, to know how much room `config.toml` needs.
     pub template_len: usize,
+    /// Several GitLabs: the state entries of the other GitLabs' types,
+    /// saved as they are (`state` holds this GitLab's only).
+    pub others: BTreeMap<String, Entry>,
+    /// How the other GitLabs' types render: as their blocks are in
+    /// `config.toml` (a token gitlab-runner rotated is kept for their own
+    /// run to adopt), else as in the state.
+    pub shown: BTreeMap<String, Entry>,
 }
 
 impl Inputs {
@@ -81,7 +89,16 @@ impl Inputs {
             auto,
             ..Host::detect(s.hostname.clone(), path.as_deref(), s.tags.clone())?
         };
-        let dirs = TokenDirs::new(s.credentials_dir.clone(), &s.prefix);
+        let dirs = match s.gitlab.as_ref().and_then(|g| g.authority.as_deref()) {
+            None => TokenDirs::new(s.credentials_dir.clone(), &s.prefix),
+            Some(a) => {
+                let dir = s.prefix.join(a);
+                if std::fs::symlink_metadata(&dir).is_ok() {
+                    trust::check_dir(&dir)?;
+                }
+                TokenDirs::for_gitlab(s.credentials_dir.clone(), &s.prefix, a)
+            }
+        };
         let admin = dirs.read("admin-token")?;
         if let Some((token, path)) = &admin {
             check_admin_token(path, token)?;
@@ -94,13 +111,31 @@ impl Inputs {
         warn_job_readable(s, held.into_iter().flatten());
         if s.stateless && access.is_none() {
             return Err(Error::config(format!(
-                "--stateless needs an access token (api scope) in {}/access-token to find this host's runners in GitLab",
-                s.prefix.display()
+                "--stateless needs an access token (api scope) in {}/access-token to find this host's runners in GitLab{}",
+                s.gitlab
+                    .as_ref()
+                    .map_or(s.prefix.clone(), |g| g.token_dir(&s.prefix))
+                    .display(),
+                s.gitlab
+                    .as_ref()
+                    .filter(|g| g.authority.is_some())
+                    .map_or(String::new(), |g| format!(" {}", g.url))
             )));
         }
         check_template(s, &template, &host, state.entries.keys())?;
         let system_id = crate::host::system_id(&s.system_id_path);
+        let mut state = state;
+        let others = match &s.gitlab {
+            Some(g) => own_entries(g, &mut state),
+            None => BTreeMap::new(),
+        };
+        let shown = match &s.gitlab {
+            Some(_) => shown_entries(s, &template, &host.hostname, &others),
+            None => BTreeMap::new(),
+        };
         Ok(Inputs {
+            others,
+            shown,
             template,
             state,
             host,
@@ -111,6 +146,137 @@ impl Inputs {
             template_len: text.len(),
         })
     }
+}
+
+impl Inputs {
+    /// The whole state: this GitLab's entries (`state`) and the others'.
+    pub fn whole(&self, state: &State) -> State {
+        let mut all = state.clone();
+        for (ty, e) in &self.others {
+            all.entries.entry(ty.clone()).or_insert_with(|| e.clone());
+        }
+        all
+    }
+
+    /// Several GitLabs: read the other GitLabs' entries and blocks again,
+    /// as the runs of the GitLabs before this one left them.
+    pub fn reload_others(&mut self, s: &Settings) -> Result<()> {
+        let Some(g) = &s.gitlab else {
+            return Ok(());
+        };
+        let mut changed = Vec::new();
+        if !s.stateless
+            && let Some(mut st) = State::load(&s.state_path)?
+        {
+            st.entries.retain(|ty, _| !g.types.contains(ty));
+            for (ty, e) in st.entries {
+                if let Some(old) = self.others.get(&ty)
+                    && *old != e
+                {
+                    changed.push(ty.clone());
+                    self.others.insert(ty, e);
+                }
+            }
+        }
+        self.shown = shown_entries(s, &self.template, &self.host.hostname, &self.others);
+        // what an earlier GitLab's run changed in the state (a token
+        // issued) renders as the state holds it
+        for ty in changed {
+            if let Some(e) = self.others.get(&ty) {
+                self.shown.insert(ty, e.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The key of a `runner-data.json` entry that records its GitLab (only
+/// for a GitLab other than `--api-url`'s; the original script ignores it).
+pub const GITLAB_KEY: &str = "gitlab";
+
+/// Keep this GitLab's entries in `state`, and return the others'. An entry
+/// whose recorded GitLab is not this one (its block's url now names
+/// another GitLab) is a new runner here: its old runner is named.
+fn own_entries(g: &crate::settings::GitLab, state: &mut State) -> BTreeMap<String, Entry> {
+    let all = std::mem::take(&mut state.entries);
+    let mut others = BTreeMap::new();
+    for (ty, mut e) in all {
+        if !g.types.contains(&ty) {
+            others.insert(ty, e);
+            continue;
+        }
+        let recorded = e
+            .extra
+            .get(GITLAB_KEY)
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let moved = match (&recorded, &g.authority) {
+            (Some(u), _) => !same_gitlab(u, &g.url),
+            (None, Some(_)) => true,
+            (None, None) => false,
+        };
+        if moved && (e.id.is_some() || e.token.is_some()) {
+            let old = recorded.as_deref().unwrap_or(&g.all[0]);
+            log::warn!(
+                "{ty}: its [[runners]] block now names {}, so this host makes a new {ty} runner there; its old runner {} may remain in {old} (--prune deletes it there)",
+                g.url,
+                e.id.map_or("?".to_string(), |i| i.to_string())
+            );
+            e = Entry {
+                extra: e.extra,
+                ..Entry::default()
+            };
+        }
+        match &g.authority {
+            Some(_) => {
+                e.extra
+                    .insert(GITLAB_KEY.into(), serde_json::Value::from(g.url.clone()));
+            }
+            None => {
+                e.extra.remove(GITLAB_KEY);
+            }
+        }
+        state.entries.insert(ty, e);
+    }
+    others
+}
+
+/// How the other GitLabs' types render: the token (and gitlab-runner's
+/// times and id) of their block in the existing `config.toml` when that
+/// block still names the template's GitLab, else the state's.
+fn shown_entries(
+    s: &Settings,
+    template: &Template,
+    hostname: &str,
+    others: &BTreeMap<String, Entry>,
+) -> BTreeMap<String, Entry> {
+    let mut shown = others.clone();
+    let Some(blocks) = super::gitlabs::blocks(template, hostname) else {
+        return shown;
+    };
+    let Ok(Some(bytes)) = trust::read(&s.config_path, Class::Input) else {
+        return shown;
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let Ok(runners) = crate::state::config_runner_blocks(&s.config_path, &text) else {
+        return shown;
+    };
+    for (b, r) in blocks.iter().zip(&runners) {
+        let [ty] = b.types.as_slice() else { continue };
+        let Some(e) = shown.get_mut(ty) else { continue };
+        let url = r.get("url").and_then(|u| u.as_str());
+        if !matches!((url, b.url.as_deref()), (Some(a), Some(b)) if same_gitlab(a, b)) {
+            continue;
+        }
+        let Some(found) = crate::state::config_runner(&s.config_path, r) else {
+            continue;
+        };
+        e.token = Some(found.token);
+        e.id = found.id.or(e.id);
+        e.token_obtained_at = found.token_obtained_at.or(e.token_obtained_at);
+        e.token_expires_at = found.token_expires_at.or(e.token_expires_at);
+    }
+    shown
 }
 
 /// A runner authentication token (`glrt-…`, what GitLab 16+ shows when a
@@ -281,7 +447,12 @@ pub fn foreign_urls(s: &Settings, table: &toml::Table) -> Vec<UrlProblem> {
         };
         let name = r.get("name").and_then(|n| n.as_str()).unwrap_or("?");
         let shown = crate::secret::url_without_credentials(url);
-        if !same_gitlab(url, api) {
+        let known = s
+            .gitlab
+            .as_ref()
+            .is_some_and(|g| g.all.iter().any(|k| same_gitlab(url, k)));
+        let api = s.gitlab.as_ref().map_or(api, |g| g.all[0].as_str());
+        if !known && !same_gitlab(url, api) {
             out.push(UrlProblem {
                 text: format!(
                     "{}: runner '{name}' has url {shown}, not the GitLab of --api-url ({}): gitlab-runner will send its token to {}",

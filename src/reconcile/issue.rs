@@ -20,7 +20,7 @@ impl Applier<'_> {
         if self.probed {
             return Ok(());
         }
-        let state_len = self.inputs.state.to_json().len() + 4096;
+        let state_len = self.inputs.whole(&self.inputs.state).to_json().len() + 4096;
         let config_len = std::fs::symlink_metadata(&self.s.config_path)
             .map_or(0, |m| m.len() as usize)
             .max(self.inputs.template_len * 2)
@@ -99,7 +99,7 @@ impl Applier<'_> {
             if new_file
                 && self
                     .inputs
-                    .state
+                    .whole(&self.inputs.state)
                     .entries
                     .values()
                     .all(|e| e == &Default::default())
@@ -246,7 +246,11 @@ impl Applier<'_> {
         let Some((admin, path)) = &self.inputs.admin else {
             return Err(Error::config(format!(
                 "cannot create the {ty} runner: no admin-token in {}{}",
-                self.s.prefix.display(),
+                self.s
+                    .gitlab
+                    .as_ref()
+                    .map_or(self.s.prefix.clone(), |g| g.token_dir(&self.s.prefix))
+                    .display(),
                 if self.s.credentials_dir.is_some() {
                     " or $CREDENTIALS_DIRECTORY"
                 } else {

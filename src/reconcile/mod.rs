@@ -7,6 +7,7 @@
 
 mod apply;
 mod decide;
+pub mod gitlabs;
 pub mod inputs;
 mod issue;
 mod observe;
@@ -39,12 +40,12 @@ pub struct Engine {
 impl Engine {
     /// `Ok(None)`: no API URL, nothing to do (the notice is logged).
     pub fn start(s: &Settings, read_only: bool) -> Result<Option<Engine>> {
-        let Some(api_base) = s.api_root.as_deref() else {
+        if s.api_root.is_none() {
             log::info!(
                 "not configured: no GitLab API URL (set GITLAB_RUNNER_AUTH_API_URL in /etc/default/gitlab-runner-auth or pass --api-url); nothing to do"
             );
             return Ok(None);
-        };
+        }
         check_directories(s)?;
         let t0 = std::time::Instant::now();
         let lock = if read_only {
@@ -52,15 +53,40 @@ impl Engine {
         } else {
             Some(fsutil::lock(&s.lock_path, s.wait)?)
         };
+        Self::open(s, read_only, lock, t0).map(Some)
+    }
+
+    /// Take the prefix's lock for a command that starts several engines
+    /// (one per GitLab) with [`Engine::open`]; `None` when read-only.
+    pub fn lock(s: &Settings, read_only: bool) -> Result<Option<fsutil::Lock>> {
+        check_directories(s)?;
+        if read_only {
+            return Ok(None);
+        }
+        fsutil::lock(&s.lock_path, s.wait).map(Some)
+    }
+
+    /// Start the engine for the GitLab of `s` under a lock the command
+    /// holds (or read-only); `t0` is when the command began waiting.
+    pub fn open(
+        s: &Settings,
+        read_only: bool,
+        lock: Option<fsutil::Lock>,
+        t0: std::time::Instant,
+    ) -> Result<Engine> {
+        let api_base = s
+            .api_root
+            .as_deref()
+            .ok_or_else(|| Error::internal("an engine without a GitLab"))?;
         let inputs = Inputs::load(s)?;
         inputs::keep_private(s, read_only)?;
         let client = Client::new(api_base, s.timeout, s.wait, s.ca_file.as_deref())?.since(t0);
-        Ok(Some(Engine {
+        Ok(Engine {
             inputs,
             client,
             now: clock::now(),
             _lock: lock,
-        }))
+        })
     }
 
     /// Read everything (no write to GitLab or disk); `prune` lists this

@@ -140,10 +140,15 @@ pub fn observe(
             .values()
             .any(|e| e.create_pending_since.is_some() && e.token.is_some());
     if s.stateless || prune || sweep {
-        let pat = pat.ok_or_else(|| {
-            Error::config(
+        let pat = pat.ok_or_else(|| match s.gitlab.as_ref().filter(|g| g.authority.is_some()) {
+            Some(g) => Error::config(format!(
+                "--prune needs an access-token (api scope) in {} to list and delete the runners of {}",
+                g.token_dir(&s.prefix).display(),
+                g.url
+            )),
+            None => Error::config(
                 "--prune needs an access-token (api scope) in the prefix to list and delete runners",
-            )
+            ),
         })?;
         let host = &inputs.host;
         obs.listed =
@@ -179,6 +184,8 @@ pub fn observe(
                 token: l.token,
                 id: None,
                 token_obtained_at: None,
+                token_expires_at: None,
+                url: None,
             }))
             .collect()
     } else {
@@ -286,6 +293,8 @@ fn follow_up(s: &Settings, inputs: &Inputs, client: &Client, obs: &mut Observati
                 token: t,
                 id: None,
                 token_obtained_at: None,
+                token_expires_at: None,
+                url: None,
             };
             obs.held.push((r, v?));
         }
@@ -359,11 +368,23 @@ fn read_config(s: &Settings, obs: &mut Observation) -> Result<()> {
     };
     let text = String::from_utf8_lossy(&bytes).into_owned();
     match parse_config_runners(&s.config_path, &text) {
-        Ok(r) => obs.existing = r,
+        Ok(r) => obs.existing = mine(s, r),
         Err(e) => log::warn!("{e}; it will be replaced"),
     }
     obs.old_config = Some(bytes);
     Ok(())
+}
+
+/// Several GitLabs: the runners of `config.toml` whose `url` is this
+/// GitLab (another GitLab's token is never sent here).
+fn mine(s: &Settings, runners: Vec<ConfigRunner>) -> Vec<ConfigRunner> {
+    match &s.gitlab {
+        Some(g) => runners
+            .into_iter()
+            .filter(|r| super::gitlabs::belongs(g, r.url.as_deref()))
+            .collect(),
+        None => runners,
+    }
 }
 
 /// Temporary files of `write_atomic` a killed run left
@@ -409,10 +430,15 @@ fn read_leftovers(s: &Settings, obs: &mut Observation) {
                 .unwrap_or_default()
         } else {
             parse_config_runners(&file, &text)
-                .map(|rs| rs.into_iter().map(|r| (None, r.token)).collect())
+                .map(|rs| mine(s, rs).into_iter().map(|r| (None, r.token)).collect())
                 .unwrap_or_default()
         };
         for (ty, token) in tokens {
+            if let (Some(g), Some(ty)) = (&s.gitlab, &ty)
+                && !g.types.contains(ty)
+            {
+                continue;
+            }
             if !obs.leftovers.iter().any(|l| l.token == token) {
                 obs.leftovers.push(Leftover {
                     ty,

@@ -125,6 +125,9 @@ pub struct Plan {
     /// Stateless: the runners GitLab holds for this host, as the state
     /// `apply` starts from (no state file is read).
     pub start: Option<State>,
+    /// This GitLab's entries as the plan leaves them (new tokens as
+    /// placeholders): how the next GitLab's plan shows them.
+    pub after: State,
 }
 
 impl Plan {
@@ -160,6 +163,7 @@ pub fn plan(s: &Settings, inputs: &Inputs, obs: &Observation) -> Result<Plan> {
             .push(Change::RemoveFile { path: path.clone() });
     }
     p.plan.config = p.config()?;
+    p.plan.after = p.state.clone();
     Ok(p.plan)
 }
 
@@ -838,6 +842,7 @@ impl Planner<'_> {
             .entries
             .values()
             .chain(self.state.entries.values())
+            .chain(self.inputs.shown.values())
             .filter_map(|e| e.token.as_ref())
             .map(Secret::expose)
             .filter(|t| !t.starts_with("<new token for "))
@@ -864,7 +869,15 @@ fn owns(host: &crate::host::Host, d: &RunnerDetails, ty: &str) -> bool {
 
 /// `config.toml` from the template and `state`, checked as TOML.
 pub fn render(s: &Settings, inputs: &Inputs, state: &State) -> Result<String> {
-    let values = |ty: &str| Some(state.entries.get(ty)?.values());
+    let values = |ty: &str| {
+        Some(
+            state
+                .entries
+                .get(ty)
+                .or_else(|| inputs.shown.get(ty))?
+                .values(),
+        )
+    };
     let rendered = inputs.template.render(&inputs.host.hostname, values)?;
     let table = super::inputs::parse_rendered(s, &rendered)?;
     inputs
@@ -1188,6 +1201,8 @@ mod tests {
             access_path: None,
             system_id: None,
             template_len: TEMPLATE.len(),
+            others: Default::default(),
+            shown: Default::default(),
         }
     }
 
@@ -1350,6 +1365,8 @@ mod tests {
                             token: Secret::new("glrt-rotatedrotatedrotated"),
                             id: None,
                             token_obtained_at: None,
+                            token_expires_at: None,
+                            url: None,
                         },
                         valid(101, None),
                     ));
@@ -1479,6 +1496,8 @@ mod tests {
             token: Secret::new("glrt-heldheldheldheldheld"),
             id: None,
             token_obtained_at: None,
+            token_expires_at: None,
+            url: None,
         };
         o.held.push((held, valid(100, None)));
         let p = plan(&s, &i, &o).unwrap();

@@ -1,0 +1,434 @@
+// SPDX-License-Identifier: MIT
+//! Several GitLab instances in one `config.toml`: the template's `url` of
+//! each `[[runners]]` block decides its GitLab; another GitLab's
+//! credentials live in `<prefix>/<authority>/`.
+
+use crate::support::*;
+
+/// The second GitLab's registration token: each GitLab its own.
+const SECOND_TOKEN: &str = "GR1348941SecondSecond0123456";
+
+/// `shell` and `batch` on the first GitLab, `gpu` on the second.
+fn template(first: &str, second: &str) -> String {
+    format!(
+        r#"concurrent = 3
+
+[[runners]]
+  name = "{{hostname}}-shell"
+  url = "{first}"
+  id = {{shell.id}}
+  token = "{{shell}}"
+  executor = "shell"
+
+[[runners]]
+  name = "{{hostname}}-batch"
+  url = "{first}"
+  token = "{{batch.token}}"
+  executor = "shell"
+
+[[runners]]
+  name = "{{hostname}}-gpu"
+  url = "{second}"
+  id = {{gpu.id}}
+  token = "{{gpu}}"
+  executor = "shell"
+"#
+    )
+}
+
+struct Two {
+    first: FakeGitlab,
+    second: FakeGitlab,
+    p: Prefix,
+}
+
+/// The authority of a fake's url (`127.0.0.1:PORT`).
+fn authority(gl: &FakeGitlab) -> String {
+    gl.url().trim_start_matches("http://").to_string()
+}
+
+fn two() -> Two {
+    let first = FakeGitlab::start(World::default());
+    let mut world = World::default();
+    world.instance_registration_token = SECOND_TOKEN.into();
+    let second = FakeGitlab::start(world);
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    p.write("config.template", &template(&first.url(), &second.url()));
+    p.write(
+        "runner-data.json",
+        "{\"shell\": {}, \"batch\": {}, \"gpu\": {}}\n",
+    );
+    let dir = p.path(&authority(&second));
+    std::fs::create_dir(&dir).unwrap();
+    chmod(&dir, 0o700);
+    p.write(
+        &format!("{}/admin-token", authority(&second)),
+        &format!("{SECOND_TOKEN}\n"),
+    );
+    Two { first, second, p }
+}
+
+impl Two {
+    fn run(&self, args: &[&str]) -> Run {
+        run(&self.p, &self.first, args)
+    }
+
+    fn gpu_access(&self) -> String {
+        format!("{}/access-token", authority(&self.second))
+    }
+}
+
+fn types_of(gl: &FakeGitlab) -> Vec<String> {
+    let mut v: Vec<String> = gl
+        .world()
+        .runners
+        .values()
+        .map(|r| r.description.clone())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_first_run_creates_each_runner_on_its_own_gitlab() {
+    let t = two();
+    let r = t.run(&[]);
+    assert_code(&r, 0);
+    assert_eq!(
+        types_of(&t.first),
+        ["node12-batch", "node12-shell"],
+        "{r:?}"
+    );
+    assert_eq!(types_of(&t.second), ["node12-gpu"], "{r:?}");
+    // each with its own GitLab's registration token
+    for q in t.second.world().requests.iter() {
+        if q.line() == "POST /runners" {
+            assert_eq!(q.params["token"], SECOND_TOKEN);
+        }
+    }
+    let config = t.p.read("config.toml");
+    assert!(config_tokens_valid_on(&config, "node12-gpu", &t.second));
+    assert!(config_tokens_valid_on(&config, "node12-shell", &t.first));
+    // the state records the second GitLab's entry; the first's as always
+    let state = t.p.state();
+    assert_eq!(state["gpu"]["gitlab"], t.second.url());
+    assert!(state["shell"].get("gitlab").is_none());
+    // the same ids on both GitLabs
+    assert_eq!(state["gpu"]["id"], state["batch"]["id"]);
+    assert_no_secrets(&r, &t.first);
+    assert_no_secrets(&r, &t.second);
+
+    // no change: verify calls only, nothing written
+    let before = (
+        t.p.snapshot("config.toml"),
+        t.p.snapshot("runner-data.json"),
+    );
+    t.first.world().requests.clear();
+    t.second.world().requests.clear();
+    let r = t.run(&[]);
+    assert_code(&r, 0);
+    assert!(verify_only(&t.first.world().lines()), "{r:?}");
+    assert!(verify_only(&t.second.world().lines()), "{r:?}");
+    assert_eq!(t.first.world().lines().len(), 2);
+    assert_eq!(t.second.world().lines().len(), 1);
+    let after = (
+        t.p.snapshot("config.toml"),
+        t.p.snapshot("runner-data.json"),
+    );
+    assert_eq!(before, after);
+}
+
+/// Does `config` hold, in the block named `name`, a token `gl` knows?
+fn config_tokens_valid_on(config: &str, name: &str, gl: &FakeGitlab) -> bool {
+    let table: toml::Table = config.parse().unwrap();
+    let runners = table["runners"].as_array().unwrap();
+    let block = runners
+        .iter()
+        .find(|r| r["name"].as_str() == Some(name))
+        .unwrap();
+    let token = block["token"].as_str().unwrap();
+    block["url"].as_str() == Some(&gl.url())
+        && gl.world().runners.values().any(|r| r.token == token)
+}
+
+#[test]
+fn a_dead_token_on_the_second_gitlab_is_healed_there() {
+    let t = two();
+    t.p.write(&t.gpu_access(), ADMIN_PAT);
+    assert_code(&t.run(&[]), 0);
+    let gpu = t.p.state_id("gpu");
+    let old = t.p.state_token("gpu");
+    t.second.world().runners.get_mut(&gpu).unwrap().token = "glrt-revokedrevokedrevoked".into();
+    t.first.world().requests.clear();
+    let r = t.run(&[]);
+    assert_code(&r, 0);
+    assert!(verify_only(&t.first.world().lines()), "{r:?}");
+    assert!(
+        t.second
+            .world()
+            .lines()
+            .contains(&format!("POST /runners/{gpu}/reset_authentication_token")),
+        "{r:?}"
+    );
+    assert_eq!(t.p.state_id("gpu"), gpu);
+    assert_ne!(t.p.state_token("gpu"), old);
+    assert!(config_tokens_valid_on(
+        &t.p.read("config.toml"),
+        "node12-gpu",
+        &t.second
+    ));
+}
+
+#[test]
+fn one_gitlab_down_never_stops_the_other() {
+    let t = two();
+    assert_code(&t.run(&[]), 0);
+    // the first's shell token dies, the second goes down
+    let shell = t.p.state_id("shell");
+    t.first.world().runners.remove(&shell);
+    t.second.world().fault(
+        None,
+        "/",
+        FaultKind::Status {
+            status: 503,
+            retry_after: None,
+        },
+        10_000,
+    );
+    let gpu_block = |p: &Prefix| {
+        let c = p.read("config.toml");
+        c[c.find("node12-gpu").unwrap()..].to_string()
+    };
+    let before = gpu_block(&t.p);
+    let r = t.run(&["--wait", "1s"]);
+    assert_code(&r, 69);
+    assert!(
+        r.stderr
+            .contains(&format!("GitLab {} unreachable", t.second.url())),
+        "{r:?}"
+    );
+    // the first GitLab's runner was made again, and written
+    assert_eq!(runners_of_type(&t.first, "shell"), 1, "{r:?}");
+    assert!(config_tokens_valid_on(
+        &t.p.read("config.toml"),
+        "node12-shell",
+        &t.first
+    ));
+    assert_eq!(gpu_block(&t.p), before);
+    // --offline-ok: 0, with a warning naming it
+    let r = t.run(&["--wait", "1s", "--offline-ok"]);
+    assert_code(&r, 0);
+    assert!(
+        r.stderr.contains(&format!(
+            "GitLab {} is unreachable; its runners in",
+            t.second.url()
+        )),
+        "{r:?}"
+    );
+    assert_eq!(gpu_block(&t.p), before);
+}
+
+#[test]
+fn a_type_moved_to_another_gitlab_is_a_new_runner_there() {
+    let t = two();
+    t.p.write("access-token", ADMIN_PAT);
+    assert_code(&t.run(&[]), 0);
+    let batch = t.p.state_id("batch");
+    // batch's block now names the second GitLab
+    let text = template(&t.first.url(), &t.second.url()).replacen(
+        &format!(
+            "name = \"{{hostname}}-batch\"\n  url = \"{}\"",
+            t.first.url()
+        ),
+        &format!(
+            "name = \"{{hostname}}-batch\"\n  url = \"{}\"",
+            t.second.url()
+        ),
+        1,
+    );
+    t.p.write("config.template", &text);
+    let r = t.run(&[]);
+    assert_code(&r, 0);
+    assert!(
+        r.stderr.contains(&format!(
+            "batch: its [[runners]] block now names {}, so this host makes a new batch runner there; its old runner {batch} may remain in {}",
+            t.second.url(),
+            t.first.url()
+        )),
+        "{r:?}"
+    );
+    assert_eq!(types_of(&t.second), ["node12-batch", "node12-gpu"]);
+    assert_eq!(t.p.state()["batch"]["gitlab"], t.second.url());
+    assert!(config_tokens_valid_on(
+        &t.p.read("config.toml"),
+        "node12-batch",
+        &t.second
+    ));
+    // --prune deletes the old one on the first GitLab; the second needs
+    // its own access token to list its runners
+    let r = t.run(&["--prune"]);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr.contains(&format!(
+            "--prune needs an access-token (api scope) in {} to list and delete the runners of {}",
+            path_str(&t.p.path(&authority(&t.second))),
+            t.second.url()
+        )),
+        "{r:?}"
+    );
+    t.p.write(&t.gpu_access(), ADMIN_PAT);
+    let r = t.run(&["--prune"]);
+    assert_code(&r, 0);
+    assert_eq!(types_of(&t.first), ["node12-shell"], "{r:?}");
+    assert_eq!(types_of(&t.second), ["node12-batch", "node12-gpu"], "{r:?}");
+}
+
+#[test]
+fn a_type_in_blocks_of_two_gitlabs_is_refused() {
+    let t = two();
+    let text = template(&t.first.url(), &t.second.url()).replace("{gpu}", "{shell}");
+    t.p.write("config.template", &text);
+    t.p.write("runner-data.json", "{\"shell\": {}, \"batch\": {}}\n");
+    let r = t.run(&[]);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr
+            .contains("runner type 'shell' is in [[runners]] blocks of two GitLabs"),
+        "{r:?}"
+    );
+    assert!(t.first.world().requests.is_empty());
+    assert!(t.second.world().requests.is_empty());
+}
+
+#[test]
+fn the_second_gitlabs_directory_follows_the_trust_rules() {
+    let t = two();
+    let dir = t.p.path(&authority(&t.second));
+    chmod(&dir, 0o777);
+    let r = t.run(&[]);
+    assert_code(&r, 77);
+    assert!(
+        r.stderr.contains(&format!("chmod go-w {}", dir.display())),
+        "{r:?}"
+    );
+    assert!(t.first.world().requests.is_empty(), "{r:?}");
+    chmod(&dir, 0o700);
+    let token = dir.join("admin-token");
+    chmod(&token, 0o644);
+    let r = t.run(&[]);
+    assert_code(&r, 77);
+    assert!(r.stderr.contains(&path_str(&token)), "{r:?}");
+    assert!(t.first.world().requests.is_empty(), "{r:?}");
+    assert!(t.second.world().requests.is_empty(), "{r:?}");
+}
+
+#[test]
+fn stateless_lists_each_gitlabs_runners_with_its_access_token() {
+    let t = two();
+    t.p.write("access-token", ADMIN_PAT);
+    t.p.write(&t.gpu_access(), ADMIN_PAT);
+    std::fs::remove_file(t.p.path("runner-data.json")).unwrap();
+    let r = t.run(&["--stateless"]);
+    assert_code(&r, 0);
+    assert_eq!(
+        types_of(&t.first),
+        ["node12-batch", "node12-shell"],
+        "{r:?}"
+    );
+    assert_eq!(types_of(&t.second), ["node12-gpu"], "{r:?}");
+    assert!(!t.p.exists("runner-data.json"));
+    let config = t.p.read("config.toml");
+    assert!(config_tokens_valid_on(&config, "node12-gpu", &t.second));
+    assert!(config_tokens_valid_on(&config, "node12-batch", &t.first));
+    // again: the runners are found, none made
+    let before = t.p.snapshot("config.toml");
+    let r = t.run(&["--stateless"]);
+    assert_code(&r, 0);
+    assert_eq!(types_of(&t.second), ["node12-gpu"], "{r:?}");
+    assert_eq!(t.p.snapshot("config.toml"), before);
+    for gl in [&t.first, &t.second] {
+        assert!(
+            gl.world().lines().iter().any(|l| l == "GET /runners/all"),
+            "{:?}",
+            gl.world().lines()
+        );
+    }
+}
+
+#[test]
+fn prune_keeps_each_gitlabs_runners_with_the_same_ids() {
+    let t = two();
+    t.p.write("access-token", ADMIN_PAT);
+    t.p.write(&t.gpu_access(), ADMIN_PAT);
+    assert_code(&t.run(&[]), 0);
+    // the first GitLab's runner 100 and the second's are both held
+    let (shell, gpu) = (t.p.state_id("shell"), t.p.state_id("gpu"));
+    assert_eq!(shell.min(t.p.state_id("batch")), gpu);
+    // a leftover of this host on the second GitLab
+    let extra = t
+        .second
+        .world()
+        .add_runner("node12-old", &["node12", "old"], false);
+    let r = t.run(&["--prune"]);
+    assert_code(&r, 0);
+    assert_eq!(
+        types_of(&t.first),
+        ["node12-batch", "node12-shell"],
+        "{r:?}"
+    );
+    assert_eq!(types_of(&t.second), ["node12-gpu"], "{r:?}");
+    assert!(!t.second.world().runners.contains_key(&extra));
+}
+
+#[test]
+fn plan_json_names_each_runners_gitlab() {
+    let t = two();
+    let r = t.run(&["plan", "--json"]);
+    assert_code(&r, 2);
+    assert!(t.first.world().requests.is_empty() || verify_only(&t.first.world().lines()));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect(&r.stdout);
+    assert_eq!(
+        v["gitlabs"],
+        serde_json::json!([t.first.url(), t.second.url()])
+    );
+    let gitlab_of = |ty: &str| {
+        v["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == ty)
+            .map(|c| c["gitlab"].as_str().unwrap().to_string())
+    };
+    assert_eq!(gitlab_of("shell"), Some(t.first.url()));
+    assert_eq!(gitlab_of("gpu"), Some(t.second.url()));
+    // the diff shows every GitLab's new runner
+    let diff = v["config_diff"]["lines"].to_string();
+    for ty in ["shell", "batch", "gpu"] {
+        assert!(diff.contains(&format!("<new token for {ty}>")), "{diff}");
+    }
+    assert!(!t.p.exists("config.toml"));
+    assert_code(&t.run(&[]), 0);
+    let r = t.run(&["plan"]);
+    assert_code(&r, 0);
+    assert!(r.stdout.contains(&t.second.url()), "{r:?}");
+}
+
+#[test]
+fn commands_not_yet_per_gitlab_refuse_several_gitlabs() {
+    let t = two();
+    assert_code(&t.run(&[]), 0);
+    t.first.world().requests.clear();
+    t.second.world().requests.clear();
+    for cmd in ["status", "unregister"] {
+        let r = t.run(&[cmd]);
+        assert_code(&r, 78);
+        assert!(
+            r.stderr.contains(&format!(
+                "{cmd} does not handle several GitLab instances yet"
+            )),
+            "{r:?}"
+        );
+    }
+    assert!(t.first.world().requests.is_empty());
+    assert!(t.second.world().requests.is_empty());
+}
