@@ -14,7 +14,9 @@
 #           systemd-creds and passed with LoadCredentialEncrypted= in a
 #           drop-in, none left in the prefix: the restart creates the
 #           runners, doctor names where each token comes from, no token in
-#           the journal; unconfigured, the runner starts.
+#           the journal; a gpu runner on a second fake GitLab, its
+#           credentials in <prefix>/<authority>/: created there, the first
+#           GitLab's runners verified; unconfigured, the runner starts.
 #           And the metrics: gitlab-runner-auth-status.timer enabled, its
 #           service started, its default --metrics-file scraped from the
 #           guest's own prometheus-node-exporter (Debian's package, which
@@ -81,7 +83,12 @@ fi
 
 work=$(mktemp -d /var/tmp/gra-boot.XXXXXX)
 fake=
-cleanup() { [ -n "$fake" ] && kill "$fake" 2>/dev/null; [ -n "${GRA_BOOT_KEEP:-}" ] || rm -rf "$work"; }
+fake2=
+cleanup() {
+    [ -n "$fake" ] && kill "$fake" 2>/dev/null
+    [ -n "$fake2" ] && kill "$fake2" 2>/dev/null
+    [ -n "${GRA_BOOT_KEEP:-}" ] || rm -rf "$work"
+}
 trap cleanup EXIT
 start_all=$(date +%s)
 
@@ -142,6 +149,14 @@ fake=$!
 for _ in $(seq 50); do [ -s "$work/url" ] && break; sleep 0.1; done
 url=$(head -n 1 "$work/url")
 [ -n "$url" ] || fail "the fake GitLab did not start"
+# a second GitLab (README: Several GitLab instances), for the gpu runner
+mkdir -p "$work/gl2"
+"$T/debug/examples/fake-gitlab" --no-registration --write-tokens "$work/gl2" >"$work/url2" 2>/dev/null &
+fake2=$!
+for _ in $(seq 50); do [ -s "$work/url2" ] && break; sleep 0.1; done
+url2=$(head -n 1 "$work/url2")
+[ -n "$url2" ] || fail "the second fake GitLab did not start"
+gl2=${url2#*://}
 
 # the site mirror: N now, N+1 for the upgrade; apt sees only it
 mkdir -p "$R/srv"
@@ -162,6 +177,7 @@ STUB
 chmod 755 "$R/usr/bin/gitlab-runner"
 mkdir -m 700 "$R/etc/gitlab-runner"
 install -m 600 "$work/access-token" "$R/etc/gitlab-runner/admin-token"
+install -D -m 600 "$work/gl2/access-token" "$R/root/gl2-token"
 sed "s|https://gitlab.example.com|$url|" packaging/examples/config.template >"$R/etc/gitlab-runner/config.template"
 printf 'GITLAB_RUNNER_AUTH_API_URL=%s\nGITLAB_RUNNER_AUTH_HOSTNAME=bootnode\nGITLAB_RUNNER_AUTH_WAIT=5s\n' "$url" \
     >"$R/etc/gitlab-runner-auth.settings"
@@ -280,6 +296,21 @@ journalctl -u gitlab-runner --after-cursor="\$cursor" -o cat > /probe-out/creds-
 echo "creds: config tokens \$(grep -c '^  token = "glrt-' /etc/gitlab-runner/config.toml)"
 grep -o 'glrt-[A-Za-z0-9_.-]*' /etc/gitlab-runner/config.toml > /probe-out/creds-runner-tokens
 gitlab-runner-auth doctor > /probe-out/creds-doctor.log 2>&1; echo "creds: doctor exit \$?"
+# several GitLabs: a gpu runner on the second, its credentials (an access
+# token that creates and manages runners) in <prefix>/<authority>/
+install -d -m 700 "/etc/gitlab-runner/$gl2"
+install -m 600 /root/gl2-token "/etc/gitlab-runner/$gl2/admin-token"
+install -m 600 /root/gl2-token "/etc/gitlab-runner/$gl2/access-token"
+printf '\n[[runners]]\n  name = "{hostname}-gpu"\n  url = "%s"\n  token = "{gpu}"\n  executor = "shell"\n' "$url2" \
+    >> /etc/gitlab-runner/config.template
+sed -i '1s/^{\$/{\n  "gpu": {},/' /etc/gitlab-runner/runner-data.json
+cursor=\$(journalctl -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: //p')
+systemctl restart gitlab-runner && echo "gitlabs: restart ok" || echo "gitlabs: restart failed"
+echo "gitlabs: gitlab-runner \$(systemctl is-active gitlab-runner)"
+journalctl -u gitlab-runner --after-cursor="\$cursor" -o cat > /probe-out/gitlabs-journal.log
+echo "gitlabs: config tokens \$(grep -c '^  token = "glrt-' /etc/gitlab-runner/config.toml)"
+grep -o 'glrt-[A-Za-z0-9_.-]*' /etc/gitlab-runner/config.toml >> /probe-out/creds-runner-tokens
+cp /etc/gitlab-runner/runner-data.json /probe-out/gitlabs-state.json
 sed -i 's/^GITLAB_RUNNER_AUTH_API_URL=/#&/' /etc/default/gitlab-runner-auth
 systemctl restart gitlab-runner && echo "unconfigured: restart ok" || echo "unconfigured: restart failed"
 echo "unconfigured: gitlab-runner \$(systemctl is-active gitlab-runner)"
@@ -403,12 +434,26 @@ ok
 echo "--- creds-doctor.log (the token lines)"
 grep -E '^  [a-z]+ +(admin|access)-token ' "$out/creds-doctor.log"
 echo "systemd-test: ok: a start from LoadCredentialEncrypted= ($(sed -n 's/^creds: systemd \([0-9]*\).*/systemd \1/p' "$out/probe.log")), no token file in the prefix, runners created, doctor names the source, no token in the journal"
+# several GitLabs: the gpu runner made on the second, the others verified
+gexpect() {
+    grep -qx -- "$1" "$out/probe.log" || { show gitlabs-journal.log; show gitlabs-state.json; fail "expected '$1' in probe.log"; }
+    ok
+}
+gexpect 'gitlabs: restart ok'
+gexpect 'gitlabs: gitlab-runner active'
+gexpect 'gitlabs: config tokens 3'
+grep -q '^created gpu runner ' "$out/gitlabs-journal.log" || { show gitlabs-journal.log; fail "no gpu runner created on the second GitLab"; }
+grep -qF "$url2: 1 runner ok (1 created)" "$out/gitlabs-journal.log" || { show gitlabs-journal.log; fail "the second GitLab's summary"; }
+grep -qF "$url: 2 runners ok (2 verified)" "$out/gitlabs-journal.log" || { show gitlabs-journal.log; fail "the first GitLab's summary"; }
+grep -qF "\"gitlab\": \"$url2\"" "$out/gitlabs-state.json" || { show gitlabs-state.json; fail "the gpu entry does not record its GitLab"; }
+ok
+echo "systemd-test: ok: two GitLabs: the gpu runner created on the second with <prefix>/$gl2/'s token, the first's verified"
 expect 'unconfigured: restart ok' probe.log
 expect 'unconfigured: gitlab-runner active' probe.log
 # the stub started at boot, after the fix, after the upgrade, from the
-# encrypted credentials and unconfigured, each time with both tokens, never
-# while broken
-[ "$(cat "$out/stub.log")" = "$(printf 'stub started with 2 runner tokens\n%.0s' 1 2 3 4 5 | head -c -1)" ] \
+# encrypted credentials (both tokens), with the second GitLab's gpu runner
+# and unconfigured (three), never while broken
+[ "$(cat "$out/stub.log")" = "$({ printf 'stub started with 2 runner tokens\n%.0s' 1 2 3 4; printf 'stub started with 3 runner tokens\n%.0s' 1 2; } | head -c -1)" ] \
     || fail "stub starts: $(cat "$out/stub.log")"
 ok
 # journald: priorities parsed (no <N>, level word or module path left in the
