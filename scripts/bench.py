@@ -177,7 +177,7 @@ def row(label, n, latency_ms, work):
 
 
 # "2026-12-01T08:29:17.105Z DEBUG [gitlab_runner_auth::gitlab] GET /runners/101 -> 200 (202 ms)"
-LOG_LINE = re.compile(r"^(\S+?)Z?\s+DEBUG\s+\[gitlab_runner_auth::gitlab\]\s+"
+LOG_LINE = re.compile(r"^(\S+?)Z?\s+DEBUG\s+\[(?:gitlab_runner_auth::)?gitlab\]\s+"
                       r"(\S+) (\S+) -> (\S+).*\((\d+) ms\)\s*$")
 
 
