@@ -200,9 +200,12 @@ pub fn mask_tokens(text: &str, secrets: &[&str]) -> String {
 /// a placeholder (`<new token for shell>`) and an already masked value.
 fn mask_value(value: &str) -> String {
     let core = value.trim();
+    // already masked: a known prefix, `…`, at most the last four
+    let masked = core
+        .split_once('…')
+        .is_some_and(|(_, tail)| tail.chars().count() <= 4);
     if core.is_empty()
-        || core.starts_with(['{', '['])
-        || core.contains('…')
+        || masked
         || (core.starts_with('<') && core.ends_with('>'))
         || is_template_field(core)
     {
@@ -340,10 +343,24 @@ fn mask_assignments(line: &str, out: &mut String, open: &mut Option<&'static str
     let mut start = 0;
     let mut copied = 0;
     loop {
-        if let Some((value, opens)) = token_value(&line[start..]) {
+        // `NAME=value` inside a quoted string (`environment`): the value
+        // runs to that string's closing quote, spaces and all
+        let inside = line[..start]
+            .chars()
+            .next_back()
+            .filter(|c| matches!(c, '"' | '\''));
+        if let Some((value, opens)) = token_value(&line[start..], inside) {
             let (vs, ve) = (start + value.start, start + value.end);
             out.push_str(&line[copied..vs]);
-            out.push_str(&mask_value(&line[vs..ve]));
+            // a bare `{`/`[` opens an inline table or array, whose keys
+            // are masked one by one; a quoted one is a value
+            let quoted = vs > 0 && matches!(line.as_bytes()[vs - 1], b'"' | b'\'');
+            let value = &line[vs..ve];
+            if !quoted && value.trim_start().starts_with(['{', '[']) {
+                out.push_str(value);
+            } else {
+                out.push_str(&mask_value(value));
+            }
             copied = ve;
             start = ve;
             if opens.is_some() {
@@ -362,7 +379,10 @@ fn mask_assignments(line: &str, out: &mut String, open: &mut Option<&'static str
 
 /// When `s` starts with `<token key> =`: the byte range of its value, and
 /// the closing delimiter when the value is a multi-line string left open.
-fn token_value(s: &str) -> Option<(std::ops::Range<usize>, Option<&'static str>)> {
+fn token_value(
+    s: &str,
+    inside: Option<char>,
+) -> Option<(std::ops::Range<usize>, Option<&'static str>)> {
     let ws = |from: usize| s.len() - s[from..].trim_start_matches([' ', '\t']).len();
     // the key: bare or quoted segments joined by dots; the last one counts
     let mut p = ws(0);
@@ -430,7 +450,11 @@ fn token_value(s: &str) -> Option<(std::ops::Range<usize>, Option<&'static str>)
         let end = inner.find('\'').unwrap_or(inner.len());
         return Some((p + 1..p + 1 + end, None));
     }
-    let end = r.find(BARE_END).unwrap_or(r.len());
+    let end = match inside {
+        Some(q) => r.find(q),
+        None => r.find(BARE_END),
+    }
+    .unwrap_or(r.len());
     Some((p..p + end, None))
 }
 
@@ -584,6 +608,35 @@ impl TokenKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_with_spaces_braces_or_an_ellipsis_are_masked() {
+        for (text, secret) in [
+            (
+                r#"environment = ["DB_PASSWORD=correct horse Space1414"]"#,
+                "horse Space1414",
+            ),
+            (r#"SecretKey = "{{Brace4444""#, "Brace4444"),
+            (
+                r#"helper_credentials = { password = "[Brack5555" }"#,
+                "Brack5555",
+            ),
+            (r#"password = "ell…ipsis7777""#, "ipsis7777"),
+        ] {
+            let out = mask_tokens(text, &[]);
+            assert!(!out.contains(secret), "{text} -> {out}");
+        }
+        // masks, placeholders and inline tables stay readable
+        for (text, kept) in [
+            (r#"token = "glrt-…abcd""#, "glrt-…abcd"),
+            (
+                r#"token = "<new token for shell>""#,
+                "<new token for shell>",
+            ),
+        ] {
+            assert!(mask_tokens(text, &[]).contains(kept), "{text}");
+        }
+    }
 
     #[test]
     fn url_credentials_are_cut_even_with_a_slash_in_the_password() {
