@@ -648,10 +648,11 @@ impl Planner<'_> {
             .held
             .iter()
             .filter_map(|(r, v)| match v {
-                Verified::Valid {
-                    id: Some(id),
-                    expires_at,
-                } => Some((*id, &r.token, *expires_at, r.token_obtained_at)),
+                // before 15.10 verify names no runner: config.toml's `id`
+                // (a template that fills `{type.id}`) does
+                Verified::Valid { id, expires_at } => {
+                    Some(((*id).or(r.id)?, &r.token, *expires_at, r.token_obtained_at))
+                }
                 _ => None,
             })
             .collect();

@@ -372,9 +372,9 @@ impl Profile {
         let stateless = if self.verify_json {
             "keeps the tokens"
         } else if self.reset_by_id {
-            "fresh tokens by id each start"
+            "keeps the tokens whose block fills `{type.id}`; fresh tokens by id for the others each start"
         } else {
-            "new runners each start"
+            "keeps the tokens whose block fills `{type.id}`; new runners for the others each start"
         };
         let limits = match self.unauthenticated_budget {
             Some(n) => format!("migrations; {n} unauthenticated requests an hour per IP"),
