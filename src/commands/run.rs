@@ -115,6 +115,13 @@ fn several(s: &Settings, gitlabs: &[Settings], facts: &mut Facts) -> Result<Outc
         engine.inputs.reload_others(g)?;
         let mut f = Facts::default();
         let result = reconcile(g, engine, &mut f);
+        // the metrics' gitlab label
+        f.tokens
+            .iter_mut()
+            .for_each(|t| t.gitlab = Some(name.clone()));
+        f.runners
+            .iter_mut()
+            .for_each(|r| r.gitlab = Some(name.clone()));
         facts.tokens.extend(f.tokens);
         facts.runners.extend(f.runners);
         match &f.actions {

@@ -152,6 +152,7 @@ pub fn metric_tokens(obs: &Observation) -> Vec<metrics::Token> {
             file: t.file.display().to_string(),
             role: t.role,
             expires_at: token_expiry(t),
+            gitlab: None,
         })
         .collect()
 }

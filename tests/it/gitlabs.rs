@@ -419,7 +419,7 @@ fn commands_not_yet_per_gitlab_refuse_several_gitlabs() {
     assert_code(&t.run(&[]), 0);
     t.first.world().requests.clear();
     t.second.world().requests.clear();
-    for cmd in ["status", "unregister"] {
+    for cmd in ["unregister", "doctor"] {
         let r = t.run(&[cmd]);
         assert_code(&r, 78);
         assert!(
@@ -431,4 +431,150 @@ fn commands_not_yet_per_gitlab_refuse_several_gitlabs() {
     }
     assert!(t.first.world().requests.is_empty());
     assert!(t.second.world().requests.is_empty());
+}
+
+/// The runner of `ty` in a `--json` report, and its `gitlab`.
+fn gitlab_of_runner(v: &serde_json::Value, ty: &str) -> Option<String> {
+    v["runners"].as_array()?.iter().find(|r| r["type"] == ty)?["gitlab"]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[test]
+fn status_reports_each_gitlabs_runners_in_one_report() {
+    let t = two();
+    t.p.write(&t.gpu_access(), ADMIN_PAT);
+    assert_code(&t.run(&[]), 0);
+    t.first.world().requests.clear();
+    t.second.world().requests.clear();
+    let r = t.run(&["status"]);
+    assert_code(&r, 0);
+    let header = r.stdout.lines().next().unwrap();
+    assert!(header.ends_with("DAYS LEFT  GITLAB"), "{r:?}");
+    let line = |ty: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with(ty))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("gpu").ends_with(&t.second.url()), "{r:?}");
+    assert!(line("shell").ends_with(&t.first.url()), "{r:?}");
+    // each token verified on its own GitLab, nothing written
+    assert!(verify_only(&t.first.world().lines()), "{r:?}");
+    let second = t.second.world().lines();
+    assert!(second.contains(&"POST /runners/verify".to_string()));
+    assert!(
+        second
+            .iter()
+            .all(|l| l == "POST /runners/verify" || l.starts_with("GET ")),
+        "{second:?}"
+    );
+    assert_no_secrets(&r, &t.first);
+    assert_no_secrets(&r, &t.second);
+
+    let r = t.run(&["status", "--json"]);
+    assert_code(&r, 0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect(&r.stdout);
+    assert_eq!(
+        v["gitlabs"],
+        serde_json::json!([t.first.url(), t.second.url()])
+    );
+    assert_eq!(gitlab_of_runner(&v, "gpu"), Some(t.second.url()));
+    assert_eq!(gitlab_of_runner(&v, "shell"), Some(t.first.url()));
+    assert_eq!(gitlab_of_runner(&v, "batch"), Some(t.first.url()));
+    assert_eq!(v["runners"].as_array().unwrap().len(), 3);
+    let access = &v["access_tokens"][0];
+    assert_eq!(access["gitlab"], t.second.url(), "{v}");
+
+    // the second GitLab's runner token dies: not valid, exit 77
+    let gpu = t.p.state_id("gpu");
+    t.second.world().runners.get_mut(&gpu).unwrap().token = "glrt-revokedrevokedrevoked".into();
+    let r = t.run(&["status", "--json"]);
+    assert_code(&r, 77);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect(&r.stdout);
+    let valid = |ty: &str| {
+        v["runners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == ty)
+            .unwrap()["valid"]
+            .clone()
+    };
+    assert_eq!(valid("gpu"), false);
+    assert_eq!(valid("shell"), true);
+}
+
+#[test]
+fn status_names_an_unreachable_gitlab_and_reports_the_others() {
+    let t = two();
+    assert_code(&t.run(&[]), 0);
+    t.second.world().fault(
+        None,
+        "/",
+        FaultKind::Status {
+            status: 503,
+            retry_after: None,
+        },
+        10_000,
+    );
+    let r = t.run(&["status", "--json", "--wait", "1s"]);
+    assert_code(&r, 69);
+    assert!(
+        r.stderr
+            .contains(&format!("GitLab {} unreachable", t.second.url())),
+        "{r:?}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect(&r.stdout);
+    assert_eq!(gitlab_of_runner(&v, "shell"), Some(t.first.url()));
+    assert_eq!(gitlab_of_runner(&v, "gpu"), None);
+}
+
+#[test]
+fn status_with_one_gitlab_has_no_gitlab_field_or_column() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let r = run(&p, &gl, &["status"]);
+    assert_code(&r, 0);
+    assert!(!r.stdout.contains("GITLAB"), "{r:?}");
+    let r = run(&p, &gl, &["status", "--json"]);
+    assert_code(&r, 0);
+    assert!(!r.stdout.contains("gitlab"), "{r:?}");
+}
+
+#[test]
+fn metrics_carry_a_gitlab_label_with_several_gitlabs() {
+    let t = two();
+    t.p.write(&t.gpu_access(), ADMIN_PAT);
+    t.second.world().pats.get_mut(ADMIN_PAT).unwrap().expires_at = Some("2099-01-01".into());
+    let dir = t.p.path("node-exporter");
+    std::fs::create_dir(&dir).unwrap();
+    let file = path_str(&dir.join("gitlab-runner-auth.prom"));
+    for cmd in [None, Some("status")] {
+        let mut args: Vec<&str> = cmd.into_iter().collect();
+        args.extend(["--metrics-file", &file]);
+        let r = t.run(&args);
+        assert_code(&r, 0);
+        let text = std::fs::read_to_string(&file).unwrap();
+        let (first, second) = (t.first.url(), t.second.url());
+        let gpu = t.p.state_id("gpu");
+        for series in [
+            format!(
+                "gitlab_runner_auth_runner_info{{type=\"gpu\",gitlab=\"{second}\",runner_id=\"{gpu}\"}} 1"
+            ),
+            format!("gitlab_runner_auth_runner_token_valid{{type=\"gpu\",gitlab=\"{second}\"}} 1"),
+            format!("gitlab_runner_auth_runner_token_valid{{type=\"shell\",gitlab=\"{first}\"}} 1"),
+        ] {
+            assert!(text.lines().any(|l| l == series), "{series}\n{text}");
+        }
+        // the second GitLab's access token: its own gitlab label
+        assert!(
+            text.lines().any(|l| l
+                .starts_with("gitlab_runner_auth_access_token_expiry_timestamp_seconds{")
+                && l.contains(&format!("role=\"access-token\",gitlab=\"{second}\"}}"))),
+            "{text}"
+        );
+    }
 }
