@@ -419,16 +419,13 @@ fn commands_not_yet_per_gitlab_refuse_several_gitlabs() {
     assert_code(&t.run(&[]), 0);
     t.first.world().requests.clear();
     t.second.world().requests.clear();
-    for cmd in ["unregister", "doctor"] {
-        let r = t.run(&[cmd]);
-        assert_code(&r, 78);
-        assert!(
-            r.stderr.contains(&format!(
-                "{cmd} does not handle several GitLab instances yet"
-            )),
-            "{r:?}"
-        );
-    }
+    let r = t.run(&["doctor"]);
+    assert_code(&r, 78);
+    assert!(
+        r.stderr
+            .contains("doctor does not handle several GitLab instances yet"),
+        "{r:?}"
+    );
     assert!(t.first.world().requests.is_empty());
     assert!(t.second.world().requests.is_empty());
 }
@@ -577,4 +574,88 @@ fn metrics_carry_a_gitlab_label_with_several_gitlabs() {
             "{text}"
         );
     }
+}
+
+#[test]
+fn unregister_deletes_each_gitlabs_runners_there() {
+    let t = two();
+    t.p.write("access-token", ADMIN_PAT);
+    t.p.write(&t.gpu_access(), ADMIN_PAT);
+    assert_code(&t.run(&[]), 0);
+    // another host's runner with the same id as nothing of ours: kept
+    let other = t
+        .second
+        .world()
+        .add_runner("node99-gpu", &["node99", "gpu"], false);
+    // --dry-run: both GitLabs' deletions shown, nothing done
+    let r = t.run(&["unregister", "--dry-run", "--json"]);
+    assert_code(&r, 2);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect(&r.stdout);
+    let deletes: Vec<(String, u64)> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] == "delete")
+        .map(|c| {
+            (
+                c["gitlab"].as_str().unwrap().to_string(),
+                c["runner_id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(deletes.len(), 3, "{v}");
+    assert!(
+        deletes.contains(&(t.second.url(), t.p.state_id("gpu"))),
+        "{v}"
+    );
+    assert_eq!(types_of(&t.second), ["node12-gpu", "node99-gpu"]);
+
+    let r = t.run(&["unregister"]);
+    assert_code(&r, 0);
+    assert!(types_of(&t.first).is_empty(), "{r:?}");
+    assert_eq!(types_of(&t.second), ["node99-gpu"], "{r:?}");
+    assert!(t.second.world().runners.contains_key(&other));
+    // every GitLab's entry cleared; the second's still names its GitLab
+    let state = t.p.state();
+    for ty in ["shell", "batch", "gpu"] {
+        assert!(state[ty].get("id").is_none(), "{state}");
+        assert!(state[ty].get("token").is_none(), "{state}");
+    }
+    assert_eq!(state["gpu"]["gitlab"], t.second.url());
+    assert_no_secrets(&r, &t.first);
+    assert_no_secrets(&r, &t.second);
+}
+
+#[test]
+fn unregister_goes_on_when_one_gitlab_is_down() {
+    let t = two();
+    assert_code(&t.run(&[]), 0);
+    let gpu = t.p.state_id("gpu");
+    t.second.world().fault(
+        None,
+        "/",
+        FaultKind::Status {
+            status: 503,
+            retry_after: None,
+        },
+        10_000,
+    );
+    let r = t.run(&["unregister", "--wait", "1s"]);
+    assert_code(&r, 69);
+    assert!(
+        r.stderr
+            .contains(&format!("GitLab {} unreachable", t.second.url())),
+        "{r:?}"
+    );
+    // the first GitLab's runners deleted and cleared; the second's kept
+    assert!(types_of(&t.first).is_empty(), "{r:?}");
+    assert_eq!(types_of(&t.second), ["node12-gpu"]);
+    let state = t.p.state();
+    assert!(state["shell"].get("token").is_none(), "{state}");
+    assert_eq!(t.p.state_id("gpu"), gpu);
+    // once it is back, unregister finishes
+    t.second.world().faults.clear();
+    let r = t.run(&["unregister"]);
+    assert_code(&r, 0);
+    assert!(types_of(&t.second).is_empty(), "{r:?}");
 }
