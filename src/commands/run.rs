@@ -99,7 +99,10 @@ fn several(s: &Settings, gitlabs: &[Settings], facts: &mut Facts) -> Result<Outc
     let _lock = Engine::lock(s, s.preview)?;
     let mut engines = Vec::new();
     for g in gitlabs {
-        engines.push(Engine::open(g, s.preview, None, t0)?);
+        let engine = Engine::open(g, s.preview, None, t0)?;
+        // every GitLab's --prune token, before any GitLab applies
+        engine.check_prune(g)?;
+        engines.push(engine);
     }
     if s.preview {
         return preview(s, gitlabs, engines);

@@ -265,9 +265,14 @@ fn a_type_moved_to_another_gitlab_is_a_new_runner_there() {
         &t.second
     ));
     // --prune deletes the old one on the first GitLab; the second needs
-    // its own access token to list its runners
+    // its own access token to list its runners, found before the first
+    // GitLab is asked anything
+    t.first.world().requests.clear();
+    t.second.world().requests.clear();
     let r = t.run(&["--prune"]);
     assert_code(&r, 78);
+    assert!(t.first.world().requests.is_empty(), "{r:?}");
+    assert!(t.second.world().requests.is_empty(), "{r:?}");
     assert!(
         r.stderr.contains(&format!(
             "--prune needs an access-token (api scope) in {} to list and delete the runners of {}",
