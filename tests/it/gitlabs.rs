@@ -419,27 +419,57 @@ fn plan_json_names_each_runners_gitlab() {
 }
 
 #[test]
-fn commands_not_yet_per_gitlab_refuse_several_gitlabs() {
+fn doctor_checks_each_gitlab_with_its_own_tokens() {
     let t = two();
+    t.p.write(&t.gpu_access(), ADMIN_PAT);
     assert_code(&t.run(&[]), 0);
     t.first.world().requests.clear();
     t.second.world().requests.clear();
     let r = t.run(&["doctor"]);
-    assert_code(&r, 78);
+    assert_code(&r, 0);
+    let dir = path_str(&t.p.path(&authority(&t.second)));
+    for want in [
+        format!("\ngitlab {}\n", t.first.url()),
+        format!("\ngitlab {}\n", t.second.url()),
+        format!("token dir         {dir}: mode 0700"),
+        format!("admin-token       {dir}/admin-token: mode 0600"),
+        format!("access-token      {dir}/access-token: mode 0600"),
+    ] {
+        assert!(r.stdout.contains(&want), "{want}\n{}", r.stdout);
+    }
+    // the gpu runner's token is verified on the second GitLab only
+    let gpu = t.p.state_token("gpu");
+    let verified = |gl: &FakeGitlab| {
+        gl.world()
+            .requests
+            .iter()
+            .filter(|q| q.line() == "POST /runners/verify")
+            .filter(|q| q.params.get("token").and_then(|v| v.as_str()) == Some(gpu.as_str()))
+            .count()
+    };
+    assert_eq!(verified(&t.second), 1, "{r:?}");
+    assert_eq!(verified(&t.first), 0, "{r:?}");
+    // the second's access token is asked of the second GitLab
     assert!(
-        r.stderr
-            .contains("doctor does not handle several GitLab instances yet"),
-        "{r:?}"
+        r.stdout.contains(&format!(
+            "access-token      {dir}/access-token: valid, scopes api"
+        )),
+        "{}",
+        r.stdout
     );
-    assert!(t.first.world().requests.is_empty());
-    assert!(t.second.world().requests.is_empty());
-}
+    assert!(!r.stdout.contains("warn "), "{}", r.stdout);
+    assert_no_secrets(&r, &t.first);
+    assert_no_secrets(&r, &t.second);
 
-/// The runner of `ty` in a `--json` report, and its `gitlab`.
-fn gitlab_of_runner(v: &serde_json::Value, ty: &str) -> Option<String> {
-    v["runners"].as_array()?.iter().find(|r| r["type"] == ty)?["gitlab"]
-        .as_str()
-        .map(str::to_string)
+    // its directory open to others: a failure in its section, exit 77
+    chmod(&t.p.path(&authority(&t.second)), 0o777);
+    let r = t.run(&["doctor"]);
+    assert_code(&r, 77);
+    assert!(
+        r.stdout.contains(&format!("chmod go-w {dir}")),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -663,4 +693,11 @@ fn unregister_goes_on_when_one_gitlab_is_down() {
     let r = t.run(&["unregister"]);
     assert_code(&r, 0);
     assert!(types_of(&t.second).is_empty(), "{r:?}");
+}
+
+/// The runner of `ty` in a `--json` report, and its `gitlab`.
+fn gitlab_of_runner(v: &serde_json::Value, ty: &str) -> Option<String> {
+    v["runners"].as_array()?.iter().find(|r| r["type"] == ty)?["gitlab"]
+        .as_str()
+        .map(str::to_string)
 }
