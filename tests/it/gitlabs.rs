@@ -36,10 +36,10 @@ fn template(first: &str, second: &str) -> String {
     )
 }
 
-struct Two {
-    first: FakeGitlab,
-    second: FakeGitlab,
-    p: Prefix,
+pub(crate) struct Two {
+    pub(crate) first: FakeGitlab,
+    pub(crate) second: FakeGitlab,
+    pub(crate) p: Prefix,
 }
 
 /// The authority of a fake's url (`127.0.0.1:PORT`).
@@ -47,7 +47,9 @@ fn authority(gl: &FakeGitlab) -> String {
     gl.url().trim_start_matches("http://").to_string()
 }
 
-fn two() -> Two {
+/// Two fake GitLabs, `shell` and `batch` on the first, `gpu` on the
+/// second (its admin-token in `<prefix>/<authority>/`).
+pub(crate) fn two() -> Two {
     let first = FakeGitlab::start(World::default());
     let mut world = World::default();
     world.instance_registration_token = SECOND_TOKEN.into();
@@ -69,11 +71,11 @@ fn two() -> Two {
 }
 
 impl Two {
-    fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         run(&self.p, &self.first, args)
     }
 
-    fn gpu_access(&self) -> String {
+    pub(crate) fn gpu_access(&self) -> String {
         format!("{}/access-token", authority(&self.second))
     }
 }
