@@ -20,6 +20,9 @@ pub struct Runner {
     pub valid: bool,
     /// When its token expires (Unix seconds); `None`: never, or unknown.
     pub expires_at: Option<i64>,
+    /// Several GitLabs: its GitLab's url (a `gitlab` label); `None` with
+    /// one GitLab.
+    pub gitlab: Option<String>,
 }
 
 /// An access token this host holds.
@@ -30,6 +33,8 @@ pub struct Token {
     pub role: &'static str,
     /// Its expiry (Unix seconds); `None`: never, or GitLab cannot say.
     pub expires_at: Option<i64>,
+    /// Several GitLabs: the GitLab it is for (a `gitlab` label).
+    pub gitlab: Option<String>,
 }
 
 /// What a command learned, filled in as it goes: a command that fails
@@ -140,7 +145,17 @@ pub fn render(r: &Report) -> String {
         "How many of each action the last run took (tokens verified, runners created, tokens rotated, ...).",
         &actions,
     );
-    let ty = |r: &Runner| vec![("type", r.ty.clone())];
+    // several GitLabs: each runner's and token's GitLab
+    let gitlab = |l: &mut Labels, g: &Option<String>| {
+        if let Some(g) = g {
+            l.push(("gitlab", g.clone()));
+        }
+    };
+    let ty = |r: &Runner| {
+        let mut l = vec![("type", r.ty.clone())];
+        gitlab(&mut l, &r.gitlab);
+        l
+    };
     let info: Vec<(Labels, String)> = f
         .runners
         .iter()
@@ -182,7 +197,8 @@ pub fn render(r: &Report) -> String {
         .tokens
         .iter()
         .filter_map(|t| {
-            let l = vec![("file", t.file.clone()), ("role", t.role.to_string())];
+            let mut l = vec![("file", t.file.clone()), ("role", t.role.to_string())];
+            gitlab(&mut l, &t.gitlab);
             Some((l, t.expires_at?.to_string()))
         })
         .collect();
@@ -217,18 +233,21 @@ mod tests {
                     id: Some(102),
                     valid: true,
                     expires_at: None,
+                    gitlab: None,
                 },
                 Runner {
                     ty: "shell".into(),
                     id: Some(101),
                     valid: true,
                     expires_at: Some(1_767_225_600),
+                    gitlab: None,
                 },
                 Runner {
                     ty: "gpu".into(),
                     id: None,
                     valid: false,
                     expires_at: None,
+                    gitlab: None,
                 },
             ],
             tokens: vec![
@@ -236,11 +255,13 @@ mod tests {
                     file: "/etc/gitlab-runner/admin-token".into(),
                     role: "admin-token",
                     expires_at: None,
+                    gitlab: None,
                 },
                 Token {
                     file: "/etc/gitlab-runner/access-token".into(),
                     role: "access-token",
                     expires_at: Some(1_790_000_000),
+                    gitlab: None,
                 },
             ],
             actions: Some(vec![("verified", 1), ("created", 1), ("rotated", 0)]),
@@ -331,6 +352,7 @@ gitlab_runner_auth_access_token_expiry_timestamp_seconds{file="/etc/gitlab-runne
                 file: "/srv/a \"b\"\\c\nd".into(),
                 role: "access-token",
                 expires_at: Some(5),
+                gitlab: None,
             }],
             ..Facts::default()
         };

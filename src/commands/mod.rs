@@ -43,22 +43,6 @@ pub enum Outcome {
 
 /// Run the command of `s`, noting in `facts` what the metrics report.
 pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
-    // these would send another GitLab's runner tokens to --api-url's
-    if matches!(
-        s.command,
-        Command::Doctor | Command::Status | Command::Unregister
-    ) && crate::reconcile::gitlabs::split(s)?.len() > 1
-    {
-        return Err(crate::error::Error::config(format!(
-            "{} does not handle several GitLab instances yet ({} names more than one); use run or plan",
-            match s.command {
-                Command::Doctor => "doctor",
-                Command::Status => "status",
-                _ => "unregister",
-            },
-            s.template_path.display()
-        )));
-    }
     match s.command {
         Command::Doctor => doctor::run(s),
         Command::Import => import::run(s),

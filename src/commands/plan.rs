@@ -36,3 +36,49 @@ pub fn show(s: &Settings, plan: &Plan) -> Outcome {
     ));
     Outcome::Planned { pending }
 }
+
+/// Several GitLabs: print each GitLab's plan (`(url, plan)`, in order) as
+/// one document (`--json`: every runner and change with its `gitlab`);
+/// the `config.toml` diff is the last plan's. Whether anything would
+/// change.
+pub fn show_several(s: &Settings, plans: Vec<(String, Plan)>) -> bool {
+    let pending = plans.iter().any(|(_, p)| p.pending());
+    let last = plans.len().saturating_sub(1);
+    if s.json {
+        let mut runners = Vec::new();
+        let mut changes = Vec::new();
+        let mut diff = serde_json::Value::Null;
+        for (i, (name, plan)) in plans.iter().enumerate() {
+            let mut v = plan.json(&s.config_path, name);
+            for (key, out) in [("runners", &mut runners), ("changes", &mut changes)] {
+                if let Some(items) = v[key].as_array_mut() {
+                    for item in items.iter_mut() {
+                        item["gitlab"] = name.as_str().into();
+                    }
+                    out.append(items);
+                }
+            }
+            if i == last {
+                diff = v["config_diff"].take();
+            }
+        }
+        let doc = serde_json::json!({
+            "config": s.config_path.display().to_string(),
+            "api_url": s.gitlab_url,
+            "gitlabs": plans.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+            "pending": pending,
+            "runners": runners,
+            "changes": changes,
+            "config_diff": diff,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        for (i, (name, mut plan)) in plans.into_iter().enumerate() {
+            if i != last {
+                plan.config = None;
+            }
+            print!("{}", plan.text(&s.config_path, &name));
+        }
+    }
+    pending
+}

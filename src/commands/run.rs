@@ -99,7 +99,10 @@ fn several(s: &Settings, gitlabs: &[Settings], facts: &mut Facts) -> Result<Outc
     let _lock = Engine::lock(s, s.preview)?;
     let mut engines = Vec::new();
     for g in gitlabs {
-        engines.push(Engine::open(g, s.preview, None, t0)?);
+        let engine = Engine::open(g, s.preview, None, t0)?;
+        // every GitLab's --prune token, before any GitLab applies
+        engine.check_prune(g)?;
+        engines.push(engine);
     }
     if s.preview {
         return preview(s, gitlabs, engines);
@@ -115,6 +118,13 @@ fn several(s: &Settings, gitlabs: &[Settings], facts: &mut Facts) -> Result<Outc
         engine.inputs.reload_others(g)?;
         let mut f = Facts::default();
         let result = reconcile(g, engine, &mut f);
+        // the metrics' gitlab label
+        f.tokens
+            .iter_mut()
+            .for_each(|t| t.gitlab = Some(name.clone()));
+        f.runners
+            .iter_mut()
+            .for_each(|r| r.gitlab = Some(name.clone()));
         facts.tokens.extend(f.tokens);
         facts.runners.extend(f.runners);
         match &f.actions {
@@ -204,44 +214,7 @@ fn preview(s: &Settings, gitlabs: &[Settings], engines: Vec<Engine>) -> Result<O
             Err(e) => return Err(e.context(format!("GitLab {name}"))),
         }
     }
-    let pending = plans.iter().any(|(_, p)| p.pending());
-    let last = plans.len().saturating_sub(1);
-    if s.json {
-        let mut runners = Vec::new();
-        let mut changes = Vec::new();
-        let mut diff = serde_json::Value::Null;
-        for (i, (name, plan)) in plans.iter().enumerate() {
-            let mut v = plan.json(&s.config_path, name);
-            for (key, out) in [("runners", &mut runners), ("changes", &mut changes)] {
-                if let Some(items) = v[key].as_array_mut() {
-                    for item in items.iter_mut() {
-                        item["gitlab"] = name.as_str().into();
-                    }
-                    out.append(items);
-                }
-            }
-            if i == last {
-                diff = v["config_diff"].take();
-            }
-        }
-        let doc = serde_json::json!({
-            "config": s.config_path.display().to_string(),
-            "api_url": s.gitlab_url,
-            "gitlabs": plans.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
-            "pending": pending,
-            "runners": runners,
-            "changes": changes,
-            "config_diff": diff,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-    } else {
-        for (i, (name, mut plan)) in plans.into_iter().enumerate() {
-            if i != last {
-                plan.config = None;
-            }
-            print!("{}", plan.text(&s.config_path, &name));
-        }
-    }
+    let pending = super::plan::show_several(s, plans);
     if let Some((_, first)) = down.first() {
         let names: Vec<&str> = down.iter().map(|(n, _)| n.as_str()).collect();
         return Err(crate::error::Error::new(

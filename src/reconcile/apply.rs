@@ -153,6 +153,7 @@ pub fn apply(
             id: e.id,
             valid: e.token.is_some(),
             expires_at: e.token_expires_at,
+            gitlab: None,
         })
         .collect();
     Ok(Applied {

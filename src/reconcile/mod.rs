@@ -95,6 +95,15 @@ impl Engine {
         observe::observe(s, &self.inputs, &self.client, self.now, prune)
     }
 
+    /// `--prune` lists runners with the access token: a command that
+    /// starts several engines checks each before any applies.
+    pub fn check_prune(&self, s: &Settings) -> Result<()> {
+        if s.prune && self.inputs.access.is_none() {
+            return Err(observe::prune_needs_access(s));
+        }
+        Ok(())
+    }
+
     /// What a run would change, from an observation (pure).
     pub fn plan(&self, s: &Settings, obs: &Observation) -> Result<Plan> {
         plan::plan(s, &self.inputs, obs)
@@ -152,6 +161,7 @@ pub fn metric_tokens(obs: &Observation) -> Vec<metrics::Token> {
             file: t.file.display().to_string(),
             role: t.role,
             expires_at: token_expiry(t),
+            gitlab: None,
         })
         .collect()
 }

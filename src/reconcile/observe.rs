@@ -140,16 +140,7 @@ pub fn observe(
             .values()
             .any(|e| e.create_pending_since.is_some() && e.token.is_some());
     if s.stateless || prune || sweep {
-        let pat = pat.ok_or_else(|| match s.gitlab.as_ref().filter(|g| g.authority.is_some()) {
-            Some(g) => Error::config(format!(
-                "--prune needs an access-token (api scope) in {} to list and delete the runners of {}",
-                g.token_dir(&s.prefix).display(),
-                g.url
-            )),
-            None => Error::config(
-                "--prune needs an access-token (api scope) in the prefix to list and delete runners",
-            ),
-        })?;
+        let pat = pat.ok_or_else(|| prune_needs_access(s))?;
         let host = &inputs.host;
         obs.listed =
             client.list_tagged(pat, s.scope, std::slice::from_ref(&host.hostname), |d| {
@@ -490,4 +481,18 @@ pub fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Re
         });
     }
     Ok(out)
+}
+
+/// `--prune` without this GitLab's access token.
+pub(super) fn prune_needs_access(s: &Settings) -> Error {
+    match s.gitlab.as_ref().filter(|g| g.authority.is_some()) {
+        Some(g) => Error::config(format!(
+            "--prune needs an access-token (api scope) in {} to list and delete the runners of {}",
+            g.token_dir(&s.prefix).display(),
+            g.url
+        )),
+        None => Error::config(
+            "--prune needs an access-token (api scope) in the prefix to list and delete runners",
+        ),
+    }
 }

@@ -36,10 +36,10 @@ fn template(first: &str, second: &str) -> String {
     )
 }
 
-struct Two {
-    first: FakeGitlab,
-    second: FakeGitlab,
-    p: Prefix,
+pub(crate) struct Two {
+    pub(crate) first: FakeGitlab,
+    pub(crate) second: FakeGitlab,
+    pub(crate) p: Prefix,
 }
 
 /// The authority of a fake's url (`127.0.0.1:PORT`).
@@ -47,7 +47,9 @@ fn authority(gl: &FakeGitlab) -> String {
     gl.url().trim_start_matches("http://").to_string()
 }
 
-fn two() -> Two {
+/// Two fake GitLabs, `shell` and `batch` on the first, `gpu` on the
+/// second (its admin-token in `<prefix>/<authority>/`).
+pub(crate) fn two() -> Two {
     let first = FakeGitlab::start(World::default());
     let mut world = World::default();
     world.instance_registration_token = SECOND_TOKEN.into();
@@ -69,11 +71,11 @@ fn two() -> Two {
 }
 
 impl Two {
-    fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         run(&self.p, &self.first, args)
     }
 
-    fn gpu_access(&self) -> String {
+    pub(crate) fn gpu_access(&self) -> String {
         format!("{}/access-token", authority(&self.second))
     }
 }
@@ -265,9 +267,14 @@ fn a_type_moved_to_another_gitlab_is_a_new_runner_there() {
         &t.second
     ));
     // --prune deletes the old one on the first GitLab; the second needs
-    // its own access token to list its runners
+    // its own access token to list its runners, found before the first
+    // GitLab is asked anything
+    t.first.world().requests.clear();
+    t.second.world().requests.clear();
     let r = t.run(&["--prune"]);
     assert_code(&r, 78);
+    assert!(t.first.world().requests.is_empty(), "{r:?}");
+    assert!(t.second.world().requests.is_empty(), "{r:?}");
     assert!(
         r.stderr.contains(&format!(
             "--prune needs an access-token (api scope) in {} to list and delete the runners of {}",
@@ -414,21 +421,285 @@ fn plan_json_names_each_runners_gitlab() {
 }
 
 #[test]
-fn commands_not_yet_per_gitlab_refuse_several_gitlabs() {
+fn doctor_checks_each_gitlab_with_its_own_tokens() {
     let t = two();
+    t.p.write(&t.gpu_access(), ADMIN_PAT);
     assert_code(&t.run(&[]), 0);
     t.first.world().requests.clear();
     t.second.world().requests.clear();
-    for cmd in ["status", "unregister"] {
-        let r = t.run(&[cmd]);
-        assert_code(&r, 78);
+    let r = t.run(&["doctor"]);
+    assert_code(&r, 0);
+    let dir = path_str(&t.p.path(&authority(&t.second)));
+    for want in [
+        format!("\ngitlab {}\n", t.first.url()),
+        format!("\ngitlab {}\n", t.second.url()),
+        format!("token dir         {dir}: mode 0700"),
+        format!("admin-token       {dir}/admin-token: mode 0600"),
+        format!("access-token      {dir}/access-token: mode 0600"),
+    ] {
+        assert!(r.stdout.contains(&want), "{want}\n{}", r.stdout);
+    }
+    // the gpu runner's token is verified on the second GitLab only
+    let gpu = t.p.state_token("gpu");
+    let verified = |gl: &FakeGitlab| {
+        gl.world()
+            .requests
+            .iter()
+            .filter(|q| q.line() == "POST /runners/verify")
+            .filter(|q| q.params.get("token").and_then(|v| v.as_str()) == Some(gpu.as_str()))
+            .count()
+    };
+    assert_eq!(verified(&t.second), 1, "{r:?}");
+    assert_eq!(verified(&t.first), 0, "{r:?}");
+    // the second's access token is asked of the second GitLab
+    assert!(
+        r.stdout.contains(&format!(
+            "access-token      {dir}/access-token: valid, scopes api"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("warn "), "{}", r.stdout);
+    assert_no_secrets(&r, &t.first);
+    assert_no_secrets(&r, &t.second);
+
+    // its directory open to others: a failure in its section, exit 77
+    chmod(&t.p.path(&authority(&t.second)), 0o777);
+    let r = t.run(&["doctor"]);
+    assert_code(&r, 77);
+    assert!(
+        r.stdout.contains(&format!("chmod go-w {dir}")),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn status_reports_each_gitlabs_runners_in_one_report() {
+    let t = two();
+    t.p.write(&t.gpu_access(), ADMIN_PAT);
+    assert_code(&t.run(&[]), 0);
+    t.first.world().requests.clear();
+    t.second.world().requests.clear();
+    let r = t.run(&["status"]);
+    assert_code(&r, 0);
+    let header = r.stdout.lines().next().unwrap();
+    assert!(header.ends_with("DAYS LEFT  GITLAB"), "{r:?}");
+    let line = |ty: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with(ty))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("gpu").ends_with(&t.second.url()), "{r:?}");
+    assert!(line("shell").ends_with(&t.first.url()), "{r:?}");
+    // each token verified on its own GitLab, nothing written
+    assert!(verify_only(&t.first.world().lines()), "{r:?}");
+    let second = t.second.world().lines();
+    assert!(second.contains(&"POST /runners/verify".to_string()));
+    assert!(
+        second
+            .iter()
+            .all(|l| l == "POST /runners/verify" || l.starts_with("GET ")),
+        "{second:?}"
+    );
+    assert_no_secrets(&r, &t.first);
+    assert_no_secrets(&r, &t.second);
+
+    let r = t.run(&["status", "--json"]);
+    assert_code(&r, 0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect(&r.stdout);
+    assert_eq!(
+        v["gitlabs"],
+        serde_json::json!([t.first.url(), t.second.url()])
+    );
+    assert_eq!(gitlab_of_runner(&v, "gpu"), Some(t.second.url()));
+    assert_eq!(gitlab_of_runner(&v, "shell"), Some(t.first.url()));
+    assert_eq!(gitlab_of_runner(&v, "batch"), Some(t.first.url()));
+    assert_eq!(v["runners"].as_array().unwrap().len(), 3);
+    let access = &v["access_tokens"][0];
+    assert_eq!(access["gitlab"], t.second.url(), "{v}");
+
+    // the second GitLab's runner token dies: not valid, exit 77
+    let gpu = t.p.state_id("gpu");
+    t.second.world().runners.get_mut(&gpu).unwrap().token = "glrt-revokedrevokedrevoked".into();
+    let r = t.run(&["status", "--json"]);
+    assert_code(&r, 77);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect(&r.stdout);
+    let valid = |ty: &str| {
+        v["runners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == ty)
+            .unwrap()["valid"]
+            .clone()
+    };
+    assert_eq!(valid("gpu"), false);
+    assert_eq!(valid("shell"), true);
+}
+
+#[test]
+fn status_names_an_unreachable_gitlab_and_reports_the_others() {
+    let t = two();
+    assert_code(&t.run(&[]), 0);
+    t.second.world().fault(
+        None,
+        "/",
+        FaultKind::Status {
+            status: 503,
+            retry_after: None,
+        },
+        10_000,
+    );
+    let r = t.run(&["status", "--json", "--wait", "1s"]);
+    assert_code(&r, 69);
+    assert!(
+        r.stderr
+            .contains(&format!("GitLab {} unreachable", t.second.url())),
+        "{r:?}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect(&r.stdout);
+    assert_eq!(gitlab_of_runner(&v, "shell"), Some(t.first.url()));
+    assert_eq!(gitlab_of_runner(&v, "gpu"), None);
+}
+
+#[test]
+fn status_with_one_gitlab_has_no_gitlab_field_or_column() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    assert_code(&run(&p, &gl, &[]), 0);
+    let r = run(&p, &gl, &["status"]);
+    assert_code(&r, 0);
+    assert!(!r.stdout.contains("GITLAB"), "{r:?}");
+    let r = run(&p, &gl, &["status", "--json"]);
+    assert_code(&r, 0);
+    assert!(!r.stdout.contains("gitlab"), "{r:?}");
+}
+
+#[test]
+fn metrics_carry_a_gitlab_label_with_several_gitlabs() {
+    let t = two();
+    t.p.write(&t.gpu_access(), ADMIN_PAT);
+    t.second.world().pats.get_mut(ADMIN_PAT).unwrap().expires_at = Some("2099-01-01".into());
+    let dir = t.p.path("node-exporter");
+    std::fs::create_dir(&dir).unwrap();
+    let file = path_str(&dir.join("gitlab-runner-auth.prom"));
+    for cmd in [None, Some("status")] {
+        let mut args: Vec<&str> = cmd.into_iter().collect();
+        args.extend(["--metrics-file", &file]);
+        let r = t.run(&args);
+        assert_code(&r, 0);
+        let text = std::fs::read_to_string(&file).unwrap();
+        let (first, second) = (t.first.url(), t.second.url());
+        let gpu = t.p.state_id("gpu");
+        for series in [
+            format!(
+                "gitlab_runner_auth_runner_info{{type=\"gpu\",gitlab=\"{second}\",runner_id=\"{gpu}\"}} 1"
+            ),
+            format!("gitlab_runner_auth_runner_token_valid{{type=\"gpu\",gitlab=\"{second}\"}} 1"),
+            format!("gitlab_runner_auth_runner_token_valid{{type=\"shell\",gitlab=\"{first}\"}} 1"),
+        ] {
+            assert!(text.lines().any(|l| l == series), "{series}\n{text}");
+        }
+        // the second GitLab's access token: its own gitlab label
         assert!(
-            r.stderr.contains(&format!(
-                "{cmd} does not handle several GitLab instances yet"
-            )),
-            "{r:?}"
+            text.lines().any(|l| l
+                .starts_with("gitlab_runner_auth_access_token_expiry_timestamp_seconds{")
+                && l.contains(&format!("role=\"access-token\",gitlab=\"{second}\"}}"))),
+            "{text}"
         );
     }
-    assert!(t.first.world().requests.is_empty());
-    assert!(t.second.world().requests.is_empty());
+}
+
+#[test]
+fn unregister_deletes_each_gitlabs_runners_there() {
+    let t = two();
+    t.p.write("access-token", ADMIN_PAT);
+    t.p.write(&t.gpu_access(), ADMIN_PAT);
+    assert_code(&t.run(&[]), 0);
+    // another host's runner with the same id as nothing of ours: kept
+    let other = t
+        .second
+        .world()
+        .add_runner("node99-gpu", &["node99", "gpu"], false);
+    // --dry-run: both GitLabs' deletions shown, nothing done
+    let r = t.run(&["unregister", "--dry-run", "--json"]);
+    assert_code(&r, 2);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect(&r.stdout);
+    let deletes: Vec<(String, u64)> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] == "delete")
+        .map(|c| {
+            (
+                c["gitlab"].as_str().unwrap().to_string(),
+                c["runner_id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(deletes.len(), 3, "{v}");
+    assert!(
+        deletes.contains(&(t.second.url(), t.p.state_id("gpu"))),
+        "{v}"
+    );
+    assert_eq!(types_of(&t.second), ["node12-gpu", "node99-gpu"]);
+
+    let r = t.run(&["unregister"]);
+    assert_code(&r, 0);
+    assert!(types_of(&t.first).is_empty(), "{r:?}");
+    assert_eq!(types_of(&t.second), ["node99-gpu"], "{r:?}");
+    assert!(t.second.world().runners.contains_key(&other));
+    // every GitLab's entry cleared; the second's still names its GitLab
+    let state = t.p.state();
+    for ty in ["shell", "batch", "gpu"] {
+        assert!(state[ty].get("id").is_none(), "{state}");
+        assert!(state[ty].get("token").is_none(), "{state}");
+    }
+    assert_eq!(state["gpu"]["gitlab"], t.second.url());
+    assert_no_secrets(&r, &t.first);
+    assert_no_secrets(&r, &t.second);
+}
+
+#[test]
+fn unregister_goes_on_when_one_gitlab_is_down() {
+    let t = two();
+    assert_code(&t.run(&[]), 0);
+    let gpu = t.p.state_id("gpu");
+    t.second.world().fault(
+        None,
+        "/",
+        FaultKind::Status {
+            status: 503,
+            retry_after: None,
+        },
+        10_000,
+    );
+    let r = t.run(&["unregister", "--wait", "1s"]);
+    assert_code(&r, 69);
+    assert!(
+        r.stderr
+            .contains(&format!("GitLab {} unreachable", t.second.url())),
+        "{r:?}"
+    );
+    // the first GitLab's runners deleted and cleared; the second's kept
+    assert!(types_of(&t.first).is_empty(), "{r:?}");
+    assert_eq!(types_of(&t.second), ["node12-gpu"]);
+    let state = t.p.state();
+    assert!(state["shell"].get("token").is_none(), "{state}");
+    assert_eq!(t.p.state_id("gpu"), gpu);
+    // once it is back, unregister finishes
+    t.second.world().faults.clear();
+    let r = t.run(&["unregister"]);
+    assert_code(&r, 0);
+    assert!(types_of(&t.second).is_empty(), "{r:?}");
+}
+
+/// The runner of `ty` in a `--json` report, and its `gitlab`.
+fn gitlab_of_runner(v: &serde_json::Value, ty: &str) -> Option<String> {
+    v["runners"].as_array()?.iter().find(|r| r["type"] == ty)?["gitlab"]
+        .as_str()
+        .map(str::to_string)
 }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 //! Golden files (tests/golden/): what `plan` prints, `plan --json`, the
 //! `config.toml` of `make demo`'s run, and what `doctor` prints on a
-//! healthy and on a broken host, with the parts that change from run
+//! healthy and on a broken host, and with two GitLabs (`plan --json`,
+//! `status --json`, `doctor`), with the parts that change from run
 //! to run (paths, the port, token tails, times) normalised. Regenerate them
 //! all with `GOLDEN=1 cargo test --test it golden::`.
 
@@ -163,4 +164,32 @@ fn doctor_on_a_healthy_and_on_a_broken_host() {
     assert_code(&r, 77);
     check("doctor-broken.json", &normalise_doctor(&r.stdout, &p, &gl));
     assert_no_secrets(&r, &gl);
+}
+
+/// [`normalise`] for both GitLabs: the second's url
+/// `$URL2`, its address `$ADDR2`, the first's `$ADDR`.
+fn normalise_two(text: &str, t: &crate::gitlabs::Two) -> String {
+    let text = text
+        .replace(&t.second.url(), "$URL2")
+        .replace(&t.second.addr.to_string(), "$ADDR2");
+    let text = normalise(&text, &t.p, &t.second);
+    normalise(&text, &t.p, &t.first).replace(&t.first.addr.to_string(), "$ADDR")
+}
+
+#[test]
+fn plan_status_and_doctor_of_two_gitlabs() {
+    let t = crate::gitlabs::two();
+    t.p.write(&t.gpu_access(), ADMIN_PAT);
+    let r = t.run(&["plan", "--json"]);
+    assert_code(&r, 2);
+    check("gitlabs-plan-first-run.json", &normalise_two(&r.stdout, &t));
+    assert_code(&t.run(&[]), 0);
+    let r = t.run(&["status", "--json"]);
+    assert_code(&r, 0);
+    check("gitlabs-status.json", &normalise_two(&r.stdout, &t));
+    let r = crate::doctor::doctor_at(&t.p, &t.first.url(), &[]);
+    assert_code(&r, 0);
+    check("gitlabs-doctor.txt", &normalise_two(&r.stdout, &t));
+    assert_no_secrets(&r, &t.first);
+    assert_no_secrets(&r, &t.second);
 }

@@ -67,6 +67,103 @@ impl Found {
     }
 }
 
+impl Found {
+    /// Several GitLabs: what the checks of the GitLab of `g` see: its
+    /// runners' state entries and `config.toml` blocks, and the tokens
+    /// read (for `--api-url`'s, the prefix's).
+    pub fn of_gitlab(&self, g: &Settings) -> Found {
+        let Some(gl) = &g.gitlab else {
+            return Found {
+                state: self.state.clone(),
+                admin: self.admin.clone(),
+                access: self.access.clone(),
+                refused: self.refused.clone(),
+                unread: self.unread.clone(),
+                trusted: self.trusted,
+                existing: self.existing.clone(),
+            };
+        };
+        let state = self.state.clone().map(|mut st| {
+            st.entries.retain(|ty, _| gl.types.contains(ty));
+            st
+        });
+        let existing = self
+            .existing
+            .iter()
+            .filter(|c| crate::reconcile::gitlabs::belongs(gl, c.url.as_deref()))
+            .cloned()
+            .collect();
+        let primary = gl.authority.is_none();
+        Found {
+            state,
+            admin: self.admin.clone().filter(|_| primary),
+            access: self.access.clone().filter(|_| primary),
+            refused: if primary {
+                self.refused.clone()
+            } else {
+                Vec::new()
+            },
+            unread: if primary {
+                self.unread.clone()
+            } else {
+                Vec::new()
+            },
+            trusted: self.trusted,
+            existing,
+        }
+    }
+}
+
+/// Another GitLab's token files: `<prefix>/<authority>/` under the trust
+/// rules, and its tokens read as `run` reads them (`$CREDENTIALS_DIRECTORY`
+/// first, as `<authority>.admin-token`).
+pub fn other_gitlab(g: &Settings, authority: &str, main: &Found, r: &mut Report) -> Found {
+    let mut f = main.of_gitlab(g);
+    let dir = g.prefix.join(authority);
+    if std::fs::symlink_metadata(&dir).is_ok() {
+        directory(r, "token dir", &dir, &mut f);
+    } else {
+        r.ok(
+            "token dir",
+            format!(
+                "no {}: its tokens come from $CREDENTIALS_DIRECTORY",
+                dir.display()
+            ),
+        );
+    }
+    let dirs = TokenDirs::for_gitlab(g.credentials_dir.clone(), &g.prefix, authority);
+    for name in ["admin-token", "access-token"] {
+        read_token(&dirs, name, &mut f, r);
+    }
+    f
+}
+
+/// Read token file `name` into `f`, with its line.
+fn read_token(dirs: &TokenDirs, name: &'static str, f: &mut Found, r: &mut Report) {
+    match dirs.read(name) {
+        Ok(Some((t, path))) => {
+            r.ok(
+                name,
+                format!(
+                    "{}: mode {:04o}, no other user can read or change it",
+                    path.display(),
+                    mode_of(&path)
+                ),
+            );
+            let held = Some((t, path));
+            match name {
+                "admin-token" => f.admin = held,
+                _ => f.access = held,
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            r.error(name, &e, None);
+            f.refused.push(name);
+        }
+    }
+}
+
 fn mode_of(path: &Path) -> u32 {
     std::fs::metadata(path).map_or(0, |m| m.mode() & 0o7777)
 }
@@ -128,28 +225,7 @@ pub fn check(s: &Settings, service: &Service, r: &mut Report) -> Found {
             creds::shadowed(s, c, name, r);
             continue;
         }
-        match dirs.read(name) {
-            Ok(Some((t, path))) => {
-                r.ok(
-                    name,
-                    format!(
-                        "{}: mode {:04o}, no other user can read or change it",
-                        path.display(),
-                        mode_of(&path)
-                    ),
-                );
-                let held = Some((t, path));
-                match name {
-                    "admin-token" => f.admin = held,
-                    _ => f.access = held,
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                r.error(name, &e, None);
-                f.refused.push(name);
-            }
-        }
+        read_token(&dirs, name, &mut f, r);
     }
     f
 }
@@ -410,11 +486,23 @@ fn types(s: &Settings, r: &mut Report, t: &Template, st: &State, host: Option<&H
         r.skip("runner url", "no --api-url to compare with");
         return;
     };
-    let problems = inputs::foreign_urls(s, &table);
+    // several GitLabs: a block naming one of them is no stranger
+    let gitlabs = crate::reconcile::gitlabs::split(s).unwrap_or_default();
+    let all = gitlabs
+        .first()
+        .and_then(|g| g.gitlab.as_ref())
+        .map(|g| g.all.clone());
+    let problems = inputs::foreign_urls(gitlabs.first().unwrap_or(s), &table);
     if problems.is_empty() {
         r.ok(
             "runner url",
-            format!("every [[runners]] url is the GitLab of --api-url ({api})"),
+            match all {
+                Some(all) => format!(
+                    "every [[runners]] url is the GitLab of --api-url ({api}) or of its own credentials ({})",
+                    all[1..].join(", ")
+                ),
+                None => format!("every [[runners]] url is the GitLab of --api-url ({api})"),
+            },
         );
     }
     for p in problems {

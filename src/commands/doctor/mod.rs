@@ -48,7 +48,7 @@ impl Status {
 /// One line of the report.
 #[derive(Debug, Clone)]
 pub struct Check {
-    pub section: &'static str,
+    pub section: String,
     pub name: String,
     pub status: Status,
     /// What was found.
@@ -61,18 +61,18 @@ pub struct Check {
 #[derive(Debug, Default)]
 pub struct Report {
     pub checks: Vec<Check>,
-    section: &'static str,
+    section: String,
 }
 
 impl Report {
     /// Checks added from now on belong to `section`.
-    fn section(&mut self, section: &'static str) {
-        self.section = section;
+    fn section(&mut self, section: impl Into<String>) {
+        self.section = section.into();
     }
 
     fn add(&mut self, name: &str, status: Status, found: impl Into<String>, fix: Option<String>) {
         self.checks.push(Check {
-            section: self.section,
+            section: self.section.clone(),
             name: name.to_string(),
             status,
             found: found.into(),
@@ -129,7 +129,7 @@ impl Report {
         let mut section = "";
         for c in &self.checks {
             if c.section != section {
-                section = c.section;
+                section = &c.section;
                 out.push_str(&format!("\n{section}\n"));
             }
             out.push_str(&format!(
@@ -253,11 +253,42 @@ pub fn run(s: &Settings) -> Result<Outcome> {
     tokens::check(s, &found, &mut r);
     r.section("jobs");
     jobs::check(s, &service, &mut r);
-    r.section("gitlab");
-    remote::check(s, &found, &service, &mut r);
+    let gitlabs = match crate::reconcile::gitlabs::split(s) {
+        Ok(g) => g,
+        Err(e) => {
+            r.section("gitlab");
+            r.error("gitlabs", &e, None);
+            vec![s.clone()]
+        }
+    };
+    let mut secrets: Vec<String> = Vec::new();
+    if gitlabs.len() > 1 {
+        // several GitLabs: each GitLab's own tokens and runners, sent to it
+        for g in &gitlabs {
+            r.section(format!(
+                "gitlab {}",
+                g.gitlab_url.as_deref().unwrap_or_default()
+            ));
+            let mine = match g.gitlab.as_ref().and_then(|x| x.authority.as_deref()) {
+                None => found.of_gitlab(g),
+                Some(a) => {
+                    let mine = files::other_gitlab(g, a, &found, &mut r);
+                    tokens::check(g, &mine, &mut r);
+                    mine
+                }
+            };
+            remote::check(g, &mine, &service, &mut r);
+            secrets.extend(mine.secrets().into_iter().map(String::from));
+        }
+    } else {
+        r.section("gitlab");
+        remote::check(s, &found, &service, &mut r);
+    }
     let (header, settings) = describe(s);
     // what a check quotes (a settings value, a path) may hold a token
-    let shown = |t: String| crate::secret::mask_tokens(&t, &found.secrets());
+    let mut all = found.secrets();
+    all.extend(secrets.iter().map(String::as_str));
+    let shown = |t: String| crate::secret::mask_tokens(&t, &all);
     if s.json {
         println!(
             "{}",

@@ -174,7 +174,7 @@ fn reach(s: &Settings, api: &str, host: &str, client: &Client, r: &mut Report) -
     }
     r.ok("reachable", format!("{host} answered"));
     tls_ok(s, host, https, r);
-    api_failed(api, &e, r);
+    api_failed(s, api, &e, r);
     false
 }
 
@@ -198,10 +198,18 @@ fn tls_ok(s: &Settings, host: &str, https: bool, r: &mut Report) {
     }
 }
 
-fn api_failed(api: &str, e: &Error, r: &mut Report) {
-    let fix = format!(
-        "set --api-url (GITLAB_RUNNER_AUTH_API_URL) to GitLab's own URL, https://host or https://host/path where GitLab is served under a path: {api}/runners/verify must be GitLab's"
-    );
+fn api_failed(s: &Settings, api: &str, e: &Error, r: &mut Report) {
+    let fix = match s.gitlab.as_ref().filter(|g| g.authority.is_some()) {
+        // another GitLab: its API root is its blocks' url + api/v4
+        Some(g) => format!(
+            "set the url of its [[runners]] blocks in {} ({}) to GitLab's own URL, https://host or https://host/path where GitLab is served under a path: {api}/runners/verify must be GitLab's",
+            s.template_path.display(),
+            g.url
+        ),
+        None => format!(
+            "set --api-url (GITLAB_RUNNER_AUTH_API_URL) to GitLab's own URL, https://host or https://host/path where GitLab is served under a path: {api}/runners/verify must be GitLab's"
+        ),
+    };
     r.fail("api root", e.kind(), e.to_string(), fix);
 }
 

@@ -22,8 +22,16 @@ pub fn check(s: &Settings, f: &Found, r: &mut Report) {
     access(s, f, r);
 }
 
+/// Where the token files of the GitLab of `s` are: the prefix, or
+/// `<prefix>/<authority>` for another GitLab.
+fn token_dir(s: &Settings) -> std::path::PathBuf {
+    s.gitlab
+        .as_ref()
+        .map_or_else(|| s.prefix.clone(), |g| g.token_dir(&s.prefix))
+}
+
 fn admin(s: &Settings, f: &Found, r: &mut Report) {
-    let file = s.prefix.join("admin-token");
+    let file = token_dir(s).join("admin-token");
     let Some((token, path)) = &f.admin else {
         if let Some(why) = f.unread("admin-token") {
             r.skip("admin-token", format!("not classified: {why}"));
@@ -44,7 +52,7 @@ fn admin(s: &Settings, f: &Found, r: &mut Report) {
                 .is_some_and(|st| st.entries.values().all(|e| e.token.is_some()));
         let what = format!(
             "no admin-token in {}{}",
-            s.prefix.display(),
+            token_dir(s).display(),
             if s.credentials_dir.is_some() {
                 " or $CREDENTIALS_DIRECTORY"
             } else {
@@ -127,8 +135,8 @@ fn access(s: &Settings, f: &Found, r: &mut Report) {
             r.fail(
                 "access-token",
                 Kind::Config,
-                format!("--stateless needs an access token (api scope) in {}/access-token to find this host's runners in GitLab", s.prefix.display()),
-                format!("put an access token with api scope (glpat-…) in {}/access-token (chmod 600)", s.prefix.display()),
+                format!("--stateless needs an access token (api scope) in {}/access-token to find this host's runners in GitLab", token_dir(s).display()),
+                format!("put an access token with api scope (glpat-…) in {}/access-token (chmod 600)", token_dir(s).display()),
             );
         } else {
             r.ok(
