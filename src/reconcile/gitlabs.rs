@@ -92,7 +92,7 @@ pub fn authority(url: &str) -> Option<String> {
 
 /// Whether another GitLab's credentials are there: `<prefix>/<authority>`
 /// exists, or `$CREDENTIALS_DIRECTORY` holds one of its token files.
-fn has_credentials(s: &Settings, authority: &str) -> bool {
+pub fn has_credentials(s: &Settings, authority: &str) -> bool {
     if std::fs::symlink_metadata(s.prefix.join(authority)).is_ok() {
         return true;
     }

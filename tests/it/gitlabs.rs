@@ -703,3 +703,83 @@ fn gitlab_of_runner(v: &serde_json::Value, ty: &str) -> Option<String> {
         .as_str()
         .map(str::to_string)
 }
+
+#[test]
+fn import_adopts_the_runners_of_every_gitlab_whose_credentials_are_here() {
+    // a host registered by hand on two GitLabs: shell and batch on the
+    // first, gpu on the second, the same ids on both
+    let t = two();
+    let (shell, batch, gpu) = {
+        let (mut a, mut b) = (t.first.world(), t.second.world());
+        let shell = a.add_runner("node12-shell", &["node12", "node", "shell"], true);
+        let batch = a.add_runner("node12-batch", &["node12", "node", "batch"], true);
+        let gpu = b.add_runner("node12-gpu", &["node12", "node", "gpu"], true);
+        (
+            (shell, a.token_of(shell)),
+            (batch, a.token_of(batch)),
+            (gpu, b.token_of(gpu)),
+        )
+    };
+    assert_eq!(shell.0, gpu.0, "the same ids on both GitLabs");
+    let config = format!(
+        "concurrent = 3\n\n[[runners]]\n  name = \"shell\"\n  url = \"{a}\"\n  id = {}\n  token = \"{}\"\n  executor = \"shell\"\n\n[[runners]]\n  name = \"batch\"\n  url = \"{a}\"\n  token = \"{}\"\n  executor = \"shell\"\n\n[[runners]]\n  name = \"gpu\"\n  url = \"{b}\"\n  id = {}\n  token = \"{}\"\n  executor = \"shell\"\n",
+        shell.0,
+        shell.1,
+        batch.1,
+        gpu.0,
+        gpu.1,
+        a = t.first.url(),
+        b = t.second.url()
+    );
+    for f in ["config.template", "runner-data.json"] {
+        std::fs::remove_file(t.p.path(f)).unwrap();
+    }
+    t.p.write("access-token", ADMIN_PAT);
+    t.p.write(&t.gpu_access(), ADMIN_PAT);
+    t.p.write("config.toml", &config);
+    let before = t.p.snapshot("config.toml");
+    let r = t.run(&["import"]);
+    assert_code(&r, 0);
+    let state = t.p.state();
+    assert_eq!(state["gpu"]["gitlab"], t.second.url(), "{state}");
+    assert!(state["shell"].get("gitlab").is_none(), "{state}");
+    assert_eq!(state["gpu"]["id"], gpu.0);
+    // each token verified on its own GitLab only
+    let verified = |gl: &FakeGitlab| {
+        gl.world()
+            .requests
+            .iter()
+            .filter(|q| q.line() == "POST /runners/verify")
+            .map(|q| q.params["token"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(!verified(&t.first).contains(&gpu.1));
+    assert_eq!(verified(&t.second), vec![gpu.1.clone()]);
+    // the start after it: no create, no write on either, config.toml as it was
+    for gl in [&t.first, &t.second] {
+        gl.world().requests.clear();
+    }
+    let r = t.run(&[]);
+    assert_code(&r, 0);
+    assert!(
+        writes(&t.first).is_empty() && writes(&t.second).is_empty(),
+        "{r:?}"
+    );
+    assert_eq!(before.0, t.p.snapshot("config.toml").0);
+
+    // without the second GitLab's credentials: named, left unmanaged
+    std::fs::remove_dir_all(t.p.path(&authority(&t.second))).unwrap();
+    for f in ["config.template", "runner-data.json"] {
+        std::fs::remove_file(t.p.path(f)).unwrap();
+    }
+    let r = t.run(&["import", "--dry-run"]);
+    assert_code(&r, 0);
+    assert!(
+        r.stderr.contains(&format!(
+            "is another GitLab than --api-url ({}): to import it, create {} (0700) holding that GitLab's admin-token and access-token (0600), then run import again",
+            t.first.url(),
+            t.p.path(&authority(&t.second)).display()
+        )),
+        "{r:?}"
+    );
+}

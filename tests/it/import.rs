@@ -327,14 +327,15 @@ fn types_come_from_names_or_from_type() {
     let keys: Vec<String> = p.state().as_object().unwrap().keys().cloned().collect();
     assert_eq!(keys, ["shell", "shell-2"]);
     assert_eq!(p.state_token("shell-2"), b);
-    // the runner of another GitLab is left as it is; its token never sent
+    // the runner of another GitLab without credentials here is left as it
+    // is (the directory to create is named); its token never sent
     assert_eq!(gl.world().lines().len(), 2, "{:?}", gl.world().lines());
     assert!(
         p.read("config.template")
             .contains("token = \"glrt-OtherOtherOther0123456789\""),
     );
     assert!(
-        r.stderr.contains("runner 'elsewhere' (line 13): its url https://gitlab.other.example is not the GitLab of --api-url"),
+        r.stderr.contains("runner 'elsewhere' (line 13): its url https://gitlab.other.example is another GitLab than --api-url"),
         "{r:?}"
     );
     assert!(!r.output().contains("OtherOtherOther"), "{r:?}");

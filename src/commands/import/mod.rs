@@ -83,14 +83,29 @@ pub fn run(s: &Settings) -> Result<Outcome> {
         }
     }
 
-    let client = Client::new(api_base, s.timeout, s.wait, s.ca_file.as_deref())?;
     let system_id = crate::host::system_id(&s.system_id_path);
     let dirs = TokenDirs::new(s.credentials_dir.clone(), &s.prefix);
     let access = dirs.read("access-token")?.map(|(t, _)| t);
     let now = clock::now();
+    // each block's GitLab: --api-url's, or another whose credentials are
+    // in <prefix>/<authority>/ (or $CREDENTIALS_DIRECTORY)
+    let mut gitlabs = vec![Gitlab {
+        url: None,
+        client: Client::new(api_base, s.timeout, s.wait, s.ca_file.as_deref())?,
+        access: access.clone(),
+        admin: matches!(dirs.read("admin-token"), Ok(Some(_))),
+    }];
+    let mut of_block = Vec::new();
+    for b in &adopted {
+        of_block.push(gitlab_of(s, &mut gitlabs, b.url.as_deref())?);
+    }
     let seen = adopted
         .iter()
-        .map(|b| observe(&client, access.as_ref(), system_id.as_deref(), b))
+        .zip(&of_block)
+        .map(|(b, g)| {
+            let g = &gitlabs[*g];
+            observe(&g.client, g.access.as_ref(), system_id.as_deref(), b)
+        })
         .collect::<Result<Vec<Seen>>>()?;
     // the type GitLab names for each: the ownership rule, nothing else
     let named: Vec<Option<String>> = seen
@@ -109,28 +124,53 @@ pub fn run(s: &Settings) -> Result<Outcome> {
 
     let mut state = State::default();
     let (mut invalid, mut creates) = (0, 0);
-    for (((b, o), ty), named) in adopted.iter().zip(&seen).zip(&types).zip(&named) {
+    let mut no_admin: Vec<String> = Vec::new();
+    for ((((b, o), ty), named), g) in adopted
+        .iter()
+        .zip(&seen)
+        .zip(&types)
+        .zip(&named)
+        .zip(&of_block)
+    {
+        let g = &gitlabs[*g];
         if named.as_ref() == Some(ty) {
             log::debug!(
                 "{}: type {ty}, as GitLab's description and tags of its runner name it",
                 b.label()
             );
         }
-        let entry = entry(b, ty, o.token.clone(), &o.verified, now, access.is_some());
+        let mut entry = entry(b, ty, o.token.clone(), &o.verified, now, g.access.is_some());
+        if let Some(url) = &g.url {
+            entry.extra.insert(
+                reconcile::inputs::GITLAB_KEY.into(),
+                serde_json::Value::from(url.clone()),
+            );
+        }
         if matches!(o.verified, Verified::Invalid) {
             invalid += 1;
-            if access.is_none() || entry.id.is_none() {
+            if g.access.is_none() || entry.id.is_none() {
                 creates += 1;
+                if !g.admin {
+                    no_admin.push(g.url.clone().unwrap_or_default());
+                }
             }
         }
         foresee(o, &host, ty, b);
         state.entries.insert(ty.clone(), entry);
     }
-    if creates > 0 && !matches!(dirs.read("admin-token"), Ok(Some(_))) {
-        log::warn!(
-            "no usable admin-token in {}: the next run cannot create a runner for a token GitLab refused",
-            s.prefix.display()
-        );
+    if creates > 0 && !no_admin.is_empty() {
+        no_admin.sort();
+        no_admin.dedup();
+        for url in no_admin {
+            let dir = match reconcile::gitlabs::authority(&url) {
+                Some(a) if !url.is_empty() => s.prefix.join(a),
+                _ => s.prefix.clone(),
+            };
+            log::warn!(
+                "no usable admin-token in {}: the next run cannot create a runner for a token GitLab refused",
+                dir.display()
+            );
+        }
     }
 
     let fills: Vec<(&Block, &str)> = adopted
@@ -183,6 +223,48 @@ pub fn run(s: &Settings) -> Result<Outcome> {
         s.state_path.display()
     ));
     Ok(Outcome::Imported)
+}
+
+/// A GitLab the blocks name: `url` is `None` for `--api-url`'s.
+struct Gitlab {
+    url: Option<String>,
+    client: Client,
+    access: Option<Secret>,
+    /// An admin-token is there (the next run can create runners).
+    admin: bool,
+}
+
+/// The index in `gitlabs` of the GitLab of a block whose url is `url`,
+/// added with its own client and token files when it is a new one.
+fn gitlab_of(s: &Settings, gitlabs: &mut Vec<Gitlab>, url: Option<&str>) -> Result<usize> {
+    let primary = s.gitlab_url.as_deref().unwrap_or("");
+    let Some(url) = url.filter(|u| !same_gitlab(u, primary)) else {
+        return Ok(0);
+    };
+    if let Some(i) = gitlabs
+        .iter()
+        .position(|g| g.url.as_deref().is_some_and(|k| same_gitlab(url, k)))
+    {
+        return Ok(i);
+    }
+    let authority = reconcile::gitlabs::authority(url)
+        .ok_or_else(|| Error::internal(format!("no authority in {url}")))?;
+    let dir = s.prefix.join(&authority);
+    if std::fs::symlink_metadata(&dir).is_ok() {
+        trust::check_dir(&dir)?;
+    }
+    let dirs = TokenDirs::for_gitlab(s.credentials_dir.clone(), &s.prefix, &authority);
+    let (_, api) = crate::settings::normalize_api_url(url)?;
+    if let Some(e) = crate::settings::plain_http_refused(&api, s.allow_http) {
+        return Err(e);
+    }
+    gitlabs.push(Gitlab {
+        url: Some(url.trim_end_matches('/').to_string()),
+        client: Client::new(&api, s.timeout, s.wait, s.ca_file.as_deref())?,
+        access: dirs.read("access-token")?.map(|(t, _)| t),
+        admin: matches!(dirs.read("admin-token"), Ok(Some(_))),
+    });
+    Ok(gitlabs.len() - 1)
 }
 
 /// An existing template or state is replaced only with `--force`
@@ -251,10 +333,19 @@ fn adoptable<'a>(s: &Settings, blocks: &'a [Block]) -> Result<Vec<&'a Block>> {
                 crate::untrusted::token_problem(t.expose()).unwrap_or_default()
             )),
             (_, None) => Some("it has no url".to_string()),
-            (_, Some(u)) if !same_gitlab(u, gitlab) => Some(format!(
-                "its url {} is not the GitLab of --api-url ({gitlab}), so its token is not sent there",
-                crate::secret::url_without_credentials(u)
-            )),
+            (_, Some(u)) if !same_gitlab(u, gitlab) => match reconcile::gitlabs::authority(u) {
+                // another GitLab whose credentials are here: adopted there
+                Some(a) if reconcile::gitlabs::has_credentials(s, &a) => None,
+                Some(a) => Some(format!(
+                    "its url {} is another GitLab than --api-url ({gitlab}): to import it, create {} (0700) holding that GitLab's admin-token and access-token (0600), then run import again",
+                    crate::secret::url_without_credentials(u),
+                    s.prefix.join(a).display()
+                )),
+                None => Some(format!(
+                    "its url {} is not the GitLab of --api-url ({gitlab}), so its token is not sent there",
+                    crate::secret::url_without_credentials(u)
+                )),
+            },
             _ => None,
         };
         if let Some(why) = why {
