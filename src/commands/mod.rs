@@ -41,6 +41,13 @@ pub enum Outcome {
     Setup,
 }
 
+/// Whether a command goes GitLab by GitLab: the template names several,
+/// or runner-data.json records an entry's GitLab (whose tokens must only
+/// ever go there, and whose moved entries are new runners).
+pub fn per_gitlab(gitlabs: &[Settings]) -> bool {
+    gitlabs.len() > 1 || gitlabs.iter().any(|g| g.gitlab.is_some())
+}
+
 /// Run the command of `s`, noting in `facts` what the metrics report.
 pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
     match s.command {

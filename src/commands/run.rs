@@ -12,7 +12,7 @@ use crate::settings::Settings;
 
 pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
     let gitlabs = gitlabs::split(s)?;
-    if gitlabs.len() > 1 {
+    if super::per_gitlab(&gitlabs) {
         return several(s, &gitlabs, facts);
     }
     let Some(engine) = Engine::start(s, s.preview)? else {
@@ -97,6 +97,8 @@ fn reconcile(s: &Settings, engine: Engine, facts: &mut Facts) -> Result<Outcome>
 fn several(s: &Settings, gitlabs: &[Settings], facts: &mut Facts) -> Result<Outcome> {
     let t0 = std::time::Instant::now();
     let _lock = Engine::lock(s, s.preview)?;
+    // --offline-ok keeps a config.toml that was there before this run
+    let had_config = s.config_path.is_file();
     let mut engines = Vec::new();
     for g in gitlabs {
         let engine = Engine::open(g, s.preview, None, t0)?;
@@ -158,7 +160,7 @@ fn several(s: &Settings, gitlabs: &[Settings], facts: &mut Facts) -> Result<Outc
     if !down.is_empty() {
         let names: Vec<&str> = down.iter().map(|(n, _)| n.as_str()).collect();
         let names = names.join(", ");
-        if s.offline_ok && s.config_path.is_file() && !s.preview {
+        if s.offline_ok && had_config && !s.preview {
             log::warn!(
                 "GitLab {names} is unreachable; its runners in {} are kept as they were (--offline-ok)",
                 s.config_path.display()

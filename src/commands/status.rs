@@ -18,7 +18,7 @@ use serde_json::json;
 /// `status`: observe (read-only, no lock), then report.
 pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
     let gitlabs = gitlabs::split(s)?;
-    if gitlabs.len() > 1 {
+    if super::per_gitlab(&gitlabs) {
         return several(s, &gitlabs, facts);
     }
     let Some(engine) = Engine::start(s, true)? else {

@@ -9,7 +9,7 @@ use crate::settings::Settings;
 
 pub fn run(s: &Settings) -> Result<Outcome> {
     let gitlabs = gitlabs::split(s)?;
-    if gitlabs.len() > 1 {
+    if super::per_gitlab(&gitlabs) {
         return several(s, &gitlabs);
     }
     let Some(engine) = Engine::start(s, s.preview)? else {

@@ -134,23 +134,50 @@ pub fn split(s: &Settings) -> Result<Vec<Settings>> {
     let Some(blocks) = blocks(&template, hostname) else {
         return one;
     };
-    // the GitLab of each block: its url's, when that one has credentials
+    // the GitLabs runner-data.json records its entries on: a block of such
+    // a GitLab is that GitLab's even while its credentials are not here
+    // (its tokens must never go to --api-url's), and with any record the
+    // engine checks each entry's GitLab (a type moved back is a new runner)
+    let recorded: BTreeMap<String, String> = trust::read(&s.state_path, Class::Input)
+        .ok()
+        .flatten()
+        .and_then(|b| crate::state::State::parse(&b).ok())
+        .map(|st| {
+            st.entries
+                .into_iter()
+                .filter_map(|(ty, e)| {
+                    let url = e
+                        .extra
+                        .get(super::inputs::GITLAB_KEY)?
+                        .as_str()?
+                        .to_string();
+                    Some((ty, url))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // the GitLab of each block: one already found (however its url is
+    // spelt), else its url's when that one has credentials or records
     let mut all = vec![primary.clone()];
     let mut owner: BTreeMap<String, usize> = BTreeMap::new();
     for b in &blocks {
         let i = match b.url.as_deref() {
-            Some(u) if !same_gitlab(u, &primary) => match authority(u) {
-                Some(a) if has_credentials(s, &a) => {
-                    match all.iter().position(|k| same_gitlab(u, k)) {
-                        Some(i) => i,
-                        None => {
-                            all.push(u.trim_end_matches('/').to_string());
-                            all.len() - 1
-                        }
+            Some(u) if !same_gitlab(u, &primary) => {
+                let known = all.iter().position(|k| same_gitlab(u, k));
+                let records = || {
+                    b.types
+                        .iter()
+                        .any(|t| recorded.get(t).is_some_and(|r| same_gitlab(r, u)))
+                };
+                match (known, authority(u)) {
+                    (Some(i), _) => i,
+                    (None, Some(a)) if has_credentials(s, &a) || records() => {
+                        all.push(u.trim_end_matches('/').to_string());
+                        all.len() - 1
                     }
+                    _ => 0,
                 }
-                _ => 0,
-            },
+            }
             _ => 0,
         };
         for t in &b.types {
@@ -169,7 +196,14 @@ pub fn split(s: &Settings) -> Result<Vec<Settings>> {
             }
         }
     }
-    if all.len() == 1 {
+    // a GitLab an entry was made on stays known when no block names it any
+    // more (its type moved back): its tokens belong to it, not to --api-url's
+    for url in recorded.values() {
+        if !all.iter().any(|k| same_gitlab(url, k)) && authority(url).is_some() {
+            all.push(url.trim_end_matches('/').to_string());
+        }
+    }
+    if all.len() == 1 && recorded.is_empty() {
         return one;
     }
     let mut out = Vec::new();

@@ -194,6 +194,19 @@ impl Inputs {
 /// for a GitLab other than `--api-url`'s; the original script ignores it).
 pub const GITLAB_KEY: &str = "gitlab";
 
+/// The GitLab an entry was made on: the one it records, else `--api-url`'s.
+pub fn recorded_gitlab<'a>(g: &'a crate::settings::GitLab, e: &'a Entry) -> &'a str {
+    e.extra
+        .get(GITLAB_KEY)
+        .and_then(|v| v.as_str())
+        .unwrap_or(&g.all[0])
+}
+
+/// Was `e` made on GitLab `url` (its runner and token are that GitLab's)?
+pub fn entry_is_of(g: &crate::settings::GitLab, e: &Entry, url: &str) -> bool {
+    same_gitlab(recorded_gitlab(g, e), url)
+}
+
 /// Keep this GitLab's entries in `state`, and return the others'. An entry
 /// whose recorded GitLab is not this one (its block's url now names
 /// another GitLab) is a new runner here: its old runner is named.
@@ -254,6 +267,24 @@ fn shown_entries(
     let Some(blocks) = super::gitlabs::blocks(template, hostname) else {
         return shown;
     };
+    // an entry made on another GitLab than its block now names (a type
+    // moved) renders with no token until that GitLab's engine makes one:
+    // its old token must never go to the new GitLab
+    if let Some(g) = &s.gitlab {
+        for b in &blocks {
+            let owner = &g.all[super::gitlabs::gitlab_of(&g.all, b.url.as_deref())];
+            for ty in &b.types {
+                if let Some(e) = shown.get_mut(ty)
+                    && !entry_is_of(g, e, owner)
+                {
+                    e.token = None;
+                    e.id = None;
+                    e.token_obtained_at = None;
+                    e.token_expires_at = None;
+                }
+            }
+        }
+    }
     let Ok(Some(bytes)) = trust::read(&s.config_path, Class::Input) else {
         return shown;
     };

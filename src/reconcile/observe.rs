@@ -415,6 +415,12 @@ fn read_leftovers(s: &Settings, obs: &mut Observation) {
                 .map(|st| {
                     st.entries
                         .into_iter()
+                        // an entry made on another GitLab is that one's
+                        .filter(|(_, e)| {
+                            s.gitlab
+                                .as_ref()
+                                .is_none_or(|g| super::inputs::entry_is_of(g, e, &g.url))
+                        })
                         .filter_map(|(ty, e)| Some((Some(ty), e.token?)))
                         .collect()
                 })

@@ -9,7 +9,7 @@ use crate::support::*;
 const SECOND_TOKEN: &str = "GR1348941SecondSecond0123456";
 
 /// `shell` and `batch` on the first GitLab, `gpu` on the second.
-fn template(first: &str, second: &str) -> String {
+pub(crate) fn template(first: &str, second: &str) -> String {
     format!(
         r#"concurrent = 3
 
@@ -43,7 +43,7 @@ pub(crate) struct Two {
 }
 
 /// The authority of a fake's url (`127.0.0.1:PORT`).
-fn authority(gl: &FakeGitlab) -> String {
+pub(crate) fn authority(gl: &FakeGitlab) -> String {
     gl.url().trim_start_matches("http://").to_string()
 }
 
@@ -80,7 +80,7 @@ impl Two {
     }
 }
 
-fn types_of(gl: &FakeGitlab) -> Vec<String> {
+pub(crate) fn types_of(gl: &FakeGitlab) -> Vec<String> {
     let mut v: Vec<String> = gl
         .world()
         .runners

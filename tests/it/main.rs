@@ -16,6 +16,7 @@
 //! | `stateless` | `--stateless`: runners found in GitLab, no state file; a token issued before SIGTERM kept |
 //! | `import`    | `import`: adopting a hand-registered config.toml, the template and state it writes, the run after it; odd config.toml files, no secret of it shown |
 //! | `gitlabs`   | several GitLab instances in one config.toml: each block's url decides, `<prefix>/<authority>/` credentials, one GitLab down, a type moved, stateless and prune per GitLab |
+//! | `gitlabs_isolation` | one GitLab's tokens never reach another and ids never mix: credentials taken away, types moved, leftovers, a SIGKILL at every request |
 //! | `golden`    | golden files of `plan`, `plan --json`, the demo's `config.toml` and `doctor` (`GOLDEN=1` rewrites them) |
 //! | `plan`      | what `plan` (`--dry-run`), `status` and `unregister` print and do |
 //! | `trust`     | local trust (prefix and symlink chains to it, template, state, lock), token files, secrets never shown |
@@ -43,6 +44,7 @@ mod doctor;
 mod faults;
 mod first_run;
 mod gitlabs;
+mod gitlabs_isolation;
 mod golden;
 mod hostile;
 mod import;

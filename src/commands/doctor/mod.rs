@@ -262,7 +262,7 @@ pub fn run(s: &Settings) -> Result<Outcome> {
         }
     };
     let mut secrets: Vec<String> = Vec::new();
-    if gitlabs.len() > 1 {
+    if crate::commands::per_gitlab(&gitlabs) {
         // several GitLabs: each GitLab's own tokens and runners, sent to it
         for g in &gitlabs {
             r.section(format!(
