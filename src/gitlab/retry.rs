@@ -182,11 +182,12 @@ impl Limits {
 }
 
 /// The pacing of one run against one GitLab: what it learnt of the
-/// throttle's period, and how many requests it sends in all (each other
-/// node is taken to need as many).
+/// throttle's period, and how many requests it sends in all and has had
+/// served (each other host is taken to need as many).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pace {
     share: f64,
+    served: f64,
     /// The period's quota and length, once an unthrottled answer said
     /// them (quota = observed + remaining).
     period: Option<(u64, Duration)>,
@@ -212,9 +213,15 @@ impl Pace {
     pub fn new(share: usize) -> Pace {
         Pace {
             share: share.max(1) as f64,
+            served: 0.0,
             period: None,
             quota_floor: 0.0,
         }
+    }
+
+    /// The requests this run has still to send, at least 1.
+    fn left(&self) -> f64 {
+        (self.share - self.served).max(1.0)
     }
 
     /// The throttle's rate (requests a second) and the period's quota:
@@ -238,11 +245,15 @@ impl Pace {
     }
 
     /// A 429 with `RateLimit-*` headers: come back not on the reset second
-    /// (every throttled node is told the same) but at this run's turn. The
-    /// answer's `RateLimit-Observed` is its place in the period: those
-    /// before it beyond the quota, each with about `share` requests, go
-    /// first, at the throttle's rate. `rand` in [0, 1) spreads the turn
-    /// over one node's slot. `None` without the headers (plain backoff).
+    /// (every throttled host is told the same) but at this run's turn. The
+    /// answer's `RateLimit-Observed` is its place in the period: the
+    /// requests before it beyond the quota go first, at the throttle's
+    /// rate, each host taken to need what this run still needs. When the
+    /// period is known (unthrottled answers' headers), hosts admitted
+    /// early in it wait their turn too ([`Pace::answered`]), so the places
+    /// count whole hosts: `observed × share` requests before the reset's
+    /// quota. `rand` in [0, 1) spreads the turn over one host's slot.
+    /// `None` without the headers (plain backoff).
     pub fn throttled(&mut self, l: &Limits, rand: f64) -> Option<Throttled> {
         let reset = l.retry_after?;
         let (rate, quota) = self.quota(l, reset)?;
@@ -255,32 +266,35 @@ impl Pace {
                 .max((rate * reset.as_secs_f64().max(1.0)).floor());
         }
         let observed = l.observed? as f64;
-        let ahead = (observed - quota).max(1.0);
-        let slot = self.share / rate;
+        let left = self.left();
+        let ahead = match self.period {
+            Some(_) => (observed * self.share - quota - left).max(0.0),
+            None => ((observed - quota).max(1.0) - 1.0) * left,
+        };
         let turn =
-            Duration::try_from_secs_f64(((ahead - 1.0) + rand.clamp(0.0, 1.0)) * slot).ok()?;
+            Duration::try_from_secs_f64((ahead + rand.clamp(0.0, 1.0) * left) / rate).ok()?;
         Some(Throttled {
             reset,
             turn,
-            ahead: ahead as u64 - 1,
+            ahead: ahead as u64,
         })
     }
 
     /// An answer GitLab served (not throttled), that took `took`: the wait
-    /// before this run's next request. `RateLimit-Remaining` (an
-    /// unthrottled answer's headers) below this run's share: the period
-    /// has no room left for it and the others, so wait for its end, spread
-    /// over one node's slot; and learn the period. No throttle headers and
-    /// a slow answer: Puma's queue is long; wait up to half the time it
-    /// took, so that the queue does not grow past Workhorse's timeout.
-    /// `now_unix` is the clock's Unix second.
+    /// before this run's next request. With an unthrottled answer's
+    /// headers (the period learnt from them): when the hosts up to this
+    /// one's place (`RateLimit-Observed`), each sending this run's share,
+    /// need more than the period's quota, the rest of this run waits for
+    /// the reset and its turn after it, rather than meet a 429. No
+    /// throttle headers and a slow answer: Puma's queue is long; wait up
+    /// to half the time it took, so that the queue does not grow past
+    /// Workhorse's timeout. `now_unix` is the clock's Unix second.
     pub fn answered(&mut self, l: &Limits, took: Duration, now_unix: i64, rand: f64) -> Duration {
         let rand = rand.clamp(0.0, 1.0);
+        self.served += 1.0;
+        let done = self.served >= self.share;
         if let (Some(observed), Some(remaining)) = (l.observed, l.remaining) {
             let quota = observed.saturating_add(remaining);
-            let reset = l
-                .reset
-                .map(|r| Duration::from_secs(r.saturating_sub(now_unix).max(0) as u64));
             if let Some(per_minute) = l.per_minute
                 && quota > 0
                 && let Ok(period) =
@@ -288,21 +302,25 @@ impl Pace {
             {
                 self.period = Some((quota, period));
             }
-            if (remaining as f64) < self.share
-                && let Some(reset) = reset
-            {
-                let slot = match self.period {
-                    Some((q, p)) if q > 0 => {
-                        Duration::try_from_secs_f64(p.as_secs_f64() * self.share / q as f64)
-                            .unwrap_or_default()
-                    }
-                    _ => Duration::ZERO,
-                };
-                return reset.saturating_add(slot.mul_f64(rand));
+            let Some((quota, period)) = self.period.filter(|(q, p)| *q > 0 && !p.is_zero()) else {
+                return Duration::ZERO;
+            };
+            let need = observed as f64 * self.share;
+            if done || need <= quota as f64 {
+                return Duration::ZERO;
             }
-            return Duration::ZERO;
+            let Some(reset) = l.reset else {
+                return Duration::ZERO;
+            };
+            let reset = Duration::from_secs(reset.saturating_sub(now_unix).max(0) as u64);
+            let rate = quota as f64 / period.as_secs_f64();
+            let left = self.left();
+            let ahead = (need - quota as f64 - left).max(0.0);
+            let turn =
+                Duration::try_from_secs_f64((ahead + rand * left) / rate).unwrap_or_default();
+            return reset.saturating_add(turn);
         }
-        if took >= SLOW {
+        if took >= SLOW && !done {
             return took.mul_f64(rand / 2.0);
         }
         Duration::ZERO
@@ -482,7 +500,6 @@ mod tests {
 
     #[test]
     fn a_throttled_run_comes_back_at_its_turn_not_on_the_reset_second() {
-        let s = |x: f64| Duration::from_secs_f64(x);
         // (quota, period s, observed, left s, share, rand, want turn s, ahead)
         let table = [
             // the first refused of a burst at the period's start: right
@@ -491,29 +508,34 @@ mod tests {
             // the 500th: 199 before it beyond the quota, at 30/s
             (300, 10, 500, 10, 1, 0.0, 199.0 / 30.0, 199),
             // each of them needs two requests: twice as far apart
-            (300, 10, 500, 10, 2, 0.0, 2.0 * 199.0 / 30.0, 199),
-            // rand spreads the turn over one node's slot
-            (300, 10, 500, 10, 2, 1.0, 2.0 * 200.0 / 30.0, 199),
+            (300, 10, 500, 10, 2, 0.0, 2.0 * 199.0 / 30.0, 398),
+            // rand spreads the turn over one host's slot
+            (300, 10, 500, 10, 2, 1.0, 2.0 * 200.0 / 30.0, 398),
             // 5 s into the period: only 150 of the quota are certain
             // (the period is at least Retry-After long), so it waits longer
             (300, 10, 500, 5, 1, 0.0, 349.0 / 30.0, 349),
-            // GitLab.com: 60 an hour, the 61st: an hour left, its turn next
-            // (RateLimit-Limit rounds to 1 a minute, so it guesses one
-            // more ahead; the hour left is what counts)
+            // GitLab.com: 60 an hour, the 61st: an hour left (RateLimit-Limit
+            // rounds to 1 a minute, so it guesses one more ahead)
             (60, 3600, 61, 3599, 1, 0.0, 60.0, 1),
         ];
         for (quota, period, observed, left, share, rand, turn, ahead) in table {
             let l = throttled(quota, period, observed, left);
+            // a fresh run: nothing learnt before
             let t = Pace::new(share).throttled(&l, rand).unwrap();
-            // (a fresh run: nothing learnt before)
             assert_eq!(t.reset, Duration::from_secs(left), "{l:?}");
             assert!(
-                (t.turn.as_secs_f64() - s(turn).as_secs_f64()).abs() < 0.01,
+                (t.turn.as_secs_f64() - turn).abs() < 0.01,
                 "{observed} {left} {share} {rand}: {:?} != {turn}",
                 t.turn
             );
             assert_eq!(t.ahead, ahead, "{observed} {left}");
         }
+        // served once of two: the hosts ahead are taken to need one more
+        // each, as this run does
+        let mut p = Pace::new(2);
+        p.answered(&Limits::default(), Duration::ZERO, 0, 0.0);
+        let t = p.throttled(&throttled(300, 10, 500, 10), 0.0).unwrap();
+        assert_eq!(t.ahead, 199);
         // refused again late in a later period (2 s left): the quota the
         // first 429 showed still holds
         let mut p = Pace::new(1);
@@ -528,6 +550,7 @@ mod tests {
     #[test]
     fn an_unthrottled_answer_slows_the_run_before_its_first_429() {
         let s = Duration::from_secs;
+        let secs = Duration::from_secs_f64;
         let now = 1_700_000_000;
         let unthrottled = |observed: u64, remaining: u64| {
             limits(&[
@@ -538,28 +561,44 @@ mod tests {
                 ("RateLimit-Reset", "1700000004"),
             ])
         };
-        // room left: no wait; the period is learnt (300 in 10 s)
+        // two requests a host, 300 a 10 s period: the first 150 hosts fit;
+        // the period is learnt
         let mut p = Pace::new(2);
-        assert_eq!(p.answered(&unthrottled(100, 200), s(0), now, 0.5), s(0));
+        assert_eq!(p.answered(&unthrottled(150, 150), s(0), now, 0.5), s(0));
         assert_eq!(p.period, Some((300, s(10))));
-        // less room than this run still sends: wait for the reset, spread
-        // over one node's slot (2 of 300 in 10 s)
-        assert_eq!(p.answered(&unthrottled(299, 1), s(0), now, 0.0), s(4));
+        // the 151st host waits for the reset: its first request took one
+        // of the quota, so one request of the first 150 hosts goes over
+        // and comes first in the next period, then its own
+        let mut p = Pace::new(2);
         assert_eq!(
-            p.answered(&unthrottled(299, 1), s(0), now, 1.0),
-            s(4) + Duration::from_secs_f64(2.0 / 30.0)
+            p.answered(&unthrottled(151, 149), s(0), now, 0.0),
+            s(4) + secs(1.0 / 30.0)
         );
-        // and a later 429's turn uses the learnt quota, not a guess
-        let t = p.throttled(&throttled(300, 10, 500, 5), 0.0).unwrap();
-        assert_eq!(t.ahead, 199);
+        // the 250th: 199 before it, at 30/s, spread over its one request
+        let mut p = Pace::new(2);
+        assert_eq!(
+            p.answered(&unthrottled(250, 50), s(0), now, 1.0),
+            s(4) + secs(200.0 / 30.0)
+        );
+        // its last request served: nothing to wait for
+        assert_eq!(p.answered(&unthrottled(299, 1), s(0), now, 1.0), s(0));
+        // and a later 429 counts whole hosts before it with the learnt
+        // quota: the 400th host after 150 admitted and 150 waiting
+        let mut p = Pace::new(2);
+        p.answered(&unthrottled(100, 200), s(0), now, 0.0);
+        let mut fresh = Pace::new(2);
+        fresh.period = p.period;
+        let t = fresh.throttled(&throttled(300, 10, 400, 5), 0.0).unwrap();
+        assert_eq!(t.ahead, 400 * 2 - 300 - 2);
         // no throttle headers: latency is the signal (Puma's queue)
         let none = Limits::default();
-        let mut p = Pace::new(2);
+        let mut p = Pace::new(3);
         assert_eq!(
             p.answered(&none, Duration::from_millis(200), now, 1.0),
             s(0)
         );
         assert_eq!(p.answered(&none, s(4), now, 1.0), s(2));
-        assert_eq!(p.answered(&none, s(4), now, 0.0), s(0));
+        // the last request: no pause
+        assert_eq!(p.answered(&none, s(4), now, 1.0), s(0));
     }
 }

@@ -1106,9 +1106,10 @@ fn serve_one<S: Read + Write>(
         };
         let throttled = match w.throttle() {
             Some(s) => Some((s, None)),
-            None => w
-                .unauthenticated_throttle(&req)
-                .map(|s| (s, w.unauthenticated_budget)),
+            None => w.unauthenticated_throttle(&req).map(|s| {
+                let seen = w.unauthenticated_seen;
+                (s, w.unauthenticated_budget.map(|b| (b, seen)))
+            }),
         };
         // every matching throttle counts the request; the first one over
         // its limit answers, else the first with headers lends them
@@ -1147,7 +1148,7 @@ fn serve_one<S: Read + Write>(
     }
     if let Some((seconds, budget)) = throttled {
         let mut a = message(429, "429 Too Many Requests");
-        if let Some(limit) = budget {
+        if let Some((limit, w_seen)) = budget {
             // Rack::Attack's answer (gitlab MR !50833)
             a.content_type = "text/plain".into();
             a.body = "Retry later\n".into();
@@ -1157,8 +1158,9 @@ fn serve_one<S: Read + Write>(
                     "RateLimit-Name",
                     "unauthenticated_traffic_per_ip".to_string(),
                 ),
-                ("RateLimit-Limit", limit.to_string()),
-                ("RateLimit-Observed", (limit + 1).to_string()),
+                // the hour's budget scaled to a minute, as GitLab sends it
+                ("RateLimit-Limit", (limit * 60).div_ceil(3600).to_string()),
+                ("RateLimit-Observed", w_seen.to_string()),
                 ("RateLimit-Remaining", "0".to_string()),
                 ("RateLimit-Reset", reset.to_string()),
                 ("RateLimit-ResetTime", clock::format(reset)),
