@@ -497,6 +497,8 @@ impl Client {
         let start = Instant::now();
         let mut backoff = retry::Backoff::new(self.deadline);
         let mut attempt = 1;
+        // one last try within --wait after a Retry-After that passes it
+        let mut hinted = false;
         loop {
             crate::signals::check(&what)?;
             // this run's turn (a throttle's, or Puma's queue draining),
@@ -604,9 +606,27 @@ impl Client {
                 attempt += 1;
                 continue;
             }
-            let Some(sleep) =
-                backoff.next_after(retry_after, took, Instant::now(), retry::random())
-            else {
+            let mut next = backoff.next_after(retry_after, took, Instant::now(), retry::random());
+            if next.is_none()
+                && !hinted
+                && limits.name.is_none()
+                && let Some(hint) = retry_after
+                && let Some(last) = retry::last_try(
+                    hint,
+                    self.deadline.saturating_duration_since(Instant::now()),
+                    retry::random(),
+                )
+            {
+                hinted = true;
+                log::warn!(
+                    "{what}: {}; Retry-After {}s passes --wait {}s: trying once more within it",
+                    cause.trim(),
+                    hint.as_secs(),
+                    self.wait.as_secs()
+                );
+                next = Some(last);
+            }
+            let Some(sleep) = next else {
                 return Err(Error::new(
                     Kind::Unreachable,
                     format!(

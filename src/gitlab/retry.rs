@@ -327,6 +327,21 @@ impl Pace {
     }
 }
 
+/// The longest `Retry-After` taken for a hint rather than a limit.
+pub const HINT_MAX: Duration = Duration::from_secs(300);
+
+/// A `Retry-After` without `RateLimit-*` headers that passes the deadline
+/// but is at most [`HINT_MAX`] (GitLab's database migrations answer
+/// `Retry-After: 60`, whatever they have left) is a hint, not a quota:
+/// rather than give up at once, try once more at a random time in the
+/// second half of what is left (`left`), so that a short migration does
+/// not fail every host that boots during it. `None` for a longer one (a
+/// limit this run cannot outwait: say so now) or less than a second left.
+pub fn last_try(retry_after: Duration, left: Duration, rand: f64) -> Option<Duration> {
+    (retry_after <= HINT_MAX && left >= Duration::from_secs(1))
+        .then(|| left.mul_f64(0.5 + rand.clamp(0.0, 1.0) / 2.0))
+}
+
 /// A number in [0, 1) from the process's random hasher seed.
 pub fn random() -> f64 {
     use std::hash::{BuildHasher, Hasher};
@@ -424,6 +439,31 @@ mod tests {
                 b.next_after(retry_after, took, t0, rand),
                 want,
                 "{took:?} {retry_after:?} {rand} {deadline}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_retry_after_past_the_deadline_gets_one_last_try_within_it() {
+        let s = Duration::from_secs;
+        // (retry_after, left, rand, want)
+        let table = [
+            (s(60), s(58), 0.0, Some(s(29))),
+            (s(60), s(58), 1.0, Some(s(58))),
+            (s(60), s(1), 0.0, Some(Duration::from_millis(500))),
+            (s(60), Duration::from_millis(999), 1.0, None),
+            (s(300), s(58), 1.0, Some(s(58))),
+            // an hour (GitLab.com's budget without headers), or junk: a
+            // limit, not a hint
+            (s(301), s(58), 1.0, None),
+            (s(3600), s(58), 1.0, None),
+            (s(u64::MAX), s(58), 1.0, None),
+        ];
+        for (retry_after, left, rand, want) in table {
+            assert_eq!(
+                last_try(retry_after, left, rand),
+                want,
+                "{retry_after:?} {left:?} {rand}"
             );
         }
     }

@@ -329,3 +329,9 @@ fn profile_4_gitlab_com() {
 fn profile_5_puma() {
     table(Load::Puma);
 }
+
+#[test]
+#[ignore = "make loadtest"]
+fn profile_6_migrations() {
+    table(Load::Migrations);
+}

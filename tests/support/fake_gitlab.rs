@@ -450,6 +450,11 @@ pub struct World {
     pub puma: Option<Puma>,
     /// How many 502s Workhorse (the `puma` model) sent.
     pub bad_gateway: usize,
+    /// Database migrations for this long from the first request: every
+    /// runner route (`check_if_backoff_required!`) answers 429 `Executing
+    /// database migrations. Please retry later.` with `Retry-After: n`.
+    pub migrations: Option<(Duration, u64)>,
+    migrations_since: Option<std::time::Instant>,
     /// Requests refused as not in GitLab's API spec ([`spec::check`]),
     /// with the problem: the fake panics when dropped with any.
     pub refused: Vec<String>,
@@ -516,6 +521,8 @@ impl Default for World {
             throttles: Vec::new(),
             puma: None,
             bad_gateway: 0,
+            migrations: None,
+            migrations_since: None,
             refused: Vec::new(),
             keep_alive: false,
             next_tokens: VecDeque::new(),
@@ -1084,7 +1091,7 @@ fn serve_one<S: Read + Write>(
             .is_some_and(|c| c.eq_ignore_ascii_case("close"));
     let stream = reader.get_mut();
     let request_id = req.header("x-request-id").map(String::from);
-    let (fault, hook, latency, throttled, limited, rate_headers, puma) = {
+    let (fault, hook, latency, throttled, limited, rate_headers, puma, migrating) = {
         let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
         w.requests.push(req.clone());
         // GitLab itself would refuse it (or do something else with it)
@@ -1114,6 +1121,7 @@ fn serve_one<S: Read + Write>(
         // every matching throttle counts the request; the first one over
         // its limit answers, else the first with headers lends them
         let mut limited: Option<Vec<(String, String)>> = None;
+        let mut migrating: Option<Answer> = None;
         let mut rate_headers = Vec::new();
         for t in w.throttles.iter_mut() {
             if let Some((over, headers)) = t.count(&req) {
@@ -1123,6 +1131,23 @@ fn serve_one<S: Read + Write>(
                     rate_headers = headers;
                 }
             }
+        }
+        if limited.is_none()
+            && let Some((window, retry_after)) = w.migrations
+            && matches!(
+                req.path.as_str(),
+                "/runners" | "/runners/verify" | "/runners/reset_authentication_token"
+            )
+            && w.migrations_since
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed()
+                < window
+        {
+            let mut a = message(429, "Executing database migrations. Please retry later.");
+            a.headers
+                .push(("Retry-After".into(), retry_after.to_string()));
+            limited = Some(a.headers.clone());
+            migrating = Some(a);
         }
         if limited.is_some() {
             w.throttled += 1;
@@ -1135,8 +1160,12 @@ fn serve_one<S: Read + Write>(
             limited,
             rate_headers,
             w.puma.clone(),
+            migrating,
         )
     };
+    if let Some(a) = migrating {
+        return write_answer(stream, &a, request_id.as_deref(), keep_alive).map(|_| keep_alive);
+    }
     if let Some(headers) = limited {
         let a = Answer {
             status: 429,

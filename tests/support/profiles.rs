@@ -413,15 +413,20 @@ pub enum Load {
     /// slots (2 workers × 4 threads), 100 ms a request, a queue, and
     /// Workhorse's 502 after a 5 s proxy timeout (1 min in Workhorse).
     Puma,
+    /// Database migrations for the first 20 s: every runner route answers
+    /// 429 `Executing database migrations.` with GitLab's own
+    /// `Retry-After: 60` (`check_if_backoff_required!`).
+    Migrations,
 }
 
 impl Load {
-    pub const ALL: [Load; 5] = [
+    pub const ALL: [Load; 6] = [
         Load::Flat,
         Load::FixedPeriod,
         Load::FixedPeriodHeaders,
         Load::GitlabCom,
         Load::Puma,
+        Load::Migrations,
     ];
 
     pub fn name(self) -> &'static str {
@@ -433,6 +438,7 @@ impl Load {
             }
             Load::GitlabCom => "GitLab.com: 60 unauthenticated requests an hour per IP, one NAT",
             Load::Puma => "Puma: 8 slots, 100 ms each, 502 after a 5 s proxy timeout",
+            Load::Migrations => "database migrations for 20 s: 429 with Retry-After: 60",
         }
     }
 
@@ -468,6 +474,10 @@ impl Load {
                 );
                 t.exempt_register = true;
                 w.throttles.push(t);
+                w.latency = Some(Duration::from_millis(50));
+            }
+            Load::Migrations => {
+                w.migrations = Some((Duration::from_secs(20), 60));
                 w.latency = Some(Duration::from_millis(50));
             }
             Load::Puma => {
