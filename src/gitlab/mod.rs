@@ -579,6 +579,12 @@ impl Client {
                     }
                 }
                 Step::Ambiguous => {
+                    // a slow one (Workhorse's proxy timeout): whatever the
+                    // caller sends next waits for that queue to drain
+                    if took >= retry::SLOW {
+                        let at = Instant::now() + took.mul_f64(0.5 + retry::random() / 2.0);
+                        self.pace().1 = Some(at.min(self.deadline));
+                    }
                     return Err(Error::new(
                         Kind::Ambiguous,
                         format!(

@@ -622,6 +622,10 @@ mod tests {
         );
         // its last request served: nothing to wait for
         assert_eq!(p.answered(&unthrottled(299, 1), s(0), now, 1.0), s(0));
+        // host 10 of a burst: within the quota, no wait (a node or two
+        // restarting never waits for a period's end)
+        let mut p = Pace::new(2);
+        assert_eq!(p.answered(&unthrottled(10, 290), s(0), now, 0.0), s(0));
         // and a later 429 counts whole hosts before it with the learnt
         // quota: the 400th host after 150 admitted and 150 waiting
         let mut p = Pace::new(2);
