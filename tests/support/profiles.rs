@@ -411,7 +411,8 @@ pub enum Load {
     GitlabCom,
     /// A self-managed GitLab with no throttle (the default): Puma with 8
     /// slots (2 workers × 4 threads), 100 ms a request, a queue, and
-    /// Workhorse's 502 after a 5 s proxy timeout (1 min in Workhorse).
+    /// Workhorse's 502 after a 5 s proxy timeout (scaled down from
+    /// Workhorse's `proxy_headers_timeout`).
     Puma,
     /// Database migrations for the first 20 s: every runner route answers
     /// 429 `Executing database migrations.` with GitLab's own
