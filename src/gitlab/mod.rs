@@ -600,7 +600,12 @@ impl Client {
                 _ => None,
             };
             if let Some(t) = throttled {
-                let sleep = self.turn(&what, &limits, &t, attempt, start)?;
+                // never less than the plain backoff: a throttle that keeps
+                // refusing is met less and less often
+                let floor = backoff
+                    .next(None, Instant::now(), retry::random())
+                    .unwrap_or_default();
+                let sleep = self.turn(&what, &limits, &t, attempt, start)?.max(floor);
                 log::info!(
                     "{what}: 429 from GitLab's rate limit {}: {} requests before this host's beyond the period's quota; its turn in {:.1}s (the period ends in {}s)",
                     limits.name.as_deref().unwrap_or("(unnamed)"),

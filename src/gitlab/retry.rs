@@ -255,7 +255,8 @@ impl Pace {
     /// quota. `rand` in [0, 1) spreads the turn over one host's slot.
     /// `None` without the headers (plain backoff).
     pub fn throttled(&mut self, l: &Limits, rand: f64) -> Option<Throttled> {
-        let reset = l.retry_after?;
+        // a second at least: `Retry-After: 0` is no reason to hammer
+        let reset = l.retry_after?.max(Duration::from_secs(1));
         let (rate, quota) = self.quota(l, reset)?;
         if rate <= 0.0 {
             return None;
@@ -582,6 +583,11 @@ mod tests {
         p.throttled(&throttled(300, 10, 500, 10), 0.0).unwrap();
         let t = p.throttled(&throttled(300, 10, 310, 2), 0.0).unwrap();
         assert_eq!(t.ahead, 9);
+        // Retry-After: 0 (a broken proxy): a second at least
+        let t = Pace::new(1)
+            .throttled(&throttled(300, 10, 301, 0), 0.0)
+            .unwrap();
+        assert_eq!(t.reset, Duration::from_secs(1));
         // without the RateLimit headers (a migration's 429): plain backoff
         let l = limits(&[("Retry-After", "60")]);
         assert_eq!(Pace::new(2).throttled(&l, 0.5), None);

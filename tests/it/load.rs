@@ -335,3 +335,32 @@ fn profile_5_puma() {
 fn profile_6_migrations() {
     table(Load::Migrations);
 }
+
+/// One node under a fixed-period throttle of one request a 2 s period:
+/// the first of its two registrations goes through, the second is refused
+/// and waits for its turn after the reset (named in the log), then goes
+/// through: three requests, exit 0.
+#[test]
+fn a_throttled_run_waits_for_its_turn_after_the_reset() {
+    use crate::support::fake_gitlab::Throttle;
+    let mut w = World::default();
+    w.throttles.push(Throttle::new(
+        "throttle_unauthenticated_api",
+        1,
+        Duration::from_secs(2),
+    ));
+    let gl = FakeGitlab::start(w);
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    let t0 = Instant::now();
+    let r = run(&p, &gl, &["--wait", "30s"]);
+    assert_code(&r, 0);
+    assert!(
+        r.stderr
+            .contains("429 from GitLab's rate limit throttle_unauthenticated_api")
+            && r.stderr.contains("its turn in"),
+        "{r:?}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    let w = gl.world();
+    assert_eq!((w.requests.len(), w.throttled, w.runners.len()), (3, 1, 2));
+}
