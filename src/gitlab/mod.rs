@@ -718,7 +718,7 @@ impl Client {
                 ),
             )
             .hint(format!(
-                "ask GitLab's admin to raise {name} or its period for this network, or spread the hosts' starts over the period (RandomizedDelaySec=) and raise --wait and TimeoutStartSec= to cover it"
+                "ask GitLab's admin to raise {name} or shorten its period for this network, or raise --wait and TimeoutStartSec= to cover the period and spread the hosts' starts (README: Fleets); --offline-ok starts gitlab-runner with the last config.toml"
             )));
         }
         let wait = t.reset.saturating_add(t.turn);
