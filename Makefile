@@ -105,9 +105,11 @@ demo:
 bench:
 	python3 scripts/bench.py
 
-# The cluster reboot at 50, 200 and 500 nodes (over a minute; outside make test).
+# The cluster reboot at 50, 200 and 500 nodes under every load profile, one
+# table each (minutes; outside make test). One run at a time: each spawns
+# hundreds of processes against its own fake GitLab on 127.0.0.1.
 loadtest:
-	$(CARGO) test --locked --test it load:: -- --include-ignored --nocapture
+	$(CARGO) test --locked --test it load:: -- --include-ignored --nocapture --test-threads 1
 
 # An admin install (an image build; a single node is easier with
 # `gitlab-runner-auth setup`): the binary, the drop-in, the man page.

@@ -134,7 +134,7 @@ pub const EXIT_CODES: &str =
   2   plan only: changes are pending
   64  usage error (bad option or value)
   65  bad input data (malformed file, junk answer from GitLab)
-  69  GitLab unreachable (connection errors or 5xx after retries)
+  69  GitLab unreachable (connection errors, 5xx after retries, a rate limit past --wait)
   70  internal error
   73  cannot write an output file
   75  another run holds the lock

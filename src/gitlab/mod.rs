@@ -81,6 +81,10 @@ pub struct Client {
     /// and one `--timeout` from the client's start bound the whole run,
     /// however many requests it makes.
     ends: Instant,
+    /// What the run learnt of GitLab's limits, and no request starts
+    /// before the `Instant` (its turn under a throttle, or a pause while
+    /// Puma's queue is long).
+    pace: std::sync::Mutex<(retry::Pace, Option<Instant>)>,
 }
 
 /// Longer than GitLab's own request timeout (Puma's worker timeout, 60 s):
@@ -147,7 +151,20 @@ impl Client {
             timeout,
             deadline: Instant::now() + wait,
             ends: Instant::now() + wait + timeout,
+            pace: std::sync::Mutex::new((retry::Pace::new(1), None)),
         })
+    }
+
+    /// This run sends about `requests` requests (one a runner): under a
+    /// throttle, each other host is taken to need as many, which spaces
+    /// the turns.
+    pub fn sharing(self, requests: usize) -> Client {
+        *self.pace.lock().unwrap_or_else(|e| e.into_inner()) = (retry::Pace::new(requests), None);
+        self
+    }
+
+    fn pace(&self) -> std::sync::MutexGuard<'_, (retry::Pace, Option<Instant>)> {
+        self.pace.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Count `--wait` (retries) and the run's end from `t0` rather than
@@ -480,8 +497,19 @@ impl Client {
         let start = Instant::now();
         let mut backoff = retry::Backoff::new(self.deadline);
         let mut attempt = 1;
+        // one last try within --wait after a Retry-After that passes it
+        let mut hinted = false;
         loop {
             crate::signals::check(&what)?;
+            // this run's turn (a throttle's, or Puma's queue draining),
+            // never past the deadline
+            let turn = self.pace().1.take();
+            if let Some(at) = turn.map(|t| t.min(self.deadline))
+                && let Some(pause) = at.checked_duration_since(Instant::now())
+                && !pause.is_zero()
+            {
+                crate::signals::sleep(pause, &what)?;
+            }
             let t0 = Instant::now();
             let Some(left) = self
                 .ends
@@ -506,16 +534,16 @@ impl Client {
             // that its answer (a live token) is not cut off
             let cap = (repeat == Repeat::Safe && left < own).then_some(left);
             let result = self.once(agent, method, path, pat, body, limit, cap);
+            let took = t0.elapsed();
+            let mut limits = retry::Limits::default();
             let (outcome, retry_after, cause, reply) = match result {
-                Ok((reply, retry_after)) => {
-                    log::debug!(
-                        "{what} -> {} ({} ms)",
-                        reply.status,
-                        t0.elapsed().as_millis()
-                    );
+                Ok((reply, l)) => {
+                    log::debug!("{what} -> {} ({} ms)", reply.status, took.as_millis());
                     let cause = status_text(reply.status, &message(&reply).unwrap_or_default());
+                    let retry_after = l.retry_after;
+                    limits = l;
                     (
-                        Outcome::Status(reply.status),
+                        retry::outcome(reply.status, took),
                         retry_after,
                         cause,
                         Some(reply),
@@ -546,10 +574,17 @@ impl Client {
             match retry::classify(outcome, repeat) {
                 Step::Answer => {
                     if let Some(reply) = reply {
+                        self.paced(&what, &limits, took);
                         return Ok(reply);
                     }
                 }
                 Step::Ambiguous => {
+                    // a slow one (Workhorse's proxy timeout): whatever the
+                    // caller sends next waits for that queue to drain
+                    if took >= retry::SLOW {
+                        let at = Instant::now() + took.mul_f64(0.5 + retry::random() / 2.0);
+                        self.pace().1 = Some(at.min(self.deadline));
+                    }
                     return Err(Error::new(
                         Kind::Ambiguous,
                         format!(
@@ -560,7 +595,49 @@ impl Client {
                 }
                 Step::Retry => {}
             }
-            let Some(sleep) = backoff.next(retry_after, Instant::now(), retry::random()) else {
+            let throttled = match outcome {
+                Outcome::Status(429) => self.pace().0.throttled(&limits, retry::random()),
+                _ => None,
+            };
+            if let Some(t) = throttled {
+                // never less than the plain backoff: a throttle that keeps
+                // refusing is met less and less often
+                let floor = backoff
+                    .next(None, Instant::now(), retry::random())
+                    .unwrap_or_default();
+                let sleep = self.turn(&what, &limits, &t, attempt, start)?.max(floor);
+                log::info!(
+                    "{what}: 429 from GitLab's rate limit {}: {} requests before this host's beyond the period's quota; its turn in {:.1}s (the period ends in {}s)",
+                    limits.name.as_deref().unwrap_or("(unnamed)"),
+                    t.ahead,
+                    sleep.as_secs_f64(),
+                    t.reset.as_secs()
+                );
+                crate::signals::sleep(sleep, &what)?;
+                attempt += 1;
+                continue;
+            }
+            let mut next = backoff.next_after(retry_after, took, Instant::now(), retry::random());
+            if next.is_none()
+                && !hinted
+                && limits.name.is_none()
+                && let Some(hint) = retry_after
+                && let Some(last) = retry::last_try(
+                    hint,
+                    self.deadline.saturating_duration_since(Instant::now()),
+                    retry::random(),
+                )
+            {
+                hinted = true;
+                log::warn!(
+                    "{what}: {}; Retry-After {}s passes --wait {}s: trying once more within it",
+                    cause.trim(),
+                    hint.as_secs(),
+                    self.wait.as_secs()
+                );
+                next = Some(last);
+            }
+            let Some(sleep) = next else {
                 return Err(Error::new(
                     Kind::Unreachable,
                     format!(
@@ -582,7 +659,83 @@ impl Client {
         }
     }
 
-    /// Send once: the reply and its `Retry-After`, or a transport error.
+    /// After an answer GitLab served: the pause before this run's next
+    /// request, when an unthrottled answer's `RateLimit-Remaining` leaves
+    /// no room for it, or a slow answer shows Puma's queue is long.
+    fn paced(&self, what: &str, limits: &retry::Limits, took: Duration) {
+        let mut pace = self.pace();
+        let wait = pace.0.answered(limits, took, clock::now(), retry::random());
+        if wait.is_zero() {
+            return;
+        }
+        let at = Instant::now() + wait;
+        if at > self.deadline {
+            return;
+        }
+        pace.1 = Some(at);
+        match &limits.name {
+            Some(name) => log::info!(
+                "{what}: GitLab's rate limit {name} has {} left this period; the next request in {:.1}s",
+                limits.remaining.unwrap_or(0),
+                wait.as_secs_f64()
+            ),
+            None => log::info!(
+                "{what}: GitLab took {:.1}s to answer (a long queue); the next request in {:.1}s",
+                took.as_secs_f64(),
+                wait.as_secs_f64()
+            ),
+        }
+    }
+
+    /// The wait until this run's turn after a throttled answer, or the
+    /// error that says, at once, that the throttle's period outlasts
+    /// `--wait`. A turn estimated past `--wait` is tried at its end.
+    fn turn(
+        &self,
+        what: &str,
+        limits: &retry::Limits,
+        t: &retry::Throttled,
+        attempt: u32,
+        start: Instant,
+    ) -> Result<Duration> {
+        let name = limits.name.as_deref().unwrap_or("(unnamed)");
+        let now = Instant::now();
+        let left = self.deadline.saturating_duration_since(now);
+        if t.reset > left {
+            let per_minute = limits
+                .per_minute
+                .map(|l| format!("RateLimit-Limit {l} a minute, "))
+                .unwrap_or_default();
+            return Err(Error::new(
+                Kind::Unreachable,
+                format!(
+                    "{what}: 429: GitLab's rate limit {name} ({per_minute}{} counted this period) refuses this host until its period ends in {}s, past --wait {}s ({}s left); not waiting (attempt {attempt}, {:.1}s in)",
+                    limits.observed.unwrap_or(0),
+                    t.reset.as_secs(),
+                    self.wait.as_secs(),
+                    left.as_secs(),
+                    start.elapsed().as_secs_f64(),
+                ),
+            )
+            .hint(format!(
+                "ask GitLab's admin to raise {name} or shorten its period for this network, or raise --wait and TimeoutStartSec= to cover the period and spread the hosts' starts (README: Fleets); --offline-ok starts gitlab-runner with the last config.toml"
+            )));
+        }
+        let wait = t.reset.saturating_add(t.turn);
+        if wait > left {
+            log::warn!(
+                "{what}: GitLab's rate limit {name}: {} requests are ahead of this host's, which need about {}s, past --wait {}s; trying once more at its end",
+                t.ahead,
+                wait.as_secs(),
+                self.wait.as_secs()
+            );
+            return Ok(left);
+        }
+        Ok(wait)
+    }
+
+    /// Send once: the reply and what it said of GitLab's limits, or a
+    /// transport error.
     #[allow(clippy::too_many_arguments)]
     fn once(
         &self,
@@ -593,7 +746,7 @@ impl Client {
         body: Option<&Value>,
         limit: u64,
         timeout: Option<Duration>,
-    ) -> std::result::Result<(Reply, Option<Duration>), ureq::Error> {
+    ) -> std::result::Result<(Reply, retry::Limits), ureq::Error> {
         let url = format!("{}{}", self.base, path);
         let builder = ureq::http::Request::builder()
             .method(method)
@@ -638,9 +791,7 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let retry_after = header("retry-after")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let limits = retry::Limits::parse(header);
         let next_page = header("x-next-page");
         let mut response = response;
         let body = response
@@ -656,7 +807,7 @@ impl Client {
                 next_page,
                 secrets,
             },
-            retry_after,
+            limits,
         ))
     }
 }

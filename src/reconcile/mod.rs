@@ -80,7 +80,10 @@ impl Engine {
             .ok_or_else(|| Error::internal("an engine without a GitLab"))?;
         let inputs = Inputs::load(s)?;
         inputs::keep_private(s, read_only)?;
-        let client = Client::new(api_base, s.timeout, s.wait, s.ca_file.as_deref())?.since(t0);
+        // one request a runner (a verify or a create): this run's share
+        let client = Client::new(api_base, s.timeout, s.wait, s.ca_file.as_deref())?
+            .since(t0)
+            .sharing(inputs.state.entries.len());
         Ok(Engine {
             inputs,
             client,

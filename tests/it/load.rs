@@ -1,35 +1,62 @@
 // SPDX-License-Identifier: MIT
-//! The cluster reboot: every node starts within two seconds against one
-//! GitLab that admits 50 requests a second (the rest get 429 with a
-//! `Retry-After` saying when there is room) and answers in 50 ms. Half the
-//! nodes are first runs, half have valid state. Every node must exit 0
-//! within its `--wait`, GitLab must end with exactly two runners per node,
-//! and the total number of requests must stay under the bound below.
+//! The cluster reboot: every node starts within seconds against one
+//! GitLab limited as one of the load profiles ([`Load`]). Half the nodes
+//! are first runs (two `POST /runners`), half have valid state (two
+//! verifies): each node needs two requests, the minimum.
 //!
-//! `cargo test --test it load::` runs 50 nodes; `make loadtest` runs 50, 200
-//! and 500 (`-- --ignored`) and prints the figures.
+//! For every run: no node has more than its two runners (no duplicate),
+//! and every node that exits 0 has both in GitLab with the tokens it
+//! holds (no lost token); a node that fails exits 69 and says why. The
+//! figures (requests, 429s and 502s, the ratio to the minimum, the time
+//! to converge, the nodes that failed) are printed as one table a profile:
+//! a benchmark, not a timed test.
+//!
+//! `cargo test --test it load::` runs 50 nodes of the flat profile; `make
+//! loadtest` runs 50, 200 and 500 nodes of every profile (`--ignored`).
 
+use crate::support::profiles::Load;
 use crate::support::*;
 use std::collections::BTreeMap;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-const RATE: u32 = 50;
-const WAIT: &str = "120s";
+/// The flat profile's `--wait` (the others run with the default, 60 s).
+const FLAT_WAIT: &str = "120s";
 
 struct Figures {
     hosts: usize,
-    converged: Duration,
     requests: usize,
-    per_host_median: usize,
-    per_host_max: usize,
     throttled: usize,
+    bad_gateway: usize,
+    /// Time to exit 0, sorted.
+    converged: Vec<Duration>,
+    /// Nodes that ended non-zero: (exit code, time, last line of its log).
+    failed: Vec<(i32, Duration, String)>,
+    per_host_max: usize,
+    /// Runners beyond a node's two (a create repeated after GitLab made it).
+    duplicates: usize,
+    /// Nodes that exited 0 without holding the tokens of their runners.
+    lost: usize,
 }
 
-fn cluster(hosts: usize) -> Figures {
+impl Figures {
+    fn minimum(&self) -> usize {
+        self.hosts * 2
+    }
+
+    fn ratio(&self) -> f64 {
+        self.requests as f64 / self.minimum() as f64
+    }
+
+    fn quantile(&self, q: f64) -> Option<Duration> {
+        let n = self.converged.len();
+        (n > 0).then(|| self.converged[((n as f64 * q).ceil() as usize).clamp(1, n) - 1])
+    }
+}
+
+fn cluster(load: Load, hosts: usize) -> Figures {
     let mut world = World::default();
-    world.rate_limit = Some(RATE);
-    world.latency = Some(Duration::from_millis(50));
+    load.apply(&mut world);
     let gl = FakeGitlab::start(world);
     let name = |i: usize| format!("node{i:03}");
     let prefixes: Vec<Prefix> = (0..hosts)
@@ -57,7 +84,7 @@ fn cluster(hosts: usize) -> Figures {
         .collect();
     // Each node is spawned stopped (a shell that stops itself, then execs
     // the tool), and all are continued at once: a reboot, not a slow ramp.
-    let mut children: Vec<(Child, Option<Instant>)> = prefixes
+    let mut children: Vec<(Child, Option<(Instant, i32)>)> = prefixes
         .iter()
         .enumerate()
         .map(|(i, p)| {
@@ -68,9 +95,12 @@ fn cluster(hosts: usize) -> Figures {
                 .args(["-c", "kill -STOP $$ && exec \"$0\" \"$@\"", bin()])
                 .args(["--api-url", &gl.url(), "--prefix"])
                 .arg(&p.dir)
-                .args(["--hostname", &name(i), "--wait", WAIT, "--timeout", "20s"])
+                .args(["--hostname", &name(i), "--timeout", "20s"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(log));
+            if load == Load::Flat {
+                c.args(["--wait", FLAT_WAIT]);
+            }
             (c.spawn().expect("spawn"), None)
         })
         .collect();
@@ -99,41 +129,61 @@ fn cluster(hosts: usize) -> Figures {
         .unwrap();
     assert!(cont.success());
     let resumed = start.elapsed();
+    // (a loaded machine takes a few seconds to continue 500 processes)
     assert!(
-        resumed < Duration::from_secs(2),
+        resumed < Duration::from_secs(10),
         "starting took {resumed:?}"
     );
-    // bounded: --wait plus a margin
-    let limit = Duration::from_secs(150);
+    // bounded: --wait and one --timeout, plus a margin
+    let limit = Duration::from_secs(if load == Load::Flat { 150 } else { 95 });
     while children.iter().any(|(_, done)| done.is_none()) && start.elapsed() < limit {
         for (child, done) in children.iter_mut().filter(|(_, d)| d.is_none()) {
             if let Ok(Some(status)) = child.try_wait() {
-                assert!(status.success(), "a node failed: {status}");
-                *done = Some(Instant::now());
+                *done = Some((Instant::now(), status.code().unwrap_or(-1)));
             }
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    let log = |i: usize| std::fs::read_to_string(prefixes[i].path("bin/log")).unwrap_or_default();
     for (i, (child, done)) in children.iter_mut().enumerate() {
         if done.is_none() {
             let _ = child.kill();
-            panic!(
-                "{} did not finish in {limit:?}: {}",
-                name(i),
-                std::fs::read_to_string(prefixes[i].path("bin/log")).unwrap_or_default()
-            );
+            let _ = child.wait();
+            panic!("{} did not finish in {limit:?}: {}", name(i), log(i));
         }
     }
-    let converged = children.iter().filter_map(|(_, d)| *d).max().unwrap() - start;
+    let mut converged = Vec::new();
+    let mut failed = Vec::new();
+    for (i, (_, done)) in children.iter().enumerate() {
+        let (at, code) = done.unwrap();
+        if code == 0 {
+            converged.push(at - start);
+        } else {
+            let last = log(i).lines().last().unwrap_or_default().to_string();
+            failed.push((code, at - start, last));
+        }
+    }
+    converged.sort();
     let w = gl.world();
-    // every node has exactly its two runners
-    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    // no node has more than its two runners; a node that exited 0 has both,
+    // with the tokens it holds
+    let mut per_node: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for r in w.runners.values() {
         let host = r.description.rsplit_once('-').unwrap().0.to_string();
-        *per_node.entry(host).or_default() += 1;
+        per_node.entry(host).or_default().push(&r.token);
     }
-    assert_eq!(per_node.len(), hosts);
-    assert!(per_node.values().all(|n| *n == 2), "{per_node:?}");
+    let duplicates = per_node.values().map(|t| t.len().saturating_sub(2)).sum();
+    let mut lost = 0;
+    for (i, (_, done)) in children.iter().enumerate() {
+        if done.unwrap().1 != 0 {
+            continue;
+        }
+        let tokens = per_node.get(&name(i)).cloned().unwrap_or_default();
+        let held = std::fs::read_to_string(prefixes[i].path("runner-data.json")).unwrap();
+        if tokens.len() < 2 || tokens.iter().filter(|t| held.contains(*t)).count() < 2 {
+            lost += 1;
+        }
+    }
     // requests per node, by the description or token each one carries
     let host_of_token: BTreeMap<&str, &str> = w
         .runners
@@ -156,44 +206,161 @@ fn cluster(hosts: usize) -> Figures {
             .unwrap_or_else(|| "?".into());
         *requests.entry(host).or_default() += 1;
     }
-    let mut counts: Vec<usize> = requests.values().copied().collect();
-    counts.sort();
     Figures {
         hosts,
-        converged,
         requests: w.requests.len(),
-        per_host_median: counts[counts.len() / 2],
-        per_host_max: *counts.last().unwrap(),
         throttled: w.throttled,
+        bad_gateway: w.bad_gateway,
+        converged,
+        failed,
+        per_host_max: requests.values().copied().max().unwrap_or(0),
+        duplicates,
+        lost,
     }
 }
 
-fn check_and_print(f: &Figures) {
-    // Each node needs 2 requests. A throttled one waits the Retry-After the
-    // limiter gave (the time until its backlog clears) plus jitter, so it
-    // mostly gets in on the next try: at most 8 requests a node in all.
-    let bound = f.hosts * 2 * 4;
+fn header(load: Load) {
+    println!("\n{}", load.name());
     println!(
-        "{:>4} nodes: converged in {:>5.1} s; {:>5} requests (bound {bound}), per node median {} max {}; {} answered 429",
-        f.hosts,
-        f.converged.as_secs_f64(),
-        f.requests,
-        f.per_host_median,
-        f.per_host_max,
-        f.throttled
+        "{:>5} {:>8} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>9} {:>8} {:>4} {:>4}",
+        "nodes",
+        "requests",
+        "429s",
+        "502s",
+        "ratio",
+        "p50 s",
+        "p95 s",
+        "max s",
+        "max/node",
+        "non-zero",
+        "dup",
+        "lost"
     );
-    assert!(f.requests <= bound, "{} requests > {bound}", f.requests);
+}
+
+fn row(load: Load, f: &Figures) {
+    let secs =
+        |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64()));
+    println!(
+        "{:>5} {:>8} {:>6} {:>6} {:>6.2} {:>7} {:>7} {:>7} {:>9} {:>8} {:>4} {:>4}",
+        f.hosts,
+        f.requests,
+        f.throttled,
+        f.bad_gateway,
+        f.ratio(),
+        secs(f.quantile(0.5)),
+        secs(f.quantile(0.95)),
+        secs(f.converged.last().copied()),
+        f.per_host_max,
+        f.failed.len(),
+        f.duplicates,
+        f.lost
+    );
+    if let Some(floor) = load.queueing_floor(f.minimum()) {
+        println!(
+            "      queueing floor {:.1} s; p95 / floor {:.2}",
+            floor.as_secs_f64(),
+            f.quantile(0.95).unwrap_or_default().as_secs_f64() / floor.as_secs_f64()
+        );
+    }
+    if let Some((code, at, last)) = f.failed.iter().max_by_key(|(_, at, _)| *at) {
+        println!(
+            "      the last node to fail: exit {code} after {:.1} s: {last}",
+            at.as_secs_f64()
+        );
+    }
 }
 
 #[test]
 fn fifty_nodes_rebooting_at_once_converge() {
-    check_and_print(&cluster(50));
+    let f = cluster(Load::Flat, 50);
+    header(Load::Flat);
+    row(Load::Flat, &f);
+    // A throttled node waits the Retry-After the limiter gave (the time
+    // until its backlog clears) plus jitter, so it mostly gets in on the
+    // next try: at most 8 requests a node in all.
+    assert!(f.failed.is_empty(), "{:?}", f.failed);
+    assert_eq!((f.duplicates, f.lost), (0, 0));
+    let bound = f.minimum() * 4;
+    assert!(f.requests <= bound, "{} requests > {bound}", f.requests);
+}
+
+/// One profile's table: 50, 200 and 500 nodes. A node that fails exits 69.
+fn table(load: Load) {
+    header(load);
+    for hosts in [50, 200, 500] {
+        let f = cluster(load, hosts);
+        row(load, &f);
+        for (code, _, last) in &f.failed {
+            assert_eq!(*code, 69, "{last}");
+        }
+    }
+}
+
+// make loadtest: 50, 200 and 500 nodes of each profile, one at a time
+// (`--test-threads 1`), a minute or two each.
+
+#[test]
+#[ignore = "make loadtest"]
+fn profile_1_flat() {
+    table(Load::Flat);
 }
 
 #[test]
-#[ignore = "make loadtest: 200 and 500 nodes, over a minute"]
-fn a_whole_cluster_rebooting_at_once_converges() {
-    for hosts in [200, 500] {
-        check_and_print(&cluster(hosts));
-    }
+#[ignore = "make loadtest"]
+fn profile_2_fixed_period() {
+    table(Load::FixedPeriod);
+}
+
+#[test]
+#[ignore = "make loadtest"]
+fn profile_3_fixed_period_headers_unthrottled() {
+    table(Load::FixedPeriodHeaders);
+}
+
+#[test]
+#[ignore = "make loadtest"]
+fn profile_4_gitlab_com() {
+    table(Load::GitlabCom);
+}
+
+#[test]
+#[ignore = "make loadtest"]
+fn profile_5_puma() {
+    table(Load::Puma);
+}
+
+#[test]
+#[ignore = "make loadtest"]
+fn profile_6_migrations() {
+    table(Load::Migrations);
+}
+
+/// One node under a fixed-period throttle of one request a 2 s period:
+/// the first of its two registrations goes through, the second is refused
+/// and waits for its turn after the reset (named in the log), then goes
+/// through: three requests, exit 0.
+#[test]
+fn a_throttled_run_waits_for_its_turn_after_the_reset() {
+    use crate::support::fake_gitlab::Throttle;
+    let mut w = World::default();
+    w.throttles.push(Throttle::new(
+        "throttle_unauthenticated_api",
+        1,
+        Duration::from_secs(2),
+    ));
+    let gl = FakeGitlab::start(w);
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    let t0 = Instant::now();
+    let r = run(&p, &gl, &["--wait", "30s"]);
+    assert_code(&r, 0);
+    assert!(
+        r.stderr
+            .contains("429 from GitLab's rate limit throttle_unauthenticated_api")
+            && r.stderr.contains("its turn in"),
+        "{r:?}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    let w = gl.world();
+    assert_eq!((w.requests.len(), w.throttled, w.runners.len()), (3, 1, 2));
 }

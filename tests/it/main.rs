@@ -12,7 +12,7 @@
 //! | `faults`    | retries, junk and lost answers (creates and resets slower than `--timeout`, the pending-create record, ghosts), a full disk, a state that cannot be renamed over, leftovers, the lock, SIGTERM |
 //! | `crash`     | the SIGKILL matrix at every request boundary, with and without `--stateless` |
 //! | `logging`   | the log format: journald priorities, the terminal's short component |
-//! | `load`      | the cluster reboot (`make loadtest` runs the ignored sizes) |
+//! | `load`      | the cluster reboot under each load profile (`make loadtest`: 50, 200 and 500 nodes, one table a profile) |
 //! | `stateless` | `--stateless`: runners found in GitLab, no state file; a token issued before SIGTERM kept |
 //! | `import`    | `import`: adopting a hand-registered config.toml, the template and state it writes, the run after it; odd config.toml files, no secret of it shown |
 //! | `gitlabs`   | several GitLab instances in one config.toml: each block's url decides, `<prefix>/<authority>/` credentials, one GitLab down, a type moved, stateless and prune per GitLab |

@@ -493,8 +493,14 @@ fn rate_limits(p: &Profile) {
     gl.world().unauthenticated_seen = budget;
     let r = go(&q, &gl, p, &[]);
     assert_code(&r, 69);
+    // said at once, naming the limit
     assert!(r.stderr.contains("429"), "{r:?}");
-    assert!(r.stderr.contains("gave up"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("rate limit unauthenticated_traffic_per_ip")
+            && r.stderr.contains("not waiting"),
+        "{r:?}"
+    );
     let before = q.snapshot("config.toml");
     let r = go(&q, &gl, p, &["--offline-ok"]);
     assert_code(&r, 0);

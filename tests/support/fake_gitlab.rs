@@ -220,6 +220,162 @@ pub struct Fault {
     pub times: usize,
 }
 
+/// One Rack::Attack throttle (`Gitlab::RackAttack`): at most `limit`
+/// requests of one discriminator in a fixed period. The fake has one client
+/// address, 127.0.0.1, so per IP is per fake; the periods are counted from
+/// the first request the throttle sees (Rack::Attack counts them from the
+/// epoch: the same, shifted, and a test's figures do not depend on the
+/// second it starts at). Every matching request is counted, the refused
+/// ones too, as Rack::Attack's cache counter does.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    /// `RateLimit-Name`: `throttle_unauthenticated_api`, …
+    pub name: String,
+    pub limit: usize,
+    pub period: Duration,
+    /// Counts only unauthenticated requests (runner-token calls and
+    /// registration-token calls, no `PRIVATE-TOKEN`).
+    pub unauthenticated: bool,
+    /// `POST /runners` is not counted (GitLab.com's per-IP limit).
+    pub exempt_register: bool,
+    /// Unthrottled answers carry the `RateLimit-*` headers too (flag
+    /// `rate_limiting_headers_for_unthrottled_requests`, gitlab MR !209485).
+    pub headers_unthrottled: bool,
+    observed: usize,
+    period_index: u64,
+    since: Option<std::time::Instant>,
+}
+
+impl Throttle {
+    pub fn new(name: &str, limit: usize, period: Duration) -> Throttle {
+        Throttle {
+            name: name.into(),
+            limit,
+            period,
+            unauthenticated: true,
+            exempt_register: false,
+            headers_unthrottled: false,
+            observed: 0,
+            period_index: 0,
+            since: None,
+        }
+    }
+
+    fn matches(&self, req: &Request) -> bool {
+        let authenticated = req.header("private-token").is_some()
+            || req.header("authorization").is_some()
+            || req.param("private_token").is_some();
+        !(self.unauthenticated && authenticated
+            || self.exempt_register && req.method == "POST" && req.path == "/runners")
+    }
+
+    /// Count `req`: whether it is over the limit, and the headers to send
+    /// (none for an unthrottled answer unless `headers_unthrottled`).
+    fn count(&mut self, req: &Request) -> Option<(bool, Vec<(String, String)>)> {
+        if !self.matches(req) {
+            return None;
+        }
+        let since = *self.since.get_or_insert_with(std::time::Instant::now);
+        let period = self.period.as_secs().max(1);
+        let elapsed = since.elapsed().as_secs();
+        let index = elapsed / period;
+        if index != self.period_index {
+            self.period_index = index;
+            self.observed = 0;
+        }
+        self.observed += 1;
+        let over = self.observed > self.limit;
+        if !over && !self.headers_unthrottled {
+            return Some((false, Vec::new()));
+        }
+        // Gitlab::RackAttack.throttled_response_headers
+        let retry_after = period - elapsed % period;
+        let reset = clock::now() + retry_after as i64;
+        let per_minute = (self.limit as u64 * 60).div_ceil(period);
+        let mut headers: Vec<(String, String)> = vec![
+            ("RateLimit-Name".into(), self.name.clone()),
+            ("RateLimit-Limit".into(), per_minute.to_string()),
+            ("RateLimit-Observed".into(), self.observed.to_string()),
+            (
+                "RateLimit-Remaining".into(),
+                self.limit.saturating_sub(self.observed).to_string(),
+            ),
+            ("RateLimit-Reset".into(), reset.to_string()),
+            ("RateLimit-ResetTime".into(), http_date(reset)),
+        ];
+        if over {
+            headers.push(("Retry-After".into(), retry_after.to_string()));
+        }
+        Some((over, headers))
+    }
+}
+
+/// Unix seconds as an RFC 2616 date: `Tue, 05 Jan 2021 11:00:00 GMT`.
+pub fn http_date(secs: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // clock::format gives YYYY-MM-DDTHH:MM:SSZ
+    let iso = clock::format(secs);
+    let month: usize = iso[5..7].parse().unwrap_or(1);
+    format!(
+        "{}, {} {} {} {} GMT",
+        DAYS[secs.div_euclid(86_400).rem_euclid(7) as usize],
+        &iso[8..10],
+        MONTHS[month - 1],
+        &iso[0..4],
+        &iso[11..19]
+    )
+}
+
+/// Puma behind Workhorse on a self-managed GitLab with no throttles (the
+/// default): `slots` (workers × threads) requests are served at a time,
+/// each taking `service`; the others queue. Workhorse answers 502 to a
+/// request still queued when `proxy_timeout` has passed since it arrived,
+/// but the request stays in Puma's queue and is served later, its answer
+/// dropped: a create behind a 502 may have made a runner.
+#[derive(Debug, Clone)]
+pub struct Puma {
+    pub slots: usize,
+    pub service: Duration,
+    pub proxy_timeout: Duration,
+    pool: Arc<(Mutex<usize>, std::sync::Condvar)>,
+}
+
+impl Puma {
+    pub fn new(slots: usize, service: Duration, proxy_timeout: Duration) -> Puma {
+        Puma {
+            slots,
+            service,
+            proxy_timeout,
+            pool: Arc::new((Mutex::new(0), std::sync::Condvar::new())),
+        }
+    }
+
+    /// Wait for a free slot, at most `limit` (bounded: a test's fake
+    /// never waits forever): `false` when it passed first.
+    fn acquire(&self, limit: Duration) -> bool {
+        let (lock, cv) = &*self.pool;
+        let busy = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut busy, timeout) = cv
+            .wait_timeout_while(busy, limit, |b| *b >= self.slots)
+            .unwrap_or_else(|e| e.into_inner());
+        if timeout.timed_out() && *busy >= self.slots {
+            return false;
+        }
+        *busy += 1;
+        true
+    }
+
+    fn release(&self) {
+        let (lock, cv) = &*self.pool;
+        let mut busy = lock.lock().unwrap_or_else(|e| e.into_inner());
+        *busy = busy.saturating_sub(1);
+        cv.notify_one();
+    }
+}
+
 /// The fake's whole state.
 #[derive(Debug)]
 pub struct World {
@@ -285,6 +441,20 @@ pub struct World {
     next_slot: f64,
     /// How many 429s the rate limiter sent.
     pub throttled: usize,
+    /// Rack::Attack throttles in fixed periods ([`Throttle`]): every one
+    /// that matches a request counts it; the first over its limit answers
+    /// 429 with the seven headers of gitlab MR !50833.
+    pub throttles: Vec<Throttle>,
+    /// Puma: a bounded pool of workers × threads with a queue, and
+    /// Workhorse's 502 once its proxy timeout passes ([`Puma`]).
+    pub puma: Option<Puma>,
+    /// How many 502s Workhorse (the `puma` model) sent.
+    pub bad_gateway: usize,
+    /// Database migrations for this long from the first request: every
+    /// runner route (`check_if_backoff_required!`) answers 429 `Executing
+    /// database migrations. Please retry later.` with `Retry-After: n`.
+    pub migrations: Option<(Duration, u64)>,
+    migrations_since: Option<std::time::Instant>,
     /// Requests refused as not in GitLab's API spec ([`spec::check`]),
     /// with the problem: the fake panics when dropped with any.
     pub refused: Vec<String>,
@@ -348,6 +518,11 @@ impl Default for World {
             rate_limit: None,
             next_slot: 0.0,
             throttled: 0,
+            throttles: Vec::new(),
+            puma: None,
+            bad_gateway: 0,
+            migrations: None,
+            migrations_since: None,
             refused: Vec::new(),
             keep_alive: false,
             next_tokens: VecDeque::new(),
@@ -916,7 +1091,7 @@ fn serve_one<S: Read + Write>(
             .is_some_and(|c| c.eq_ignore_ascii_case("close"));
     let stream = reader.get_mut();
     let request_id = req.header("x-request-id").map(String::from);
-    let (fault, hook, latency, throttled) = {
+    let (fault, hook, latency, throttled, limited, rate_headers, puma, migrating) = {
         let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
         w.requests.push(req.clone());
         // GitLab itself would refuse it (or do something else with it)
@@ -938,20 +1113,71 @@ fn serve_one<S: Read + Write>(
         };
         let throttled = match w.throttle() {
             Some(s) => Some((s, None)),
-            None => w
-                .unauthenticated_throttle(&req)
-                .map(|s| (s, w.unauthenticated_budget)),
+            None => w.unauthenticated_throttle(&req).map(|s| {
+                let seen = w.unauthenticated_seen;
+                (s, w.unauthenticated_budget.map(|b| (b, seen)))
+            }),
         };
+        // every matching throttle counts the request; the first one over
+        // its limit answers, else the first with headers lends them
+        let mut limited: Option<Vec<(String, String)>> = None;
+        let mut migrating: Option<Answer> = None;
+        let mut rate_headers = Vec::new();
+        for t in w.throttles.iter_mut() {
+            if let Some((over, headers)) = t.count(&req) {
+                if over && limited.is_none() {
+                    limited = Some(headers);
+                } else if rate_headers.is_empty() {
+                    rate_headers = headers;
+                }
+            }
+        }
+        if limited.is_none()
+            && let Some((window, retry_after)) = w.migrations
+            && matches!(
+                req.path.as_str(),
+                "/runners" | "/runners/verify" | "/runners/reset_authentication_token"
+            )
+            && w.migrations_since
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed()
+                < window
+        {
+            let mut a = message(429, "Executing database migrations. Please retry later.");
+            a.headers
+                .push(("Retry-After".into(), retry_after.to_string()));
+            limited = Some(a.headers.clone());
+            migrating = Some(a);
+        }
+        if limited.is_some() {
+            w.throttled += 1;
+        }
         (
             w.take_fault(&req.method, &req.path),
             hook,
             w.latency,
             throttled,
+            limited,
+            rate_headers,
+            w.puma.clone(),
+            migrating,
         )
     };
+    if let Some(a) = migrating {
+        return write_answer(stream, &a, request_id.as_deref(), keep_alive).map(|_| keep_alive);
+    }
+    if let Some(headers) = limited {
+        let a = Answer {
+            status: 429,
+            content_type: "text/plain".into(),
+            headers,
+            body: "Retry later\n".into(),
+        };
+        return write_answer(stream, &a, request_id.as_deref(), keep_alive).map(|_| keep_alive);
+    }
     if let Some((seconds, budget)) = throttled {
         let mut a = message(429, "429 Too Many Requests");
-        if let Some(limit) = budget {
+        if let Some((limit, w_seen)) = budget {
             // Rack::Attack's answer (gitlab MR !50833)
             a.content_type = "text/plain".into();
             a.body = "Retry later\n".into();
@@ -961,8 +1187,9 @@ fn serve_one<S: Read + Write>(
                     "RateLimit-Name",
                     "unauthenticated_traffic_per_ip".to_string(),
                 ),
-                ("RateLimit-Limit", limit.to_string()),
-                ("RateLimit-Observed", (limit + 1).to_string()),
+                // the hour's budget scaled to a minute, as GitLab sends it
+                ("RateLimit-Limit", (limit * 60).div_ceil(3600).to_string()),
+                ("RateLimit-Observed", w_seen.to_string()),
                 ("RateLimit-Remaining", "0".to_string()),
                 ("RateLimit-Reset", reset.to_string()),
                 ("RateLimit-ResetTime", clock::format(reset)),
@@ -976,6 +1203,35 @@ fn serve_one<S: Read + Write>(
     if let Some(d) = latency {
         std::thread::sleep(d);
     }
+    let mut gave_up = false;
+    if let Some(p) = &puma {
+        if !p.acquire(p.proxy_timeout) {
+            // Workhorse gives up; Puma still has the request queued
+            world.lock().unwrap_or_else(|e| e.into_inner()).bad_gateway += 1;
+            let a = Answer {
+                status: 502,
+                content_type: "text/plain".into(),
+                headers: Vec::new(),
+                body: "GitLab is not responding\n".into(),
+            };
+            write_answer(stream, &a, request_id.as_deref(), false)?;
+            if !p.acquire(Duration::from_secs(120)) {
+                return Ok(false);
+            }
+            gave_up = true;
+        }
+        std::thread::sleep(p.service);
+    }
+    // released however the request ends
+    struct Slot<'a>(Option<&'a Puma>);
+    impl Drop for Slot<'_> {
+        fn drop(&mut self) {
+            if let Some(p) = self.0 {
+                p.release();
+            }
+        }
+    }
+    let _slot = Slot(puma.as_ref());
     let fires = |phase: Phase| hook.as_ref().filter(|h| h.phase == phase);
     if let Some(h) = fires(Phase::Arrival) {
         h.fire();
@@ -1031,7 +1287,7 @@ fn serve_one<S: Read + Write>(
         }
         None => route(&req, world),
     };
-    let answer = match fires(Phase::Acted) {
+    let mut answer = match fires(Phase::Acted) {
         Some(h) => {
             h.fire();
             match h.then {
@@ -1042,6 +1298,11 @@ fn serve_one<S: Read + Write>(
         }
         None => answer,
     };
+    answer.headers.extend(rate_headers);
+    if gave_up {
+        // served after Workhorse's 502: the answer goes nowhere
+        return Ok(false);
+    }
     write_answer(stream, &answer, request_id.as_deref(), keep_alive)?;
     if let Some(h) = fires(Phase::Answered) {
         h.fire();

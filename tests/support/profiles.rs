@@ -386,3 +386,108 @@ impl Profile {
         )
     }
 }
+
+/// How a GitLab limits a cluster booting at once: the load profiles
+/// `make loadtest` runs (`tests/it/load.rs`). Times are scaled down from
+/// the real ones so that a run takes seconds; what a node is told (the
+/// headers, the `Retry-After`) has the real form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// A flat 50 requests a second, the rest 429 with a `Retry-After` that
+    /// says when there is room (no real GitLab; the first load test's).
+    Flat,
+    /// Rack::Attack's `throttle_unauthenticated_api`, per IP, in fixed
+    /// periods: 300 requests a 10 s period (`RateLimit-Limit: 1800` a
+    /// minute); a throttled answer carries the seven headers of gitlab MR
+    /// !50833, `Retry-After` the time left in the period.
+    FixedPeriod,
+    /// The same with the `RateLimit-*` headers on unthrottled answers too
+    /// (flag `rate_limiting_headers_for_unthrottled_requests`, gitlab MR
+    /// !209485, ≈18.6).
+    FixedPeriodHeaders,
+    /// GitLab.com's `unauthenticated_traffic_per_ip`: 60 runner-token calls
+    /// an hour per IP, `POST /runners` exempt (gitlab MR !260046). The
+    /// cluster is behind one address: every node is 127.0.0.1.
+    GitlabCom,
+    /// A self-managed GitLab with no throttle (the default): Puma with 8
+    /// slots (2 workers × 4 threads), 100 ms a request, a queue, and
+    /// Workhorse's 502 after a 5 s proxy timeout (scaled down from
+    /// Workhorse's `proxy_headers_timeout`).
+    Puma,
+    /// Database migrations for the first 20 s: every runner route answers
+    /// 429 `Executing database migrations.` with GitLab's own
+    /// `Retry-After: 60` (`check_if_backoff_required!`).
+    Migrations,
+}
+
+impl Load {
+    pub const ALL: [Load; 6] = [
+        Load::Flat,
+        Load::FixedPeriod,
+        Load::FixedPeriodHeaders,
+        Load::GitlabCom,
+        Load::Puma,
+        Load::Migrations,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Load::Flat => "flat 50 requests/s",
+            Load::FixedPeriod => "fixed period: throttle_unauthenticated_api 300 per 10 s per IP",
+            Load::FixedPeriodHeaders => {
+                "fixed period, RateLimit-* on unthrottled answers too (18.6 flag)"
+            }
+            Load::GitlabCom => "GitLab.com: 60 unauthenticated requests an hour per IP, one NAT",
+            Load::Puma => "Puma: 8 slots, 100 ms each, 502 after a 5 s proxy timeout",
+            Load::Migrations => "database migrations for 20 s: 429 with Retry-After: 60",
+        }
+    }
+
+    /// Puma's share of the floor: the seconds Puma needs to serve
+    /// `requests` one slot-time each, with every slot busy.
+    pub fn queueing_floor(self, requests: usize) -> Option<std::time::Duration> {
+        match self {
+            Load::Puma => Some(std::time::Duration::from_millis(100) * requests as u32 / 8),
+            _ => None,
+        }
+    }
+
+    pub fn apply(self, w: &mut World) {
+        use super::fake_gitlab::{Puma, Throttle};
+        use std::time::Duration;
+        match self {
+            Load::Flat => {
+                w.rate_limit = Some(50);
+                w.latency = Some(Duration::from_millis(50));
+            }
+            Load::FixedPeriod | Load::FixedPeriodHeaders => {
+                let mut t =
+                    Throttle::new("throttle_unauthenticated_api", 300, Duration::from_secs(10));
+                t.headers_unthrottled = self == Load::FixedPeriodHeaders;
+                w.throttles.push(t);
+                w.latency = Some(Duration::from_millis(50));
+            }
+            Load::GitlabCom => {
+                let mut t = Throttle::new(
+                    "unauthenticated_traffic_per_ip",
+                    60,
+                    Duration::from_secs(3600),
+                );
+                t.exempt_register = true;
+                w.throttles.push(t);
+                w.latency = Some(Duration::from_millis(50));
+            }
+            Load::Migrations => {
+                w.migrations = Some((Duration::from_secs(20), 60));
+                w.latency = Some(Duration::from_millis(50));
+            }
+            Load::Puma => {
+                w.puma = Some(Puma::new(
+                    8,
+                    Duration::from_millis(100),
+                    Duration::from_secs(5),
+                ));
+            }
+        }
+    }
+}
