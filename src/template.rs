@@ -270,6 +270,29 @@ impl Template {
         })
     }
 
+    /// This template rendered with a mark of its own in place of each
+    /// runner type's token (ids 1, no times): the text, and each type with
+    /// its mark. No mark holds another, so a string containing one names
+    /// its type.
+    pub fn render_marked(&self, hostname: &str) -> Result<(String, Vec<(String, String)>)> {
+        let marks: Vec<(String, String)> = self
+            .runner_types()
+            .into_iter()
+            .enumerate()
+            .map(|(i, ty)| (ty, format!("gra-mark-{i}-end")))
+            .collect();
+        let text = self.render(hostname, |ty| {
+            let (_, mark) = marks.iter().find(|(t, _)| t == ty)?;
+            Some(RunnerValues {
+                token: mark,
+                id: Some(1),
+                token_obtained_at: None,
+                token_expires_at: None,
+            })
+        })?;
+        Ok((text, marks))
+    }
+
     /// After rendering: `rendered` must have exactly the shape of this
     /// template rendered with harmless placeholders: the same tables, keys,
     /// array lengths and value kinds, and every string that is a runner's
@@ -282,17 +305,7 @@ impl Template {
         rendered: &toml::Table,
         runner: impl Fn(&str) -> Option<RunnerValues<'a>>,
     ) -> Result<()> {
-        let types: Vec<String> = self.runner_types().into_iter().collect();
-        let marks: Vec<String> = (0..types.len()).map(|i| format!("gra-shape-{i}")).collect();
-        let shape = self.render(hostname, |ty| {
-            let i = types.iter().position(|t| t == ty)?;
-            Some(RunnerValues {
-                token: &marks[i],
-                id: Some(1),
-                token_obtained_at: None,
-                token_expires_at: None,
-            })
-        })?;
+        let (shape, marks) = self.render_marked(hostname)?;
         let Ok(shape) = shape.parse::<toml::Table>() else {
             // the inputs' check refuses such a template before any request
             return Err(Error::internal(format!(
@@ -301,7 +314,7 @@ impl Template {
             )));
         };
         let mut tokens = std::collections::HashMap::new();
-        for (ty, mark) in types.iter().zip(&marks) {
+        for (ty, mark) in &marks {
             let v = runner(ty).ok_or_else(|| Error::internal(format!("no value for '{ty}'")))?;
             tokens.insert(mark.as_str(), (ty.as_str(), v.token.to_string()));
         }

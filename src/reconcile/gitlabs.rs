@@ -10,7 +10,7 @@
 use super::inputs::same_gitlab;
 use crate::error::{Error, Result};
 use crate::settings::{GitLab, Settings, credential_name, normalize_api_url, plain_http_refused};
-use crate::template::{RunnerValues, Template};
+use crate::template::Template;
 use crate::trust::{self, Class};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,21 +25,7 @@ pub struct Block {
 /// The template's `[[runners]]` blocks, in order, rendered with a mark per
 /// type (as `Template::check_shape` does) to tell which type each holds.
 pub fn blocks(template: &Template, hostname: &str) -> Option<Vec<Block>> {
-    let types: Vec<String> = template.runner_types().into_iter().collect();
-    let marks: Vec<String> = (0..types.len())
-        .map(|i| format!("gra-gitlab-{i}-mark"))
-        .collect();
-    let rendered = template
-        .render(hostname, |ty| {
-            let i = types.iter().position(|t| t == ty)?;
-            Some(RunnerValues {
-                token: &marks[i],
-                id: Some(1),
-                token_obtained_at: None,
-                token_expires_at: None,
-            })
-        })
-        .ok()?;
+    let (rendered, marks) = template.render_marked(hostname).ok()?;
     let table: toml::Table = rendered.parse().ok()?;
     let runners = match table.get("runners") {
         Some(toml::Value::Array(a)) => a.clone(),
@@ -53,9 +39,8 @@ pub fn blocks(template: &Template, hostname: &str) -> Option<Vec<Block>> {
                 collect_strings(r, &mut strings);
                 Block {
                     url: r.get("url").and_then(|u| u.as_str()).map(str::to_string),
-                    types: types
+                    types: marks
                         .iter()
-                        .zip(&marks)
                         .filter(|(_, m)| strings.iter().any(|s| s.contains(m.as_str())))
                         .map(|(t, _)| t.clone())
                         .collect(),
