@@ -25,7 +25,12 @@ pub fn show(s: &Settings, plan: &Plan) -> Outcome {
     } else {
         print!("{}", plan.text(&s.config_path, api));
     }
-    let pending = plan.pending();
+    planned(plan.pending())
+}
+
+/// How a plan ended: its summary line, and the outcome (exit 2 when
+/// something would change).
+pub fn planned(pending: bool) -> Outcome {
     summary(&format!(
         "plan: {}",
         if pending {

@@ -224,13 +224,5 @@ fn preview(s: &Settings, gitlabs: &[Settings], engines: Vec<Engine>) -> Result<O
             format!("GitLab {} unreachable ({first})", names.join(", ")),
         ));
     }
-    summary(&format!(
-        "plan: {}",
-        if pending {
-            "changes pending"
-        } else {
-            "nothing to do"
-        }
-    ));
-    Ok(Outcome::Planned { pending })
+    Ok(super::plan::planned(pending))
 }

@@ -97,15 +97,7 @@ fn several(s: &Settings, gitlabs: &[Settings]) -> Result<Outcome> {
         if !down.is_empty() {
             return Err(unreachable(&down, ""));
         }
-        summary(&format!(
-            "plan: {}",
-            if pending {
-                "changes pending"
-            } else {
-                "nothing to do"
-            }
-        ));
-        return Ok(Outcome::Planned { pending });
+        return Ok(super::plan::planned(pending));
     }
     let mut applied = Applied::default();
     for (g, name, mut engine, plan) in planned {
