@@ -322,15 +322,19 @@ fn adoptable<'a>(s: &Settings, blocks: &'a [Block]) -> Result<Vec<&'a Block>> {
     let gitlab = s.gitlab_url.as_deref().unwrap_or("");
     let mut out: Vec<&Block> = Vec::new();
     for b in blocks {
+        let problem = b
+            .token
+            .as_ref()
+            .and_then(|t| crate::untrusted::token_problem(t.expose()));
         let why = match (&b.token, &b.url) {
             (None, _) => Some("it has no token".to_string()),
             (Some(t), _) if t.expose().contains('$') => {
                 Some("its token comes from the environment".to_string())
             }
             // what GitLab handed gitlab-runner is never taken raw
-            (Some(t), _) if crate::untrusted::token_problem(t.expose()).is_some() => Some(format!(
+            (Some(_), _) if problem.is_some() => Some(format!(
                 "its token is not a GitLab runner token ({})",
-                crate::untrusted::token_problem(t.expose()).unwrap_or_default()
+                problem.unwrap_or_default()
             )),
             (_, None) => Some("it has no url".to_string()),
             (_, Some(u)) if !same_gitlab(u, gitlab) => match reconcile::gitlabs::authority(u) {
