@@ -318,12 +318,7 @@ impl Template {
             let v = runner(ty).ok_or_else(|| Error::internal(format!("no value for '{ty}'")))?;
             tokens.insert(mark.as_str(), (ty.as_str(), v.token.to_string()));
         }
-        same_shape(
-            &toml::Value::Table(shape),
-            &toml::Value::Table(rendered.clone()),
-            &tokens,
-            "",
-        )
+        same_tables(&shape, rendered, &tokens, "")
         .map_err(|m| {
             Error::data(format!(
                 "{}: the rendered config.toml does not have the template's shape ({m}): nothing written",
@@ -331,6 +326,33 @@ impl Template {
             ))
         })
     }
+}
+
+/// [`same_shape`] of two tables: the same keys, each of the same shape.
+fn same_tables(
+    a: &toml::Table,
+    b: &toml::Table,
+    tokens: &std::collections::HashMap<&str, (&str, String)>,
+    path: &str,
+) -> std::result::Result<(), String> {
+    let at = if path.is_empty() { "the top" } else { path };
+    if let Some(k) = b.keys().find(|k| !a.contains_key(*k)) {
+        // a key can hold a value (`[runners.{shell}]`): masked
+        return Err(format!(
+            "key {} in {at} is not the template's",
+            crate::secret::mask_tokens(&crate::untrusted::shown(k), &[]),
+        ));
+    }
+    for (k, va) in a {
+        let p = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        let vb = b.get(k).ok_or_else(|| format!("key {p} is missing"))?;
+        same_shape(va, vb, tokens, &p)?;
+    }
+    Ok(())
 }
 
 /// Compare `want` (the placeholder rendering) with `got` at `path`.
@@ -349,26 +371,7 @@ fn same_shape(
         }
     };
     match (want, got) {
-        (V::Table(a), V::Table(b)) => {
-            if let Some(k) = b.keys().find(|k| !a.contains_key(*k)) {
-                // a key can hold a value (`[runners.{shell}]`): masked
-                return Err(format!(
-                    "key {} in {} is not the template's",
-                    crate::secret::mask_tokens(&crate::untrusted::shown(k), &[]),
-                    at(path)
-                ));
-            }
-            for (k, va) in a {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                let vb = b.get(k).ok_or_else(|| format!("key {p} is missing"))?;
-                same_shape(va, vb, tokens, &p)?;
-            }
-            Ok(())
-        }
+        (V::Table(a), V::Table(b)) => same_tables(a, b, tokens, path),
         (V::Array(a), V::Array(b)) => {
             if a.len() != b.len() {
                 return Err(format!(
