@@ -130,28 +130,19 @@ fn a_leftover_state_file_after_a_move_sends_no_token_across() {
     clear(&t);
     let state = t.p.read("runner-data.json");
     t.p.write(".runner-data.json.tmp-999999999", &state);
-    // batch moves to the second GitLab (two GitLabs remain), gpu moves to the first? keep gpu.
-    // move gpu to first and batch to second: gpu's leftover token (from B) is A's type now
-    let text = template(&t.first.url(), &t.second.url())
-        .replacen(
-            &format!(
-                "name = \"{{hostname}}-batch\"\n  url = \"{}\"",
-                t.first.url()
-            ),
-            &format!(
-                "name = \"{{hostname}}-batch\"\n  url = \"{}\"",
-                t.second.url()
-            ),
-            1,
-        )
-        .replacen(
-            &format!(
-                "name = \"{{hostname}}-gpu\"\n  url = \"{}\"",
-                t.second.url()
-            ),
-            &format!("name = \"{{hostname}}-gpu\"\n  url = \"{}\"", t.first.url()),
-            1,
-        );
+    // batch moves to the second GitLab, gpu to the first: gpu's leftover
+    // token (from the second) is the first's type now
+    let text = moved(
+        &moved(
+            &template(&t.first.url(), &t.second.url()),
+            "batch",
+            &t.first,
+            &t.second,
+        ),
+        "gpu",
+        &t.second,
+        &t.first,
+    );
     t.p.write("config.template", &text);
     let r = t.run(&[]);
     report("r4 run", &t, &r);
@@ -167,26 +158,17 @@ fn a_leftover_config_file_after_a_move_sends_no_token_across() {
     let cfg = t.p.read("config.toml");
     t.p.write(".config.toml.tmp-999999999", &cfg);
     // gpu moves to the first GitLab, batch to second
-    let text = template(&t.first.url(), &t.second.url())
-        .replacen(
-            &format!(
-                "name = \"{{hostname}}-batch\"\n  url = \"{}\"",
-                t.first.url()
-            ),
-            &format!(
-                "name = \"{{hostname}}-batch\"\n  url = \"{}\"",
-                t.second.url()
-            ),
-            1,
-        )
-        .replacen(
-            &format!(
-                "name = \"{{hostname}}-gpu\"\n  url = \"{}\"",
-                t.second.url()
-            ),
-            &format!("name = \"{{hostname}}-gpu\"\n  url = \"{}\"", t.first.url()),
-            1,
-        );
+    let text = moved(
+        &moved(
+            &template(&t.first.url(), &t.second.url()),
+            "batch",
+            &t.first,
+            &t.second,
+        ),
+        "gpu",
+        &t.second,
+        &t.first,
+    );
     t.p.write("config.template", &text);
     let r = t.run(&[]);
     report("r5 run", &t, &r);
@@ -194,17 +176,18 @@ fn a_leftover_config_file_after_a_move_sends_no_token_across() {
     assert!(leaks(&t.first, &t.second).is_empty());
 }
 
+/// `text` with the `ty` block's url moved from GitLab `from` to `to`.
+fn moved(text: &str, ty: &str, from: &FakeGitlab, to: &FakeGitlab) -> String {
+    let block = |gl: &FakeGitlab| format!("name = \"{{hostname}}-{ty}\"\n  url = \"{}\"", gl.url());
+    text.replacen(&block(from), &block(to), 1)
+}
+
 fn batch_to_second(t: &Two) -> String {
-    template(&t.first.url(), &t.second.url()).replacen(
-        &format!(
-            "name = \"{{hostname}}-batch\"\n  url = \"{}\"",
-            t.first.url()
-        ),
-        &format!(
-            "name = \"{{hostname}}-batch\"\n  url = \"{}\"",
-            t.second.url()
-        ),
-        1,
+    moved(
+        &template(&t.first.url(), &t.second.url()),
+        "batch",
+        &t.first,
+        &t.second,
     )
 }
 
