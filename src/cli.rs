@@ -42,6 +42,7 @@ pub struct Args {
     pub ca_file: Option<PathBuf>,
     pub timeout: Option<String>,
     pub wait: Option<String>,
+    pub spread: Option<String>,
     pub verbose: u8,
     pub quiet: bool,
     pub json: bool,
@@ -121,6 +122,10 @@ OPTIONS (each also read from the environment variable shown; flags win):
                                                           [GITLAB_RUNNER_AUTH_TIMEOUT]
   --wait DUR              total time for retries, and for the lock
                           (default 60s)                   [GITLAB_RUNNER_AUTH_WAIT]
+  --spread DUR            run: wait a random time up to DUR before the
+                          first request to GitLab, so that a cluster
+                          starting at once does not meet GitLab at once
+                          (default 0; README: Fleets)     [GITLAB_RUNNER_AUTH_SPREAD]
   --json                  plan, status, doctor: print JSON
                                                           [GITLAB_RUNNER_AUTH_JSON]
   --type NAME             import: the runner type of each [[runners]], in
@@ -267,6 +272,7 @@ pub fn parse(argv: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
     args.ca_file = text(&mut p, &["--ca-file"])?.map(PathBuf::from);
     args.timeout = text(&mut p, &["--timeout"])?;
     args.wait = text(&mut p, &["--wait"])?;
+    args.spread = text(&mut p, &["--spread"])?;
     args.json = flag(&mut p, &["--json"])?;
     args.types = p.values_from_str::<_, String>("--type").map_err(usage)?;
     if args.types.is_empty()
@@ -440,6 +446,7 @@ mod tests {
             "--ca-file",
             "--timeout",
             "--wait",
+            "--spread",
         ];
         for opt in options {
             let eq = format!("{opt}=b");
@@ -520,6 +527,7 @@ mod tests {
             "ca-file",
             "timeout",
             "wait",
+            "spread",
             "verbose",
             "quiet",
             "types",

@@ -72,6 +72,9 @@ pub struct Settings {
     pub ca_file: Option<PathBuf>,
     pub timeout: Duration,
     pub wait: Duration,
+    /// `--spread`: `run` waits a random time up to this before its first
+    /// request to GitLab.
+    pub spread: Duration,
     pub json: bool,
     /// `import`: the runner type of each `[[runners]]`, in order.
     pub types: Vec<String>,
@@ -237,6 +240,9 @@ pub fn plain_http_refused(api_base: &str, allow_http: bool) -> Option<Error> {
 
 /// The longest `--wait` and `--timeout`: a boot never waits longer.
 pub const MAX_WAIT: Duration = Duration::from_secs(7 * 86_400);
+/// The longest `--spread`: a day (a start spread wider than
+/// `TimeoutStartSec=` is killed by systemd; doctor compares them).
+pub const MAX_SPREAD: Duration = Duration::from_secs(86_400);
 /// The longest `--rotate-before`: ten years, past any token lifetime.
 pub const MAX_ROTATE_BEFORE: Duration = Duration::from_secs(3650 * 86_400);
 
@@ -384,6 +390,7 @@ impl Settings {
             ca_file: a.ca_file.clone(),
             timeout: duration("--timeout", a.timeout.as_deref(), DEFAULT_TIMEOUT, MAX_WAIT)?,
             wait: duration("--wait", a.wait.as_deref(), DEFAULT_WAIT, MAX_WAIT)?,
+            spread: duration("--spread", a.spread.as_deref(), Duration::ZERO, MAX_SPREAD)?,
             json: a.json,
             types: a.types.clone(),
             force: a.force,
@@ -586,7 +593,7 @@ mod tests {
     #[test]
     fn durations_are_bounded() {
         type Case<'a> = (&'a str, &'a str, Option<u64>);
-        let cases: [Case; 12] = [
+        let cases: [Case; 15] = [
             ("--wait", "7d", Some(604_800)),
             ("--wait", "1w", Some(604_800)),
             ("--wait", "604801", None),
@@ -599,12 +606,16 @@ mod tests {
             ("--rotate-before", "3651d", None),
             ("--rotate-before", "18446744073709551615w", None),
             ("--rotate-before", "30d", Some(30 * 86_400)),
+            ("--spread", "40s", Some(40)),
+            ("--spread", "1d", Some(86_400)),
+            ("--spread", "25h", None),
         ];
         for (name, value, want) in cases {
             let mut a = Args::default();
             let field = match name {
                 "--wait" => &mut a.wait,
                 "--timeout" => &mut a.timeout,
+                "--spread" => &mut a.spread,
                 _ => &mut a.rotate_before,
             };
             *field = Some(value.to_string());
@@ -615,6 +626,7 @@ mod tests {
                     let d = match name {
                         "--wait" => s.wait,
                         "--timeout" => s.timeout,
+                        "--spread" => s.spread,
                         _ => s.rotate_before,
                     };
                     assert_eq!(d.as_secs(), secs, "{name} {value}");

@@ -15,9 +15,12 @@ pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
     if super::per_gitlab(&gitlabs) {
         return several(s, &gitlabs, facts);
     }
-    let Some(engine) = Engine::start(s, s.preview)? else {
+    let Some(mut engine) = Engine::start(s, s.preview)? else {
         return Ok(Outcome::NotConfigured);
     };
+    if let Some(at) = spread(s) {
+        engine.client.hold_until(at);
+    }
     match reconcile(s, engine, facts) {
         Err(e)
             if matches!(e.kind(), Kind::Unreachable | Kind::Ambiguous)
@@ -35,6 +38,22 @@ pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
         }
         other => other,
     }
+}
+
+/// `--spread`: when this start's first request may go to GitLab, a random
+/// time up to `--spread` from now (the local inputs are checked by then);
+/// `None` without it or for a plan.
+fn spread(s: &Settings) -> Option<std::time::Instant> {
+    if s.preview || s.spread.is_zero() {
+        return None;
+    }
+    let d = s.spread.mul_f64(crate::gitlab::retry::random());
+    log::info!(
+        "spreading the cluster's starts (--spread {}s): this host's first request to GitLab in {:.1}s",
+        s.spread.as_secs(),
+        d.as_secs_f64()
+    );
+    Some(std::time::Instant::now() + d)
 }
 
 /// Observe, plan, then apply (`run`) or print (`plan`, `--dry-run`).
@@ -108,6 +127,9 @@ fn several(s: &Settings, gitlabs: &[Settings], facts: &mut Facts) -> Result<Outc
     }
     if s.preview {
         return preview(s, gitlabs, engines);
+    }
+    if let Some(at) = spread(s) {
+        engines.iter_mut().for_each(|e| e.client.hold_until(at));
     }
     let mut types = 0;
     let mut pending = false;

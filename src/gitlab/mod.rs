@@ -85,6 +85,9 @@ pub struct Client {
     /// before the `Instant` (its turn under a throttle, or a pause while
     /// Puma's queue is long).
     pace: std::sync::Mutex<(retry::Pace, Option<Instant>)>,
+    /// `--spread`: no request starts before this (every request, also
+    /// those sent side by side).
+    not_before: Option<Instant>,
 }
 
 /// Longer than GitLab's own request timeout (Puma's worker timeout, 60 s):
@@ -152,6 +155,7 @@ impl Client {
             deadline: Instant::now() + wait,
             ends: Instant::now() + wait + timeout,
             pace: std::sync::Mutex::new((retry::Pace::new(1), None)),
+            not_before: None,
         })
     }
 
@@ -173,6 +177,16 @@ impl Client {
         self.deadline = t0 + self.wait;
         self.ends = t0 + self.wait + self.timeout;
         self
+    }
+
+    /// `--spread`: no request before `at`; `--wait` and the run's end
+    /// move with it, so the spread takes nothing from the retries.
+    pub fn hold_until(&mut self, at: Instant) {
+        if let Some(d) = at.checked_duration_since(Instant::now()) {
+            self.deadline += d;
+            self.ends += d;
+            self.not_before = Some(at);
+        }
     }
 
     /// `POST /runners/verify`.
@@ -494,6 +508,12 @@ impl Client {
         limit: u64,
     ) -> Result<Reply> {
         let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
+        if let Some(pause) = self
+            .not_before
+            .and_then(|at| at.checked_duration_since(Instant::now()))
+        {
+            crate::signals::sleep(pause, &what)?;
+        }
         let start = Instant::now();
         let mut backoff = retry::Backoff::new(self.deadline);
         let mut attempt = 1;
@@ -606,8 +626,18 @@ impl Client {
                     .next(None, Instant::now(), retry::random())
                     .unwrap_or_default();
                 let sleep = self.turn(&what, &limits, &t, attempt, start)?.max(floor);
+                // the first time: what would have spared it
+                let spread = retry::spread_needed(&limits)
+                    .filter(|_| attempt == 1)
+                    .map(|d| {
+                        format!(
+                            "; a cluster starting together stays under it with --spread {}s or more (README: Fleets)",
+                            d.as_secs()
+                        )
+                    })
+                    .unwrap_or_default();
                 log::info!(
-                    "{what}: 429 from GitLab's rate limit {}: {} requests before this host's beyond the period's quota; its turn in {:.1}s (the period ends in {}s)",
+                    "{what}: 429 from GitLab's rate limit {}: {} requests before this host's beyond the period's quota; its turn in {:.1}s (the period ends in {}s){spread}",
                     limits.name.as_deref().unwrap_or("(unnamed)"),
                     t.ahead,
                     sleep.as_secs_f64(),

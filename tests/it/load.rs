@@ -25,6 +25,8 @@ const FLAT_WAIT: &str = "120s";
 
 struct Figures {
     hosts: usize,
+    /// `--spread` of every node, if any.
+    spread: Option<&'static str>,
     requests: usize,
     throttled: usize,
     bad_gateway: usize,
@@ -54,7 +56,7 @@ impl Figures {
     }
 }
 
-fn cluster(load: Load, hosts: usize) -> Figures {
+fn cluster(load: Load, hosts: usize, spread: Option<&'static str>) -> Figures {
     let mut world = World::default();
     load.apply(&mut world);
     let gl = FakeGitlab::start(world);
@@ -101,6 +103,9 @@ fn cluster(load: Load, hosts: usize) -> Figures {
             if load == Load::Flat {
                 c.args(["--wait", FLAT_WAIT]);
             }
+            if let Some(s) = spread {
+                c.args(["--spread", s]);
+            }
             (c.spawn().expect("spawn"), None)
         })
         .collect();
@@ -134,8 +139,11 @@ fn cluster(load: Load, hosts: usize) -> Figures {
         resumed < Duration::from_secs(10),
         "starting took {resumed:?}"
     );
-    // bounded: --wait and one --timeout, plus a margin
-    let limit = Duration::from_secs(if load == Load::Flat { 150 } else { 95 });
+    // bounded: --spread, --wait and one --timeout, plus a margin
+    let limit = Duration::from_secs(if load == Load::Flat { 150 } else { 95 })
+        + spread.map_or(Duration::ZERO, |s| {
+            Duration::from_secs(s.trim_end_matches('s').parse().unwrap())
+        });
     while children.iter().any(|(_, done)| done.is_none()) && start.elapsed() < limit {
         for (child, done) in children.iter_mut().filter(|(_, d)| d.is_none()) {
             if let Ok(Some(status)) = child.try_wait() {
@@ -208,6 +216,7 @@ fn cluster(load: Load, hosts: usize) -> Figures {
     }
     Figures {
         hosts,
+        spread,
         requests: w.requests.len(),
         throttled: w.throttled,
         bad_gateway: w.bad_gateway,
@@ -222,7 +231,7 @@ fn cluster(load: Load, hosts: usize) -> Figures {
 fn header(load: Load) {
     println!("\n{}", load.name());
     println!(
-        "{:>5} {:>8} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>9} {:>8} {:>4} {:>4}",
+        "{:>16} {:>8} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>9} {:>8} {:>4} {:>4}",
         "nodes",
         "requests",
         "429s",
@@ -241,9 +250,13 @@ fn header(load: Load) {
 fn row(load: Load, f: &Figures) {
     let secs =
         |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64()));
+    let nodes = match f.spread {
+        Some(s) => format!("{} --spread {s}", f.hosts),
+        None => f.hosts.to_string(),
+    };
     println!(
-        "{:>5} {:>8} {:>6} {:>6} {:>6.2} {:>7} {:>7} {:>7} {:>9} {:>8} {:>4} {:>4}",
-        f.hosts,
+        "{:>16} {:>8} {:>6} {:>6} {:>6.2} {:>7} {:>7} {:>7} {:>9} {:>8} {:>4} {:>4}",
+        nodes,
         f.requests,
         f.throttled,
         f.bad_gateway,
@@ -273,7 +286,7 @@ fn row(load: Load, f: &Figures) {
 
 #[test]
 fn fifty_nodes_rebooting_at_once_converge() {
-    let f = cluster(Load::Flat, 50);
+    let f = cluster(Load::Flat, 50, None);
     header(Load::Flat);
     row(Load::Flat, &f);
     // A throttled node waits the Retry-After the limiter gave (the time
@@ -285,11 +298,14 @@ fn fifty_nodes_rebooting_at_once_converge() {
     assert!(f.requests <= bound, "{} requests > {bound}", f.requests);
 }
 
-/// One profile's table: 50, 200 and 500 nodes. A node that fails exits 69.
+/// One profile's table: 50, 200 and 500 nodes starting at once, and 500
+/// with the profile's `--spread`. A node that fails exits 69.
 fn table(load: Load) {
     header(load);
-    for hosts in [50, 200, 500] {
-        let f = cluster(load, hosts);
+    let mut runs = vec![(50, None), (200, None), (500, None)];
+    runs.extend(load.spread().map(|s| (500, Some(s))));
+    for (hosts, spread) in runs {
+        let f = cluster(load, hosts, spread);
         row(load, &f);
         for (code, _, last) in &f.failed {
             assert_eq!(*code, 69, "{last}");
@@ -363,4 +379,92 @@ fn a_throttled_run_waits_for_its_turn_after_the_reset() {
     assert!(t0.elapsed() < Duration::from_secs(10));
     let w = gl.world();
     assert_eq!((w.requests.len(), w.throttled, w.runners.len()), (3, 1, 2));
+}
+
+/// The delay a `--spread` run logged: "… first request to GitLab in 2.3s".
+fn spread_delay(stderr: &str) -> Duration {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("spreading the cluster's starts"))
+        .unwrap_or_else(|| panic!("no spread line: {stderr}"));
+    let secs = line.rsplit(" in ").next().unwrap().trim_end_matches('s');
+    Duration::from_secs_f64(secs.parse().unwrap())
+}
+
+/// `--spread 4s`: the run logs a random delay below 4 s and sends nothing
+/// before it; the delay comes on top of `--wait` and the run's end (with
+/// `--wait 0s --timeout 1s`, a delay over 1 s taken from them would leave
+/// no time for a request). A plan is never spread.
+#[test]
+fn a_spread_start_sends_nothing_before_its_delay_and_keeps_its_time() {
+    let gl = FakeGitlab::start(World::default());
+    let mut past_timeout = 0;
+    for round in 0..4 {
+        let p = Prefix::standard(REGISTRATION_TOKEN);
+        let before = gl.world().requests.len();
+        let t0 = Instant::now();
+        let r = run(
+            &p,
+            &gl,
+            &["--spread", "4s", "--wait", "0s", "--timeout", "1s"],
+        );
+        assert_code(&r, 0);
+        let d = spread_delay(&r.stderr);
+        assert!(d < Duration::from_secs(4), "{d:?}");
+        let w = gl.world();
+        let first = &w.requests[before];
+        // the log rounds to a tenth of a second
+        assert!(
+            first.at.duration_since(t0) + Duration::from_millis(50) >= d,
+            "round {round}: the first request after {:?}, the delay {d:?}",
+            first.at.duration_since(t0)
+        );
+        assert_eq!(w.runners.len(), 2 * (round + 1));
+        past_timeout += usize::from(d > Duration::from_millis(1500));
+        if past_timeout > 0 && round > 0 {
+            break;
+        }
+    }
+    // (a delay over the --timeout in 4 rounds is all but certain: 1 - (3/8)^4)
+    assert!(past_timeout > 0, "no delay past 1.5 s in 4 rounds");
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    let r = run(&p, &gl, &["plan", "--spread", "1h"]);
+    assert_code(&r, 2);
+    assert!(!r.stderr.contains("spreading"), "{r:?}");
+}
+
+/// SIGTERM (systemd's stop) during the spread: exit 143 at once, nothing
+/// sent, nothing written.
+#[test]
+fn sigterm_during_the_spread_stops_at_once() {
+    let gl = FakeGitlab::start(World::default());
+    let p = Prefix::standard(REGISTRATION_TOKEN);
+    let log = p.path("bin/log");
+    let mut c = command(&p);
+    c.args(["--api-url", &gl.url(), "--prefix"])
+        .arg(&p.dir)
+        .args(["--hostname", HOST, "--spread", "1h"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+    let mut child = c.spawn().unwrap();
+    // bounded: 10 s for the line
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("spreading the cluster's starts")
+    {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no spread line");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let t1 = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(t1.elapsed() < Duration::from_secs(5), "{:?}", t1.elapsed());
+    assert_eq!(status.code(), Some(143));
+    assert!(gl.world().requests.is_empty());
+    assert!(!p.exists("runner-data.json") && !p.exists("config.toml"));
 }

@@ -64,6 +64,8 @@ pub struct Request {
     /// Query, form and JSON parameters merged.
     pub params: Map<String, Value>,
     pub headers: Vec<(String, String)>,
+    /// When the fake read it.
+    pub at: std::time::Instant,
 }
 
 impl Request {
@@ -86,6 +88,7 @@ impl Request {
             query: query.to_string(),
             params,
             headers,
+            at: std::time::Instant::now(),
         }
     }
     pub fn header(&self, name: &str) -> Option<&str> {

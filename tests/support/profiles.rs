@@ -443,6 +443,20 @@ impl Load {
         }
     }
 
+    /// The `--spread` that keeps 500 nodes of two runners each under the
+    /// limit: 1,000 requests at the throttle's rate (30 a second: 33 s),
+    /// at Puma's (80 a second: 12.5 s) or the flat 50 a second (20 s),
+    /// with a margin; `None` where no spread within `--wait` helps (an
+    /// hour's quota, a migration).
+    pub fn spread(self) -> Option<&'static str> {
+        match self {
+            Load::Flat => Some("25s"),
+            Load::FixedPeriod | Load::FixedPeriodHeaders => Some("40s"),
+            Load::Puma => Some("15s"),
+            Load::GitlabCom | Load::Migrations => None,
+        }
+    }
+
     /// Puma's share of the floor: the seconds Puma needs to serve
     /// `requests` one slot-time each, with every slot busy.
     pub fn queueing_floor(self, requests: usize) -> Option<std::time::Duration> {
