@@ -291,6 +291,13 @@ fn id(name: &str, value: Option<&str>) -> Result<Option<u64>> {
 }
 
 impl Settings {
+    /// The longest a `run` takes: the spread, the lock wait and every
+    /// request within `--wait` and one `--timeout`, then a call that issues
+    /// a token, already sent, waits for its answer.
+    pub fn longest_run(&self) -> Duration {
+        self.spread + self.wait + self.timeout + self.timeout.max(crate::gitlab::ISSUING_TIMEOUT)
+    }
+
     pub fn from_args(a: &Args, credentials_dir: Option<PathBuf>) -> Result<Settings> {
         let (gitlab_url, api_root) = match &a.api_url {
             Some(u) => {

@@ -92,7 +92,7 @@ pub struct Client {
 
 /// Longer than GitLab's own request timeout (Puma's worker timeout, 60 s):
 /// after it, a request GitLab was still working on has been ended.
-const ISSUING_TIMEOUT: Duration = Duration::from_secs(65);
+pub const ISSUING_TIMEOUT: Duration = Duration::from_secs(65);
 
 /// The most of an answer read: every answer but a runner's details is a
 /// few hundred bytes.

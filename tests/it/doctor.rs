@@ -248,6 +248,8 @@ pub(crate) fn unit(pre: Option<&str>, drop_ins: &str, config: &str) -> Vec<Strin
         ),
         "NeedDaemonReload=no".into(),
         "User=".into(),
+        // the package's drop-in
+        "TimeoutStartUSec=3min".into(),
     ]
 }
 
@@ -1318,4 +1320,44 @@ fn doctor_reports_tokens_the_unit_passes_encrypted() {
             && t.contains("gitlab-runner-auth.admin-token (LoadCredentialEncrypted of gitlab-runner.service) does not exist: systemd fails gitlab-runner.service before this tool runs")),
         "{r:?}"
     );
+}
+
+/// `--spread 40s` with the defaults needs 185 s, past the drop-in's
+/// `TimeoutStartSec=180`: doctor fails the line with the value to set;
+/// a unit with 4 minutes (or no timeout) is fine.
+#[test]
+fn doctor_fails_a_start_timeout_shorter_than_the_longest_run() {
+    let gl = FakeGitlab::start(World::default());
+    let p = healthy_with(&gl, ADMIN_PAT, "GITLAB_RUNNER_AUTH_SPREAD=40s\n");
+    let defaults = ["--wait", "60s", "--timeout", "20s"];
+    let r = doctor(&p, &gl, &defaults);
+    assert_code(&r, 78);
+    let line = lines(&r)
+        .into_iter()
+        .find(|(_, name, _)| name == "start timeout")
+        .unwrap();
+    assert_eq!(
+        (line.0.as_str(), line.2.as_str()),
+        (
+            "fail",
+            "TimeoutStartSec=3min of gitlab-runner.service is shorter than the longest run, 185s (--spread 40s + --wait 60s + --timeout 20s + 65s for a token's answer): systemd would stop gitlab-runner's start"
+        ),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("raise TimeoutStartSec= to 185s or more"), "{r:?}");
+    let pre = exec("/usr/bin/gitlab-runner-auth", false);
+    for timeout in ["4min", "infinity"] {
+        let mut u = unit(Some(&pre), VENDOR_DROP_IN, &path_str(&p.path("config.toml")));
+        u.retain(|l| !l.starts_with("TimeoutStartUSec="));
+        u.push(format!("TimeoutStartUSec={timeout}"));
+        fake_systemd(&p, &u);
+        let r = doctor(&p, &gl, &defaults);
+        assert_code(&r, 0);
+        assert!(
+            lines(&r)
+                .iter()
+                .any(|(s, name, _)| s == "ok" && name == "start timeout"),
+            "{r:?}"
+        );
+    }
 }

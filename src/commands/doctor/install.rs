@@ -301,7 +301,7 @@ fn systemctl_show() -> std::result::Result<Unit, String> {
         &[
             "show",
             "-p",
-            "LoadState,DropInPaths,ExecStartPre,ExecStart,NeedDaemonReload,User,LoadCredential,LoadCredentialEncrypted",
+            "LoadState,DropInPaths,ExecStartPre,ExecStart,NeedDaemonReload,User,LoadCredential,LoadCredentialEncrypted,TimeoutStartUSec",
             UNIT,
         ],
     )
@@ -443,6 +443,7 @@ pub fn check(s: &Settings, r: &mut Report) -> Service {
     if let Some(u) = unit.as_ref().filter(|u| u.get("LoadState") == "loaded") {
         let mine = service.settings.as_ref().unwrap_or(s);
         config_path(u, mine, service.file.as_deref(), r);
+        start_timeout(u, mine, r);
         service.job_user = job_user(u);
         service.credentials = u.credentials.clone();
     }
@@ -483,6 +484,77 @@ fn user_arg(argv: &[String]) -> Option<String> {
         }
     }
     None
+}
+
+/// `TimeoutStartSec=` against the longest run the settings allow: systemd
+/// kills a start that outlasts it, so gitlab-runner fails to start exactly
+/// when GitLab is slow or the cluster boots together.
+fn start_timeout(u: &Unit, s: &Settings, r: &mut Report) {
+    let shown = u.get("TimeoutStartUSec");
+    let longest = s.longest_run();
+    let parts = format!(
+        "--spread {}s + --wait {}s + --timeout {}s + {}s for a token's answer",
+        s.spread.as_secs(),
+        s.wait.as_secs(),
+        s.timeout.as_secs(),
+        s.timeout.max(crate::gitlab::ISSUING_TIMEOUT).as_secs()
+    );
+    match timespan(shown) {
+        _ if shown.is_empty() => r.skip("start timeout", format!("{UNIT}'s TimeoutStartSec= is unknown")),
+        Some(Some(limit)) if limit < longest => r.fail(
+            "start timeout",
+            Kind::Config,
+            format!(
+                "TimeoutStartSec={shown} of {UNIT} is shorter than the longest run, {}s ({parts}): systemd would stop gitlab-runner's start",
+                longest.as_secs()
+            ),
+            format!(
+                "raise TimeoutStartSec= to {}s or more in a drop-in after ours (e.g. /etc/systemd/system/{UNIT}.d/60-timeout.conf), or lower those options",
+                longest.as_secs()
+            ),
+        ),
+        Some(_) => r.ok(
+            "start timeout",
+            format!("TimeoutStartSec={shown} covers the longest run, {}s ({parts})", longest.as_secs()),
+        ),
+        None => r.warn(
+            "start timeout",
+            format!("{UNIT}'s TimeoutStartSec={shown} cannot be read"),
+            format!("make it at least {}s ({parts})", longest.as_secs()),
+        ),
+    }
+}
+
+/// A systemd time span as `systemctl show` prints it (`3min`, `1min 30s`,
+/// `500ms`, `infinity`): `Some(None)` for infinity, `None` when unreadable.
+fn timespan(text: &str) -> Option<Option<Duration>> {
+    let text = text.trim();
+    // 0 turns the timeout off, as infinity does
+    if text == "infinity" || text == "0" {
+        return Some(None);
+    }
+    let mut total = Duration::ZERO;
+    let mut words = text.split_whitespace().peekable();
+    words.peek()?;
+    for word in words {
+        let digits = word.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+        let (n, unit) = word.split_at(digits);
+        let n: f64 = n.parse().ok()?;
+        let secs = match unit {
+            "us" | "usec" => 1e-6,
+            "ms" | "msec" => 1e-3,
+            "s" | "sec" => 1.0,
+            "min" | "m" => 60.0,
+            "h" | "hr" => 3600.0,
+            "d" => 86_400.0,
+            "w" => 604_800.0,
+            "M" => 2_629_800.0,
+            "y" => 31_557_600.0,
+            _ => return None,
+        };
+        total += Duration::try_from_secs_f64(n * secs).ok()?;
+    }
+    Some(Some(total))
 }
 
 /// The drop-in line: is our `ExecStartPre=` in the unit, and if not, why.
@@ -768,6 +840,26 @@ fn config_path(u: &Unit, s: &Settings, file: Option<&Path>, r: &mut Report) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn systemd_time_spans_are_read() {
+        let s = |n| Some(Some(Duration::from_secs(n)));
+        let table = [
+            ("3min", s(180)),
+            ("1min 30s", s(90)),
+            ("4min 5.500000s", Some(Some(Duration::from_millis(245_500)))),
+            ("1h 2min", s(3720)),
+            ("500ms", Some(Some(Duration::from_millis(500)))),
+            ("infinity", Some(None)),
+            ("0", Some(None)),
+            ("", None),
+            ("3 parsecs", None),
+            ("90", None),
+        ];
+        for (text, want) in table {
+            assert_eq!(timespan(text), want, "{text}");
+        }
+    }
+
     use super::*;
 
     #[test]
