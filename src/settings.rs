@@ -240,9 +240,9 @@ pub fn plain_http_refused(api_base: &str, allow_http: bool) -> Option<Error> {
 
 /// The longest `--wait` and `--timeout`: a boot never waits longer.
 pub const MAX_WAIT: Duration = Duration::from_secs(7 * 86_400);
-/// The longest `--spread`: a day (a start spread wider than
+/// The longest `--spread`: an hour (a start spread wider than
 /// `TimeoutStartSec=` is killed by systemd; doctor compares them).
-pub const MAX_SPREAD: Duration = Duration::from_secs(86_400);
+pub const MAX_SPREAD: Duration = Duration::from_secs(3600);
 /// The longest `--rotate-before`: ten years, past any token lifetime.
 pub const MAX_ROTATE_BEFORE: Duration = Duration::from_secs(3650 * 86_400);
 
@@ -268,10 +268,14 @@ fn duration(name: &str, value: Option<&str>, default: Duration, max: Duration) -
         ))
     })?;
     if d > max {
+        let most = match max.as_secs() {
+            s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+            s if s % 3600 == 0 => format!("{}h", s / 3600),
+            s => format!("{s}s"),
+        };
         return Err(Error::usage(format!(
-            "invalid {name} '{}': at most {}d",
-            shown(v),
-            max.as_secs() / 86_400
+            "invalid {name} '{}': at most {most}",
+            shown(v)
         )));
     }
     Ok(d)
@@ -614,8 +618,8 @@ mod tests {
             ("--rotate-before", "18446744073709551615w", None),
             ("--rotate-before", "30d", Some(30 * 86_400)),
             ("--spread", "40s", Some(40)),
-            ("--spread", "1d", Some(86_400)),
-            ("--spread", "25h", None),
+            ("--spread", "1h", Some(3600)),
+            ("--spread", "3601s", None),
         ];
         for (name, value, want) in cases {
             let mut a = Args::default();

@@ -18,8 +18,9 @@ pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
     let Some(mut engine) = Engine::start(s, s.preview)? else {
         return Ok(Outcome::NotConfigured);
     };
-    if let Some(at) = spread(s) {
-        engine.client.hold_until(at);
+    if let Some(d) = spread(s)? {
+        engine.client.spread_by(d);
+        engine.now = crate::clock::now();
     }
     match reconcile(s, engine, facts) {
         Err(e)
@@ -40,12 +41,13 @@ pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
     }
 }
 
-/// `--spread`: when this start's first request may go to GitLab, a random
-/// time up to `--spread` from now (the local inputs are checked by then);
-/// `None` without it or for a plan.
-fn spread(s: &Settings) -> Option<std::time::Instant> {
+/// `--spread`: wait a random time up to `--spread` (the local inputs are
+/// checked by then, nothing is written yet: a node reset during it has
+/// started nothing), and return how long, for the clients' deadlines to
+/// move by; `None` without it or for a plan. SIGTERM ends it at once.
+fn spread(s: &Settings) -> Result<Option<std::time::Duration>> {
     if s.preview || s.spread.is_zero() {
-        return None;
+        return Ok(None);
     }
     let d = s.spread.mul_f64(crate::gitlab::retry::random());
     log::info!(
@@ -53,7 +55,8 @@ fn spread(s: &Settings) -> Option<std::time::Instant> {
         s.spread.as_secs(),
         d.as_secs_f64()
     );
-    Some(std::time::Instant::now() + d)
+    crate::signals::sleep(d, "the first request to GitLab (--spread)")?;
+    Ok(Some(d))
 }
 
 /// Observe, plan, then apply (`run`) or print (`plan`, `--dry-run`).
@@ -128,8 +131,11 @@ fn several(s: &Settings, gitlabs: &[Settings], facts: &mut Facts) -> Result<Outc
     if s.preview {
         return preview(s, gitlabs, engines);
     }
-    if let Some(at) = spread(s) {
-        engines.iter_mut().for_each(|e| e.client.hold_until(at));
+    if let Some(d) = spread(s)? {
+        for e in &mut engines {
+            e.client.spread_by(d);
+            e.now = crate::clock::now();
+        }
     }
     let mut types = 0;
     let mut pending = false;

@@ -85,9 +85,13 @@ pub struct Client {
     /// before the `Instant` (its turn under a throttle, or a pause while
     /// Puma's queue is long).
     pace: std::sync::Mutex<(retry::Pace, Option<Instant>)>,
-    /// `--spread`: no request starts before this (every request, also
-    /// those sent side by side).
-    not_before: Option<Instant>,
+    /// An answer took [`retry::SLOW`] or more (Puma's queue is long): from
+    /// then on this run has one request in flight at a time ([`Client::gate`]),
+    /// so that its reads side by side do not lengthen the queue they wait in.
+    slow: std::sync::atomic::AtomicBool,
+    gate: std::sync::Mutex<()>,
+    /// The `--spread` hint was logged (once a run).
+    hinted: std::sync::atomic::AtomicBool,
 }
 
 /// Longer than GitLab's own request timeout (Puma's worker timeout, 60 s):
@@ -155,7 +159,9 @@ impl Client {
             deadline: Instant::now() + wait,
             ends: Instant::now() + wait + timeout,
             pace: std::sync::Mutex::new((retry::Pace::new(1), None)),
-            not_before: None,
+            slow: Default::default(),
+            gate: Default::default(),
+            hinted: Default::default(),
         })
     }
 
@@ -179,14 +185,12 @@ impl Client {
         self
     }
 
-    /// `--spread`: no request before `at`; `--wait` and the run's end
-    /// move with it, so the spread takes nothing from the retries.
-    pub fn hold_until(&mut self, at: Instant) {
-        if let Some(d) = at.checked_duration_since(Instant::now()) {
-            self.deadline += d;
-            self.ends += d;
-            self.not_before = Some(at);
-        }
+    /// `--spread`: the run waited `d` before its first request; `--wait`
+    /// and the run's end move with it, so the spread takes nothing from
+    /// the retries.
+    pub fn spread_by(&mut self, d: Duration) {
+        self.deadline += d;
+        self.ends += d;
     }
 
     /// `POST /runners/verify`.
@@ -508,12 +512,6 @@ impl Client {
         limit: u64,
     ) -> Result<Reply> {
         let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
-        if let Some(pause) = self
-            .not_before
-            .and_then(|at| at.checked_duration_since(Instant::now()))
-        {
-            crate::signals::sleep(pause, &what)?;
-        }
         let start = Instant::now();
         let mut backoff = retry::Backoff::new(self.deadline);
         let mut attempt = 1;
@@ -530,6 +528,11 @@ impl Client {
             {
                 crate::signals::sleep(pause, &what)?;
             }
+            // one request in flight at a time once GitLab was slow
+            let one = self
+                .slow
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .then(|| self.gate.lock().unwrap_or_else(|e| e.into_inner()));
             let t0 = Instant::now();
             let Some(left) = self
                 .ends
@@ -539,7 +542,7 @@ impl Client {
                 return Err(Error::new(
                     Kind::Unreachable,
                     format!(
-                        "{what}: not sent: the run's time is up (--wait {}s and --timeout {}s from its start)",
+                        "{what}: not sent: the run's time is up (--wait {}s and --timeout {}s from its start, after --spread)",
                         self.wait.as_secs(),
                         self.timeout.as_secs()
                     ),
@@ -554,7 +557,11 @@ impl Client {
             // that its answer (a live token) is not cut off
             let cap = (repeat == Repeat::Safe && left < own).then_some(left);
             let result = self.once(agent, method, path, pat, body, limit, cap);
+            drop(one);
             let took = t0.elapsed();
+            if took >= retry::SLOW {
+                self.slow.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             let mut limits = retry::Limits::default();
             let (outcome, retry_after, cause, reply) = match result {
                 Ok((reply, l)) => {
@@ -626,13 +633,15 @@ impl Client {
                     .next(None, Instant::now(), retry::random())
                     .unwrap_or_default();
                 let sleep = self.turn(&what, &limits, &t, attempt, start)?.max(floor);
-                // the first time: what would have spared it
-                let spread = retry::spread_needed(&limits)
-                    .filter(|_| attempt == 1)
-                    .map(|d| {
+                // once a run: what would have spared it
+                let spread = limits
+                    .per_minute
+                    .filter(|_| !self.hinted.swap(true, std::sync::atomic::Ordering::Relaxed))
+                    .map(|m| {
                         format!(
-                            "; a cluster starting together stays under it with --spread {}s or more (README: Fleets)",
-                            d.as_secs()
+                            "; it admits {:.1} requests a second, so a cluster starting together stays under it with --spread of (nodes × runners ÷ {:.1}) seconds (README: Fleets)",
+                            m as f64 / 60.0,
+                            m as f64 / 60.0
                         )
                     })
                     .unwrap_or_default();

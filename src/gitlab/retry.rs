@@ -328,15 +328,6 @@ impl Pace {
     }
 }
 
-/// The `--spread` a throttled answer shows a cluster needs at least: the
-/// requests counted this period (`RateLimit-Observed`, every host's, the
-/// refused ones too) at the throttle's rate (`RateLimit-Limit`), in whole
-/// seconds. `None` without the headers.
-pub fn spread_needed(l: &Limits) -> Option<Duration> {
-    let rate = l.per_minute? as f64 / 60.0;
-    Duration::try_from_secs_f64((l.observed? as f64 / rate).ceil()).ok()
-}
-
 /// The longest `Retry-After` taken for a hint rather than a limit.
 pub const HINT_MAX: Duration = Duration::from_secs(300);
 
@@ -600,27 +591,6 @@ mod tests {
         // without the RateLimit headers (a migration's 429): plain backoff
         let l = limits(&[("Retry-After", "60")]);
         assert_eq!(Pace::new(2).throttled(&l, 0.5), None);
-    }
-
-    #[test]
-    fn a_throttled_answer_says_how_wide_a_cluster_should_spread_its_starts() {
-        let s = Duration::from_secs;
-        // (quota, period s, observed, want)
-        let table = [
-            // 1,000 counted at 30 a second: 34 s (33.3 up)
-            (300, 10, 1000, Some(s(34))),
-            (300, 10, 301, Some(s(11))),
-            // GitLab.com: 500 at one a minute
-            (60, 3600, 500, Some(s(30_000))),
-        ];
-        for (quota, period, observed, want) in table {
-            assert_eq!(
-                spread_needed(&throttled(quota, period, observed, 5)),
-                want,
-                "{observed}"
-            );
-        }
-        assert_eq!(spread_needed(&limits(&[("Retry-After", "60")])), None);
     }
 
     #[test]

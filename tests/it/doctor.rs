@@ -1344,10 +1344,17 @@ fn doctor_fails_a_start_timeout_shorter_than_the_longest_run() {
         ),
         "{r:?}"
     );
-    assert!(r.stdout.contains("raise TimeoutStartSec= to 185s or more"), "{r:?}");
+    assert!(
+        r.stdout.contains("raise TimeoutStartSec= to 185s or more"),
+        "{r:?}"
+    );
     let pre = exec("/usr/bin/gitlab-runner-auth", false);
     for timeout in ["4min", "infinity"] {
-        let mut u = unit(Some(&pre), VENDOR_DROP_IN, &path_str(&p.path("config.toml")));
+        let mut u = unit(
+            Some(&pre),
+            VENDOR_DROP_IN,
+            &path_str(&p.path("config.toml")),
+        );
         u.retain(|l| !l.starts_with("TimeoutStartUSec="));
         u.push(format!("TimeoutStartUSec={timeout}"));
         fake_systemd(&p, &u);
