@@ -90,6 +90,9 @@ pub struct Client {
     /// so that its reads side by side do not lengthen the queue they wait in.
     slow: std::sync::atomic::AtomicBool,
     gate: std::sync::Mutex<()>,
+    /// Slow failures (a 502 after Workhorse's timeout, a lost answer) this
+    /// run met: each makes the next one wait longer.
+    slow_failures: std::sync::atomic::AtomicU32,
     /// The `--spread` hint was logged (once a run).
     hinted: std::sync::atomic::AtomicBool,
 }
@@ -161,6 +164,7 @@ impl Client {
             pace: std::sync::Mutex::new((retry::Pace::new(1), None)),
             slow: Default::default(),
             gate: Default::default(),
+            slow_failures: Default::default(),
             hinted: Default::default(),
         })
     }
@@ -656,7 +660,19 @@ impl Client {
                 attempt += 1;
                 continue;
             }
-            let mut next = backoff.next_after(retry_after, took, Instant::now(), retry::random());
+            let slow_before = if took >= retry::SLOW && retry_after.is_none() {
+                self.slow_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            } else {
+                0
+            };
+            let mut next = backoff.next_after(
+                retry_after,
+                took,
+                slow_before,
+                Instant::now(),
+                retry::random(),
+            );
             if next.is_none()
                 && !hinted
                 && limits.name.is_none()

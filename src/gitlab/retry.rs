@@ -105,11 +105,16 @@ impl Backoff {
     /// [`Backoff::next`] after an attempt that took `took`: a slow failure
     /// without `Retry-After` (a 502 after Workhorse's proxy timeout, an
     /// answer that never came) waits about as long again, so that the
-    /// queue it met drains first; never past the deadline.
+    /// queue it met drains first, and twice as long for each slow failure
+    /// the run met before (`slow_before`): Puma still serves what Workhorse
+    /// gave up on, so retries that come back as fast as they failed keep
+    /// the queue past the timeout for ever (a congestion collapse). Up to
+    /// [`BACKOFF_MAX`]; never past the deadline.
     pub fn next_after(
         &mut self,
         retry_after: Option<Duration>,
         took: Duration,
+        slow_before: u32,
         now: Instant,
         rand: f64,
     ) -> Option<Duration> {
@@ -117,7 +122,10 @@ impl Backoff {
         if retry_after.is_some() || took < SLOW {
             return Some(wait);
         }
-        let slow = took.mul_f64(0.5 + rand.clamp(0.0, 1.0) / 2.0);
+        let slow = took
+            .saturating_mul(1 << slow_before.min(5))
+            .mul_f64(0.5 + rand.clamp(0.0, 1.0) / 2.0)
+            .min(BACKOFF_MAX.max(took));
         match now.checked_add(slow) {
             Some(t) if t <= self.deadline => Some(wait.max(slow)),
             _ => Some(wait),
@@ -420,26 +428,33 @@ mod tests {
         let t0 = Instant::now();
         let s = Duration::from_secs;
         let ms = Duration::from_millis;
-        // (took, retry_after, rand, deadline in s, want)
+        // (took, retry_after, slow failures before, rand, deadline in s, want)
         let table = [
             // fast: the plain backoff
-            (ms(100), None, 1.0, 60, Some(ms(500))),
+            (ms(100), None, 0, 1.0, 60, Some(ms(500))),
+            (ms(100), None, 3, 1.0, 60, Some(ms(500))),
             // slow (a 502 after 5 s in Puma's queue): 2.5 s to 5 s
-            (s(5), None, 0.0, 60, Some(ms(2500))),
-            (s(5), None, 1.0, 60, Some(s(5))),
+            (s(5), None, 0, 0.0, 60, Some(ms(2500))),
+            (s(5), None, 0, 1.0, 60, Some(s(5))),
+            // after slow failures before it: twice as long each, up to 30 s
+            (s(5), None, 1, 1.0, 60, Some(s(10))),
+            (s(5), None, 2, 0.0, 60, Some(s(10))),
+            (s(5), None, 3, 1.0, 60, Some(s(30))),
+            (s(5), None, 40, 1.0, 60, Some(s(30))),
             // Retry-After wins
-            (s(5), Some(s(1)), 0.0, 60, Some(s(1))),
+            (s(5), Some(s(1)), 2, 0.0, 60, Some(s(1))),
             // the slow wait would pass the deadline: the plain one
-            (s(5), None, 1.0, 2, Some(ms(500))),
+            (s(5), None, 0, 1.0, 2, Some(ms(500))),
+            (s(5), None, 3, 1.0, 20, Some(ms(500))),
             // even the plain one would
-            (s(5), None, 1.0, 0, None),
+            (s(5), None, 0, 1.0, 0, None),
         ];
-        for (took, retry_after, rand, deadline, want) in table {
+        for (took, retry_after, before, rand, deadline, want) in table {
             let mut b = Backoff::new(t0 + s(deadline));
             assert_eq!(
-                b.next_after(retry_after, took, t0, rand),
+                b.next_after(retry_after, took, before, t0, rand),
                 want,
-                "{took:?} {retry_after:?} {rand} {deadline}"
+                "{took:?} {retry_after:?} {before} {rand} {deadline}"
             );
         }
     }
