@@ -783,3 +783,40 @@ fn import_adopts_the_runners_of_every_gitlab_whose_credentials_are_here() {
         "{r:?}"
     );
 }
+
+/// `--spread` with two GitLabs: one delay for the run (one line), nothing
+/// sent to either GitLab before it, and each GitLab's `--wait` and end
+/// moved by it (with `--wait 0s --timeout 1s`, a delay over 1.5 s taken
+/// from them would leave no time for a request): runs until one draws
+/// more than 1.5 s of 10 s (8 runs all draw less once in 4 million).
+#[test]
+fn a_spread_holds_back_both_gitlabs_once() {
+    let mut past_timeout = false;
+    for _ in 0..8 {
+        let t = two();
+        let t0 = std::time::Instant::now();
+        let r = t.run(&["--spread", "10s", "--wait", "0s", "--timeout", "1s"]);
+        assert_code(&r, 0);
+        assert_eq!(
+            r.stderr.matches("spreading the cluster's starts").count(),
+            1,
+            "{r:?}"
+        );
+        let d = crate::load::spread_delay(&r.stderr);
+        for gl in [&t.first, &t.second] {
+            let w = gl.world();
+            let first = w.requests.first().expect("a request");
+            assert!(
+                first.at.duration_since(t0) + std::time::Duration::from_millis(50) >= d,
+                "{:?} < {d:?}",
+                first.at.duration_since(t0)
+            );
+        }
+        assert_eq!(types_of(&t.second), ["node12-gpu"], "{r:?}");
+        if d > std::time::Duration::from_millis(1500) {
+            past_timeout = true;
+            break;
+        }
+    }
+    assert!(past_timeout, "no delay past 1.5 s in 8 rounds");
+}

@@ -404,7 +404,7 @@ fn a_throttled_run_waits_for_its_turn_after_the_reset() {
 }
 
 /// The delay a `--spread` run logged: "… first request to GitLab in 2.3s".
-fn spread_delay(stderr: &str) -> Duration {
+pub(crate) fn spread_delay(stderr: &str) -> Duration {
     let line = stderr
         .lines()
         .find(|l| l.contains("spreading the cluster's starts"))
