@@ -91,6 +91,7 @@ fn cluster(load: Load, hosts: usize, spread: Option<&'static str>, access: bool)
             p
         })
         .collect();
+    let exe = other_binary().unwrap_or_else(|| bin().to_string());
     // Each node is spawned stopped (a shell that stops itself, then execs
     // the tool), and all are continued at once: a reboot, not a slow ramp.
     let mut children: Vec<(Child, Option<(Instant, i32)>)> = prefixes
@@ -101,7 +102,7 @@ fn cluster(load: Load, hosts: usize, spread: Option<&'static str>, access: bool)
             let mut c = std::process::Command::new("/bin/sh");
             c.env_clear()
                 .env("PATH", p.path("bin"))
-                .args(["-c", "kill -STOP $$ && exec \"$0\" \"$@\"", bin()])
+                .args(["-c", "kill -STOP $$ && exec \"$0\" \"$@\"", &exe])
                 .args(["--api-url", &gl.url(), "--prefix"])
                 .arg(&p.dir)
                 .args(["--hostname", &name(i), "--timeout", "20s"])
@@ -313,6 +314,15 @@ fn fifty_nodes_rebooting_at_once_converge() {
     assert!(f.requests <= bound, "{} requests > {bound}", f.requests);
 }
 
+/// `GRA_LOADTEST_BIN`: run the nodes with this binary instead (an older
+/// build, for the figures before a change, measured by the same harness on
+/// the same machine).
+fn other_binary() -> Option<String> {
+    std::env::var("GRA_LOADTEST_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+}
+
 /// One profile's table: 50, 200 and 500 nodes starting at once, and 500
 /// with the profile's `--spread`; under Puma also 500 at once with an
 /// `access-token` (a create behind a 502 found, not made twice). A node
@@ -324,6 +334,11 @@ fn table(load: Load) {
     if load == Load::Puma {
         // about four requests a node with an access-token: 25 s of Puma
         runs.extend([(500, None, true), (500, Some("30s"), true)]);
+    }
+    if let Some(exe) = other_binary() {
+        // an older binary (the figures before a change) may lack --spread
+        println!("      (the binary {exe})");
+        runs.retain(|(_, spread, _)| spread.is_none());
     }
     for (hosts, spread, access) in runs {
         let f = cluster(load, hosts, spread, access);
