@@ -85,14 +85,17 @@ pub struct Client {
     /// before the `Instant` (its turn under a throttle, or a pause while
     /// Puma's queue is long).
     pace: std::sync::Mutex<(retry::Pace, Option<Instant>)>,
-    /// An answer took [`retry::SLOW`] or more (Puma's queue is long): from
-    /// then on this run has one request in flight at a time ([`Client::gate`]),
-    /// so that its reads side by side do not lengthen the queue they wait in.
+    /// A slow failure (a 5xx or a lost answer after [`retry::SLOW`] or
+    /// more: a queue past its proxy's timeout): until a fast answer, this
+    /// run has one request in flight at a time ([`Client::gate`]), so that
+    /// its reads side by side do not lengthen the queue they wait in. A
+    /// GitLab that is merely slow (far away) keeps them side by side.
     slow: std::sync::atomic::AtomicBool,
     gate: std::sync::Mutex<()>,
-    /// Slow failures (a 502 after Workhorse's timeout, a lost answer) this
-    /// run met: each makes the next one wait longer.
-    slow_failures: std::sync::atomic::AtomicU32,
+    /// The congestion this run met: how many times (requests in flight
+    /// together that fail together count once), and when the last one
+    /// counted ended; each makes the next slow failure wait longer.
+    congestion: std::sync::Mutex<(u32, Option<Instant>)>,
     /// The `--spread` hint was logged (once a run).
     hinted: std::sync::atomic::AtomicBool,
 }
@@ -164,7 +167,7 @@ impl Client {
             pace: std::sync::Mutex::new((retry::Pace::new(1), None)),
             slow: Default::default(),
             gate: Default::default(),
-            slow_failures: Default::default(),
+            congestion: Default::default(),
             hinted: Default::default(),
         })
     }
@@ -532,11 +535,12 @@ impl Client {
             {
                 crate::signals::sleep(pause, &what)?;
             }
-            // one request in flight at a time once GitLab was slow
+            // one request in flight at a time while GitLab is congested
             let one = self
                 .slow
                 .load(std::sync::atomic::Ordering::Relaxed)
                 .then(|| self.gate.lock().unwrap_or_else(|e| e.into_inner()));
+            crate::signals::check(&what)?;
             let t0 = Instant::now();
             let Some(left) = self
                 .ends
@@ -563,9 +567,6 @@ impl Client {
             let result = self.once(agent, method, path, pat, body, limit, cap);
             drop(one);
             let took = t0.elapsed();
-            if took >= retry::SLOW {
-                self.slow.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
             let mut limits = retry::Limits::default();
             let (outcome, retry_after, cause, reply) = match result {
                 Ok((reply, l)) => {
@@ -605,6 +606,9 @@ impl Client {
             match retry::classify(outcome, repeat) {
                 Step::Answer => {
                     if let Some(reply) = reply {
+                        if took < retry::SLOW {
+                            self.uncongested();
+                        }
                         self.paced(&what, &limits, took);
                         return Ok(reply);
                     }
@@ -660,11 +664,13 @@ impl Client {
                 attempt += 1;
                 continue;
             }
-            let slow_before = if took >= retry::SLOW && retry_after.is_none() {
-                self.slow_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            } else {
-                0
+            let slow_before = match outcome {
+                Outcome::Lost | Outcome::Status(500..=504)
+                    if took >= retry::SLOW && retry_after.is_none() =>
+                {
+                    self.congested(t0)
+                }
+                _ => 0,
             };
             let mut next = backoff.next_after(
                 retry_after,
@@ -711,6 +717,30 @@ impl Client {
             );
             crate::signals::sleep(sleep, &what)?;
             attempt += 1;
+        }
+    }
+
+    /// A slow failure of an attempt that started at `started`: the run is
+    /// congested (one request in flight at a time from now on), and the
+    /// number of congestion events before this one. Attempts that were in
+    /// flight together when the last counted event ended are that event.
+    fn congested(&self, started: Instant) -> u32 {
+        self.slow.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut c = self.congestion.lock().unwrap_or_else(|e| e.into_inner());
+        match c.1 {
+            Some(end) if started < end => c.0.saturating_sub(1),
+            _ => {
+                c.0 += 1;
+                c.1 = Some(Instant::now());
+                c.0 - 1
+            }
+        }
+    }
+
+    /// A fast answer: the queue is gone.
+    fn uncongested(&self) {
+        if self.slow.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            *self.congestion.lock().unwrap_or_else(|e| e.into_inner()) = (0, None);
         }
     }
 

@@ -109,7 +109,9 @@ impl Backoff {
     /// the run met before (`slow_before`): Puma still serves what Workhorse
     /// gave up on, so retries that come back as fast as they failed keep
     /// the queue past the timeout for ever (a congestion collapse). Up to
-    /// [`BACKOFF_MAX`]; never past the deadline.
+    /// [`BACKOFF_MAX`]; a wait that would pass the deadline becomes a last
+    /// try at a random time in the second half of what is left, not the
+    /// short plain one (every congested host would come back at once).
     pub fn next_after(
         &mut self,
         retry_after: Option<Duration>,
@@ -128,7 +130,10 @@ impl Backoff {
             .min(BACKOFF_MAX.max(took));
         match now.checked_add(slow) {
             Some(t) if t <= self.deadline => Some(wait.max(slow)),
-            _ => Some(wait),
+            _ => {
+                let left = self.deadline.saturating_duration_since(now);
+                Some(wait.max(left.mul_f64(0.5 + rand.clamp(0.0, 1.0) / 2.0)))
+            }
         }
     }
 }
@@ -443,9 +448,11 @@ mod tests {
             (s(5), None, 40, 1.0, 60, Some(s(30))),
             // Retry-After wins
             (s(5), Some(s(1)), 2, 0.0, 60, Some(s(1))),
-            // the slow wait would pass the deadline: the plain one
-            (s(5), None, 0, 1.0, 2, Some(ms(500))),
-            (s(5), None, 3, 1.0, 20, Some(ms(500))),
+            // the slow wait would pass the deadline: a last try in the
+            // second half of what is left, never the short plain one
+            (s(5), None, 0, 1.0, 2, Some(s(2))),
+            (s(5), None, 0, 0.0, 2, Some(s(1))),
+            (s(5), None, 4, 0.0, 20, Some(s(10))),
             // even the plain one would
             (s(5), None, 0, 1.0, 0, None),
         ];

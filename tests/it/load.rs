@@ -508,3 +508,44 @@ fn sigterm_during_the_spread_stops_at_once() {
     assert!(gl.world().requests.is_empty());
     assert!(!p.exists("runner-data.json") && !p.exists("config.toml"));
 }
+
+/// A GitLab that is slow but healthy (1.2 s an answer: far away, or
+/// busy without a queue past its proxy) keeps a run's reads side by side:
+/// `--stateless` with 24 runners to read, the details are read eight at a
+/// time, not one after another (only a slow failure means a queue).
+#[test]
+fn a_slow_but_healthy_gitlab_keeps_the_reads_side_by_side() {
+    let mut w = World::default();
+    for i in 0..24 {
+        w.add_runner(&format!("{HOST}-old{i}"), &[HOST], false);
+    }
+    let gl = FakeGitlab::start(w);
+    gl.world().latency = Some(Duration::from_millis(1200));
+    let p = stateless_prefix();
+    let r = run(
+        &p,
+        &gl,
+        &["--stateless", "--wait", "60s", "--timeout", "20s"],
+    );
+    assert_code(&r, 0);
+    let w = gl.world();
+    let at: Vec<Instant> = w
+        .requests
+        .iter()
+        .filter(|q| {
+            q.method == "GET" && q.path.starts_with("/runners/") && q.path != "/runners/all"
+        })
+        .map(|q| q.at)
+        .collect();
+    assert!(at.len() >= 24, "{:?}", w.lines());
+    // the most details reads that arrived within 0.6 s of one another
+    let together = (0..at.len())
+        .map(|i| {
+            at.iter()
+                .filter(|t| t.duration_since(at[i]) < Duration::from_millis(600) && **t >= at[i])
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(together >= 8, "{together} at a time: {r:?}");
+}
