@@ -338,7 +338,13 @@ fn table(load: Load) {
     if let Some(exe) = other_binary() {
         // an older binary (the figures before a change) may lack --spread
         println!("      (the binary {exe})");
-        runs.retain(|(_, spread, _)| spread.is_none());
+        let help = std::process::Command::new(&exe)
+            .arg("--help")
+            .output()
+            .unwrap();
+        if !String::from_utf8_lossy(&help.stdout).contains("--spread") {
+            runs.retain(|(_, spread, _)| spread.is_none());
+        }
     }
     for (hosts, spread, access) in runs {
         let f = cluster(load, hosts, spread, access);
