@@ -617,7 +617,7 @@ impl Client {
                     // a slow one (Workhorse's proxy timeout): whatever the
                     // caller sends next waits for that queue to drain
                     if took >= retry::SLOW {
-                        let at = Instant::now() + took.mul_f64(0.5 + retry::random() / 2.0);
+                        let at = Instant::now() + retry::half_to_whole(took, retry::random());
                         self.pace().1 = Some(at.min(self.deadline));
                     }
                     return Err(Error::new(

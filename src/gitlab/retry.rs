@@ -93,7 +93,7 @@ impl Backoff {
             Some(r) => r
                 .checked_add(r.checked_mul(1)?.mul_f64(rand / 2.0))?
                 .checked_add(self.delay.mul_f64(rand / 2.0))?,
-            None => self.delay.mul_f64(0.5 + rand / 2.0),
+            None => half_to_whole(self.delay, rand),
         };
         if now.checked_add(wait).is_none_or(|t| t > self.deadline) {
             return None;
@@ -124,15 +124,13 @@ impl Backoff {
         if retry_after.is_some() || took < SLOW {
             return Some(wait);
         }
-        let slow = took
-            .saturating_mul(1 << slow_before.min(5))
-            .mul_f64(0.5 + rand.clamp(0.0, 1.0) / 2.0)
+        let slow = half_to_whole(took.saturating_mul(1 << slow_before.min(5)), rand)
             .min(BACKOFF_MAX.max(took));
         match now.checked_add(slow) {
             Some(t) if t <= self.deadline => Some(wait.max(slow)),
             _ => {
                 let left = self.deadline.saturating_duration_since(now);
-                Some(wait.max(left.mul_f64(0.5 + rand.clamp(0.0, 1.0) / 2.0)))
+                Some(wait.max(half_to_whole(left, rand)))
             }
         }
     }
@@ -352,8 +350,13 @@ pub const HINT_MAX: Duration = Duration::from_secs(300);
 /// not fail every host that boots during it. `None` for a longer one (a
 /// limit this run cannot outwait: say so now) or less than a second left.
 pub fn last_try(retry_after: Duration, left: Duration, rand: f64) -> Option<Duration> {
-    (retry_after <= HINT_MAX && left >= Duration::from_secs(1))
-        .then(|| left.mul_f64(0.5 + rand.clamp(0.0, 1.0) / 2.0))
+    (retry_after <= HINT_MAX && left >= Duration::from_secs(1)).then(|| half_to_whole(left, rand))
+}
+
+/// A random time in [d/2, d] for `rand` in [0, 1]: the jitter of every
+/// wait here, so that hosts told the same thing do not come back together.
+pub fn half_to_whole(d: Duration, rand: f64) -> Duration {
+    d.mul_f64(0.5 + rand.clamp(0.0, 1.0) / 2.0)
 }
 
 /// A number in [0, 1) from the process's random hasher seed.
