@@ -299,7 +299,7 @@ impl Settings {
     /// request within `--wait` and one `--timeout`, then a call that issues
     /// a token, already sent, waits for its answer.
     pub fn longest_run(&self) -> Duration {
-        self.spread + self.wait + self.timeout + self.timeout.max(crate::gitlab::ISSUING_TIMEOUT)
+        self.spread + self.wait + self.timeout + crate::gitlab::issuing_timeout(self.timeout)
     }
 
     pub fn from_args(a: &Args, credentials_dir: Option<PathBuf>) -> Result<Settings> {

@@ -102,7 +102,13 @@ pub struct Client {
 
 /// Longer than GitLab's own request timeout (Puma's worker timeout, 60 s):
 /// after it, a request GitLab was still working on has been ended.
-pub const ISSUING_TIMEOUT: Duration = Duration::from_secs(65);
+const ISSUING_TIMEOUT: Duration = Duration::from_secs(65);
+
+/// How long a call that issues a token waits for its answer with
+/// `--timeout` `timeout`: [`ISSUING_TIMEOUT`] at least.
+pub fn issuing_timeout(timeout: Duration) -> Duration {
+    timeout.max(ISSUING_TIMEOUT)
+}
 
 /// The most of an answer read: every answer but a runner's details is a
 /// few hundred bytes.
@@ -158,7 +164,7 @@ impl Client {
         }
         Ok(Client {
             agent: agent(timeout),
-            issuing: agent(timeout.max(ISSUING_TIMEOUT)),
+            issuing: agent(issuing_timeout(timeout)),
             base: base.to_string(),
             wait,
             timeout,
@@ -558,7 +564,7 @@ impl Client {
             };
             let (agent, own) = match repeat {
                 Repeat::Safe => (&self.agent, self.timeout),
-                Repeat::Issuing => (&self.issuing, self.timeout.max(ISSUING_TIMEOUT)),
+                Repeat::Issuing => (&self.issuing, issuing_timeout(self.timeout)),
             };
             // a read gets the agent's own timeout, or less when the run
             // ends sooner; a call that issues a token keeps its own, so

@@ -497,7 +497,7 @@ fn start_timeout(u: &Unit, s: &Settings, r: &mut Report) {
         s.spread.as_secs(),
         s.wait.as_secs(),
         s.timeout.as_secs(),
-        s.timeout.max(crate::gitlab::ISSUING_TIMEOUT).as_secs()
+        crate::gitlab::issuing_timeout(s.timeout).as_secs()
     );
     match timespan(shown) {
         _ if shown.is_empty() => r.skip("start timeout", format!("{UNIT}'s TimeoutStartSec= is unknown")),
@@ -840,6 +840,8 @@ fn config_path(u: &Unit, s: &Settings, file: Option<&Path>, r: &mut Report) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn systemd_time_spans_are_read() {
         let s = |n| Some(Some(Duration::from_secs(n)));
@@ -859,8 +861,6 @@ mod tests {
             assert_eq!(timespan(text), want, "{text}");
         }
     }
-
-    use super::*;
 
     #[test]
     fn systemctl_show_is_parsed() {
