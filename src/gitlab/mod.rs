@@ -85,16 +85,16 @@ pub struct Client {
     /// before the `Instant` (its turn under a throttle, or a pause while
     /// Puma's queue is long).
     pace: std::sync::Mutex<(retry::Pace, Option<Instant>)>,
-    /// A slow failure (a 5xx or a lost answer after [`retry::SLOW`] or
-    /// more: a queue past its proxy's timeout): until a fast answer, this
-    /// run has one request in flight at a time ([`Client::gate`]), so that
-    /// its reads side by side do not lengthen the queue they wait in. A
-    /// GitLab that is merely slow (far away) keeps them side by side.
-    slow: std::sync::atomic::AtomicBool,
+    /// Held by the request in flight while the run is congested.
     gate: std::sync::Mutex<()>,
-    /// The congestion this run met: how many times (requests in flight
-    /// together that fail together count once), and when the last one
-    /// counted ended; each makes the next slow failure wait longer.
+    /// The congestion this run met since its last fast answer: how many
+    /// slow failures (a 5xx or a lost answer after [`retry::SLOW`] or
+    /// more: a queue past its proxy's timeout; requests in flight together
+    /// that fail together count once), and when the last one counted
+    /// ended. Each makes the next slow failure wait longer, and while there
+    /// is any the run has one request in flight at a time ([`Client::gate`]),
+    /// so that its reads side by side do not lengthen the queue they wait
+    /// in. A GitLab that is merely slow (far away) keeps them side by side.
     congestion: std::sync::Mutex<(u32, Option<Instant>)>,
     /// The `--spread` hint was logged (once a run).
     hinted: std::sync::atomic::AtomicBool,
@@ -171,7 +171,6 @@ impl Client {
             deadline: Instant::now() + wait,
             ends: Instant::now() + wait + timeout,
             pace: std::sync::Mutex::new((retry::Pace::new(1), None)),
-            slow: Default::default(),
             gate: Default::default(),
             congestion: Default::default(),
             hinted: Default::default(),
@@ -542,10 +541,9 @@ impl Client {
                 crate::signals::sleep(pause, &what)?;
             }
             // one request in flight at a time while GitLab is congested
-            let one = self
-                .slow
-                .load(std::sync::atomic::Ordering::Relaxed)
-                .then(|| self.gate.lock().unwrap_or_else(|e| e.into_inner()));
+            // (the congestion lock is let go before the gate is waited for)
+            let congested = self.congestion().0 > 0;
+            let one = congested.then(|| self.gate.lock().unwrap_or_else(|e| e.into_inner()));
             crate::signals::check(&what)?;
             let t0 = Instant::now();
             let Some(left) = self
@@ -652,10 +650,9 @@ impl Client {
                     .per_minute
                     .filter(|_| !self.hinted.swap(true, std::sync::atomic::Ordering::Relaxed))
                     .map(|m| {
+                        let rate = m as f64 / 60.0;
                         format!(
-                            "; it admits {:.1} requests a second, so a cluster starting together stays under it with --spread of (nodes × runners ÷ {:.1}) seconds (README: Fleets)",
-                            m as f64 / 60.0,
-                            m as f64 / 60.0
+                            "; it admits {rate:.1} requests a second, so a cluster starting together stays under it with --spread of (nodes × runners ÷ {rate:.1}) seconds (README: Fleets)"
                         )
                     })
                     .unwrap_or_default();
@@ -731,8 +728,7 @@ impl Client {
     /// number of congestion events before this one. Attempts that were in
     /// flight together when the last counted event ended are that event.
     fn congested(&self, started: Instant) -> u32 {
-        self.slow.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut c = self.congestion.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = self.congestion();
         match c.1 {
             Some(end) if started < end => c.0.saturating_sub(1),
             _ => {
@@ -745,9 +741,11 @@ impl Client {
 
     /// A fast answer: the queue is gone.
     fn uncongested(&self) {
-        if self.slow.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            *self.congestion.lock().unwrap_or_else(|e| e.into_inner()) = (0, None);
-        }
+        *self.congestion() = (0, None);
+    }
+
+    fn congestion(&self) -> std::sync::MutexGuard<'_, (u32, Option<Instant>)> {
+        self.congestion.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// After an answer GitLab served: the pause before this run's next
