@@ -19,8 +19,7 @@ pub fn run(s: &Settings, facts: &mut Facts) -> Result<Outcome> {
         return Ok(Outcome::NotConfigured);
     };
     if let Some(d) = spread(s)? {
-        engine.client.spread_by(d);
-        engine.now = crate::clock::now();
+        engine.waited(d);
     }
     match reconcile(s, engine, facts) {
         Err(e)
@@ -132,10 +131,7 @@ fn several(s: &Settings, gitlabs: &[Settings], facts: &mut Facts) -> Result<Outc
         return preview(s, gitlabs, engines);
     }
     if let Some(d) = spread(s)? {
-        for e in &mut engines {
-            e.client.spread_by(d);
-            e.now = crate::clock::now();
-        }
+        engines.iter_mut().for_each(|e| e.waited(d));
     }
     let mut types = 0;
     let mut pending = false;

@@ -92,6 +92,13 @@ impl Engine {
         })
     }
 
+    /// The run waited `d` (`--spread`) before its first request: its
+    /// deadlines and its clock count from now.
+    pub fn waited(&mut self, d: std::time::Duration) {
+        self.client.spread_by(d);
+        self.now = clock::now();
+    }
+
     /// Read everything (no write to GitLab or disk); `prune` lists this
     /// host's runners.
     pub fn observe(&self, s: &Settings, prune: bool) -> Result<Observation> {
