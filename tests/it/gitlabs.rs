@@ -71,6 +71,12 @@ pub(crate) fn two() -> Two {
 }
 
 impl Two {
+    /// Forget the requests both fakes have seen so far.
+    pub(crate) fn clear_requests(&self) {
+        self.first.world().requests.clear();
+        self.second.world().requests.clear();
+    }
+
     pub(crate) fn run(&self, args: &[&str]) -> Run {
         run(&self.p, &self.first, args)
     }
@@ -125,8 +131,7 @@ fn a_first_run_creates_each_runner_on_its_own_gitlab() {
         t.p.snapshot("config.toml"),
         t.p.snapshot("runner-data.json"),
     );
-    t.first.world().requests.clear();
-    t.second.world().requests.clear();
+    t.clear_requests();
     let r = t.run(&[]);
     assert_code(&r, 0);
     assert!(verify_only(&t.first.world().lines()), "{r:?}");
@@ -269,8 +274,7 @@ fn a_type_moved_to_another_gitlab_is_a_new_runner_there() {
     // --prune deletes the old one on the first GitLab; the second needs
     // its own access token to list its runners, found before the first
     // GitLab is asked anything
-    t.first.world().requests.clear();
-    t.second.world().requests.clear();
+    t.clear_requests();
     let r = t.run(&["--prune"]);
     assert_code(&r, 78);
     assert!(t.first.world().requests.is_empty(), "{r:?}");
@@ -425,8 +429,7 @@ fn doctor_checks_each_gitlab_with_its_own_tokens() {
     let t = two();
     t.p.write(&t.gpu_access(), ADMIN_PAT);
     assert_code(&t.run(&[]), 0);
-    t.first.world().requests.clear();
-    t.second.world().requests.clear();
+    t.clear_requests();
     let r = t.run(&["doctor"]);
     assert_code(&r, 0);
     let dir = path_str(&t.p.path(&authority(&t.second)));
@@ -479,8 +482,7 @@ fn status_reports_each_gitlabs_runners_in_one_report() {
     let t = two();
     t.p.write(&t.gpu_access(), ADMIN_PAT);
     assert_code(&t.run(&[]), 0);
-    t.first.world().requests.clear();
-    t.second.world().requests.clear();
+    t.clear_requests();
     let r = t.run(&["status"]);
     assert_code(&r, 0);
     let header = r.stdout.lines().next().unwrap();

@@ -59,16 +59,11 @@ fn report(name: &str, t: &Two, r: &Run) {
     );
 }
 
-fn clear(t: &Two) {
-    t.first.world().requests.clear();
-    t.second.world().requests.clear();
-}
-
 #[test]
 fn credentials_taken_away_keep_the_second_gitlabs_tokens_off_the_first() {
     let t = two_pats();
     assert_code(&t.run(&[]), 0);
-    clear(&t);
+    t.clear_requests();
     std::fs::rename(
         t.p.path(&authority(&t.second)),
         t.p.dir
@@ -79,15 +74,15 @@ fn credentials_taken_away_keep_the_second_gitlabs_tokens_off_the_first() {
     .unwrap();
     let r = t.run(&[]);
     report("r1 run", &t, &r);
-    clear(&t);
+    t.clear_requests();
     for cmd in [["status"], ["doctor"], ["plan"]] {
         let r = t.run(&cmd);
         report(cmd[0], &t, &r);
-        clear(&t);
+        t.clear_requests();
     }
     let r = t.run(&["unregister", "--dry-run"]);
     report("unregister dry", &t, &r);
-    clear(&t);
+    t.clear_requests();
     let r = t.run(&["--prune"]);
     report("prune", &t, &r);
     assert!(leaks(&t.second, &t.first).is_empty());
@@ -97,7 +92,7 @@ fn credentials_taken_away_keep_the_second_gitlabs_tokens_off_the_first() {
 fn a_type_moved_back_never_sends_its_old_token_to_the_first() {
     let t = two_pats();
     assert_code(&t.run(&[]), 0);
-    clear(&t);
+    t.clear_requests();
     let text = template(&t.first.url(), &t.first.url());
     t.p.write("config.template", &text);
     let r = t.run(&[]);
@@ -109,7 +104,7 @@ fn a_type_moved_back_never_sends_its_old_token_to_the_first() {
 fn unregister_without_the_second_gitlabs_credentials_sends_it_nothing_of_it() {
     let t = two_pats();
     assert_code(&t.run(&[]), 0);
-    clear(&t);
+    t.clear_requests();
     std::fs::rename(
         t.p.path(&authority(&t.second)),
         t.p.dir
@@ -127,7 +122,7 @@ fn unregister_without_the_second_gitlabs_credentials_sends_it_nothing_of_it() {
 fn a_leftover_state_file_after_a_move_sends_no_token_across() {
     let t = two_pats();
     assert_code(&t.run(&[]), 0);
-    clear(&t);
+    t.clear_requests();
     let state = t.p.read("runner-data.json");
     t.p.write(".runner-data.json.tmp-999999999", &state);
     // batch moves to the second GitLab, gpu to the first: gpu's leftover
@@ -154,7 +149,7 @@ fn a_leftover_state_file_after_a_move_sends_no_token_across() {
 fn a_leftover_config_file_after_a_move_sends_no_token_across() {
     let t = two_pats();
     assert_code(&t.run(&[]), 0);
-    clear(&t);
+    t.clear_requests();
     let cfg = t.p.read("config.toml");
     t.p.write(".config.toml.tmp-999999999", &cfg);
     // gpu moves to the first GitLab, batch to second
@@ -210,7 +205,7 @@ fn block_token(config: &str, name: &str) -> (String, String) {
 fn a_type_moved_to_the_second_sends_it_no_token_of_the_first() {
     let t = two_pats();
     assert_code(&t.run(&[]), 0);
-    clear(&t);
+    t.clear_requests();
     t.p.write("config.template", &batch_to_second(&t));
     let r = t.run(&[]);
     report("r6 run", &t, &r);
@@ -222,7 +217,7 @@ fn a_type_moved_to_a_gitlab_that_is_down_gets_no_old_token_in_its_block() {
     let t = two_pats();
     assert_code(&t.run(&[]), 0);
     let batch_tok = t.p.state_token("batch");
-    clear(&t);
+    t.clear_requests();
     t.p.write("config.template", &batch_to_second(&t));
     t.second.world().fault(
         None,
@@ -260,7 +255,7 @@ fn credentials_gone_then_back_send_no_token_across() {
     let r = t.run(&[]);
     report("r7 gone", &t, &r);
     eprintln!("state {}", t.p.read("runner-data.json"));
-    clear(&t);
+    t.clear_requests();
     std::fs::rename(&away, &dir).unwrap();
     let r = t.run(&[]);
     report("r7 back", &t, &r);
@@ -286,7 +281,7 @@ fn every_command_without_the_second_gitlabs_credentials_keeps_its_tokens_off_the
         if cmd[0] == "--stateless" {
             std::fs::remove_file(t.p.path("runner-data.json")).unwrap();
         }
-        clear(&t);
+        t.clear_requests();
         let dir = t.p.path(&authority(&t.second));
         std::fs::remove_dir_all(&dir).unwrap();
         let r = t.run(&cmd);
@@ -322,7 +317,7 @@ fn one_gitlab_spelt_two_ways_is_one_gitlab() {
     let r = t.run(&[]);
     report("r9 first", &t, &r);
     eprintln!("state {}", t.p.read("runner-data.json"));
-    clear(&t);
+    t.clear_requests();
     let r = t.run(&[]);
     report("r9 second", &t, &r);
     assert!(leaks(&t.first, &t.second).is_empty());
@@ -413,7 +408,7 @@ fn credentials_an_attacker_plants_are_refused() {
     let r = run_cmd(c);
     report("r11 systemd run", &t, &r);
     assert_code(&r, 0);
-    clear(&t);
+    t.clear_requests();
     // then an admin runs status from a shell: no $CREDENTIALS_DIRECTORY
     let r = t.run(&["status"]);
     report("r11 status from shell", &t, &r);
@@ -477,7 +472,7 @@ fn sigkill_at_every_request_of_both_gitlabs_loses_nothing() {
                     }
                 }
             }
-            clear(&t);
+            t.clear_requests();
             t
         };
         let t = setup();
