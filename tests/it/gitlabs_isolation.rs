@@ -120,39 +120,24 @@ fn unregister_without_the_second_gitlabs_credentials_sends_it_nothing_of_it() {
 
 #[test]
 fn a_leftover_state_file_after_a_move_sends_no_token_across() {
-    let t = two_pats();
-    assert_code(&t.run(&[]), 0);
-    t.clear_requests();
-    let state = t.p.read("runner-data.json");
-    t.p.write(".runner-data.json.tmp-999999999", &state);
-    // batch moves to the second GitLab, gpu to the first: gpu's leftover
-    // token (from the second) is the first's type now
-    let text = moved(
-        &moved(
-            &template(&t.first.url(), &t.second.url()),
-            "batch",
-            &t.first,
-            &t.second,
-        ),
-        "gpu",
-        &t.second,
-        &t.first,
-    );
-    t.p.write("config.template", &text);
-    let r = t.run(&[]);
-    report("r4 run", &t, &r);
-    assert!(leaks(&t.second, &t.first).is_empty());
-    assert!(leaks(&t.first, &t.second).is_empty());
+    a_leftover_after_a_swap_sends_no_token_across("runner-data.json", "r4 run");
 }
 
 #[test]
 fn a_leftover_config_file_after_a_move_sends_no_token_across() {
+    a_leftover_after_a_swap_sends_no_token_across("config.toml", "r5 run");
+}
+
+/// A leftover temporary copy of `file` (a run killed while writing it),
+/// then batch moves to the second GitLab and gpu to the first: gpu's
+/// leftover token (from the second) is the first's type now. Neither
+/// GitLab sees the other's token.
+fn a_leftover_after_a_swap_sends_no_token_across(file: &str, label: &str) {
     let t = two_pats();
     assert_code(&t.run(&[]), 0);
     t.clear_requests();
-    let cfg = t.p.read("config.toml");
-    t.p.write(".config.toml.tmp-999999999", &cfg);
-    // gpu moves to the first GitLab, batch to second
+    let copy = t.p.read(file);
+    t.p.write(&format!(".{file}.tmp-999999999"), &copy);
     let text = moved(
         &moved(
             &template(&t.first.url(), &t.second.url()),
@@ -166,7 +151,7 @@ fn a_leftover_config_file_after_a_move_sends_no_token_across() {
     );
     t.p.write("config.template", &text);
     let r = t.run(&[]);
-    report("r5 run", &t, &r);
+    report(label, &t, &r);
     assert!(leaks(&t.second, &t.first).is_empty());
     assert!(leaks(&t.first, &t.second).is_empty());
 }
