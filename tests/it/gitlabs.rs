@@ -71,6 +71,19 @@ pub(crate) fn two() -> Two {
 }
 
 impl Two {
+    /// The second GitLab answers every request 503 (down).
+    pub(crate) fn second_down(&self) {
+        self.second.world().fault(
+            None,
+            "/",
+            FaultKind::Status {
+                status: 503,
+                retry_after: None,
+            },
+            10_000,
+        );
+    }
+
     /// Forget the requests both fakes have seen so far.
     pub(crate) fn clear_requests(&self) {
         self.first.world().requests.clear();
@@ -193,15 +206,7 @@ fn one_gitlab_down_never_stops_the_other() {
     // the first's shell token dies, the second goes down
     let shell = t.p.state_id("shell");
     t.first.world().runners.remove(&shell);
-    t.second.world().fault(
-        None,
-        "/",
-        FaultKind::Status {
-            status: 503,
-            retry_after: None,
-        },
-        10_000,
-    );
+    t.second_down();
     let gpu_block = |p: &Prefix| {
         let c = p.read("config.toml");
         c[c.find("node12-gpu").unwrap()..].to_string()
@@ -546,15 +551,7 @@ fn status_reports_each_gitlabs_runners_in_one_report() {
 fn status_names_an_unreachable_gitlab_and_reports_the_others() {
     let t = two();
     assert_code(&t.run(&[]), 0);
-    t.second.world().fault(
-        None,
-        "/",
-        FaultKind::Status {
-            status: 503,
-            retry_after: None,
-        },
-        10_000,
-    );
+    t.second_down();
     let r = t.run(&["status", "--json", "--wait", "1s"]);
     assert_code(&r, 69);
     assert!(
@@ -670,15 +667,7 @@ fn unregister_goes_on_when_one_gitlab_is_down() {
     let t = two();
     assert_code(&t.run(&[]), 0);
     let gpu = t.p.state_id("gpu");
-    t.second.world().fault(
-        None,
-        "/",
-        FaultKind::Status {
-            status: 503,
-            retry_after: None,
-        },
-        10_000,
-    );
+    t.second_down();
     let r = t.run(&["unregister", "--wait", "1s"]);
     assert_code(&r, 69);
     assert!(

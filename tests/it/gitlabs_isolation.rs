@@ -204,15 +204,7 @@ fn a_type_moved_to_a_gitlab_that_is_down_gets_no_old_token_in_its_block() {
     let batch_tok = t.p.state_token("batch");
     t.clear_requests();
     t.p.write("config.template", &batch_to_second(&t));
-    t.second.world().fault(
-        None,
-        "/",
-        FaultKind::Status {
-            status: 503,
-            retry_after: None,
-        },
-        10_000,
-    );
+    t.second_down();
     let r = t.run(&["--wait", "1s", "--offline-ok"]);
     report("r6b run", &t, &r);
     let (url, tok) = block_token(&t.p.read("config.toml"), "node12-batch");
@@ -499,15 +491,7 @@ fn sigkill_at_every_request_of_both_gitlabs_loses_nothing() {
 #[test]
 fn offline_ok_keeps_no_config_toml_that_was_not_there() {
     let t = two_pats();
-    t.second.world().fault(
-        None,
-        "/",
-        FaultKind::Status {
-            status: 503,
-            retry_after: None,
-        },
-        10_000,
-    );
+    t.second_down();
     assert!(!t.p.exists("config.toml"));
     let r = t.run(&["--wait", "1s", "--offline-ok"]);
     report("r13", &t, &r);
